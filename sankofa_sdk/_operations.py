@@ -56,7 +56,7 @@ def format_epoch(seconds: float) -> str:
 
     This is the form the SDK stamps on every operation.
     """
-    millis = int(round(seconds * 1000))
+    millis = round(seconds * 1000)
     whole, ms = divmod(millis, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
 

@@ -1,0 +1,515 @@
+"""``Client``: the public calls. Each one validates, stamps and queues; nothing else happens here."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import ipaddress
+import logging
+import os
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
+
+from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
+from ._identity import Identity, IdentityScope
+from ._log import ThrottledWarning, logger
+from ._operations import MAX_REQUEST_BYTES
+from ._serialize import Operation, describe_operation
+from ._stats import Stats
+from ._transport import Transport
+from ._validate import (
+    call_time,
+    check_alias_id,
+    check_distinct_id,
+    check_event_name,
+    check_keys,
+    copy_mapping,
+)
+from ._version import __version__
+from ._worker import Worker
+
+DEFAULT_HOST = "https://api.sankofa.dev"
+LIB_VERSION = f"python-{__version__}"
+
+ErrorHandler = Callable[[SankofaError, dict[str, Any]], None]
+
+
+def mask_key(api_key: str) -> str:
+    """Show enough of a key to tell keys apart in logs, never enough to use it."""
+    if len(api_key) < 12:
+        return "…"
+    prefix = api_key[:8] if api_key.startswith(("sk_live_", "sk_test_")) else ""
+    return f"{prefix}…{api_key[-4:]}"
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _normalise_host(host: str) -> str:
+    if not isinstance(host, str) or not host.strip():
+        raise ConfigurationError("host must be a URL such as 'https://api.sankofa.dev'")
+    host = host.strip().rstrip("/")
+    if "://" not in host:
+        logger.warning("sankofa_sdk: host %r has no scheme; using https://%s", host, host)
+        host = "https://" + host
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"host must be an http(s) URL, got {host!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        logger.warning(
+            "sankofa_sdk: host %s uses plain http to a non-loopback address: the API key and the "
+            "data travel unencrypted",
+            host,
+        )
+    return host
+
+
+class Client:
+    """Sends analytics calls to a Sankofa engine from a background thread.
+
+    Every call validates its arguments, stamps the time and puts the operation on a bounded
+    in-memory queue; a background thread sends the queue in batches to ``POST /api/v1/batch``
+    and retries where that is safe. Calls never block on the network and, unless
+    ``strict=True``, never raise: invalid calls and undeliverable operations are logged,
+    counted in :meth:`stats` and passed to ``on_error``.
+
+    >>> client = Client("sk_live_...", host="https://api.sankofa.dev")
+    >>> client.identify("user_42", {"email": "ada@example.com"})
+    >>> client.track("Plan Upgraded", {"plan": "pro"})
+    >>> client.shutdown()
+
+    Options (all keyword-only):
+
+    - ``flush_at`` (100): send when this many operations are queued.
+    - ``flush_interval`` (0.5 s): send at least this often while anything is queued.
+    - ``max_queue_size`` (10,000): calls beyond this are dropped and counted, never blocked.
+    - ``max_batch_bytes`` (1,000,000): a batch's JSON size limit (the engine takes 4 MiB).
+    - ``gzip`` (False): compress request bodies.
+    - ``timeout`` (10 s): per HTTP request.
+    - ``max_retries`` (10), ``backoff_base`` (0.5 s), ``backoff_max`` (30 s),
+      ``max_retry_time`` (300 s): retry policy for 429, 5xx and network errors.
+    - ``shutdown_timeout`` (5 s): how long :meth:`shutdown` (and so interpreter exit) may take.
+    - ``sync_mode`` (False): send each call on the caller's thread (scripts, serverless).
+    - ``send`` (True): False accepts calls and drops them (tests).
+    - ``disabled`` (False): every call is a no-op.
+    - ``strict`` (False): raise :class:`ValidationError` from invalid calls.
+    - ``on_error`` (None): ``on_error(error, operation)`` for every invalid call and every
+      operation that was not delivered.
+    - ``debug`` (False): log each payload at DEBUG level.
+    - ``verify`` (True): verify TLS certificates. Turning it off logs a warning.
+    """
+
+    def __init__(
+        self,
+        api_key: Optional[str],
+        host: str = DEFAULT_HOST,
+        *,
+        flush_at: int = 100,
+        flush_interval: float = 0.5,
+        max_queue_size: int = 10_000,
+        max_batch_bytes: int = 1_000_000,
+        gzip: bool = False,
+        timeout: float = 10.0,
+        max_retries: int = 10,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        max_retry_time: float = 300.0,
+        shutdown_timeout: float = 5.0,
+        sync_mode: bool = False,
+        send: bool = True,
+        disabled: bool = False,
+        strict: bool = False,
+        on_error: Optional[ErrorHandler] = None,
+        debug: bool = False,
+        verify: bool = True,
+        sleep: Optional[Callable[[float], None]] = None,
+    ) -> None:
+        self._disabled = bool(disabled)
+        if not self._disabled and (not isinstance(api_key, str) or not api_key.strip()):
+            raise ConfigurationError(
+                "api_key is required: pass the project's key (sk_live_… or sk_test_…), "
+                "or disabled=True"
+            )
+        self._api_key = api_key or ""
+        self.host = _normalise_host(host)
+        _check_options(
+            flush_at,
+            flush_interval,
+            max_queue_size,
+            max_batch_bytes,
+            timeout,
+            max_retries,
+            shutdown_timeout,
+            on_error,
+        )
+        if not verify:
+            logger.warning("sankofa_sdk: TLS certificate verification is OFF (verify=False)")
+        if debug:
+            logger.setLevel(logging.DEBUG)
+        self._strict = bool(strict)
+        self._sync_mode = bool(sync_mode)
+        self._send = bool(send)
+        self._on_error = on_error
+        self._shutdown_timeout = float(shutdown_timeout)
+        self._closed = False
+        self._warnings = ThrottledWarning()
+        self._identity = IdentityScope()
+        self._stats = Stats()
+        self._transport = Transport(
+            self._api_key,
+            self.host,
+            timeout=timeout,
+            gzip=gzip,
+            verify=verify,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_retry_time=max_retry_time,
+            sleep=sleep,
+            on_retry=self._stats.add_retry,
+        )
+        self._worker = Worker(
+            transport=self._transport,
+            stats=self._stats,
+            report=self._report_delivery_failure,
+            flush_at=flush_at,
+            flush_interval=flush_interval,
+            max_queue_size=max_queue_size,
+            max_batch_bytes=max_batch_bytes,
+            lib_version=LIB_VERSION,
+            debug=debug,
+        )
+        _register_at_fork(self)
+        atexit.register(self._shutdown_at_exit)
+
+    def __repr__(self) -> str:
+        mode = "disabled" if self._disabled else "sync" if self._sync_mode else "background"
+        return f"<sankofa_sdk.Client host={self.host!r} api_key={mask_key(self._api_key)!r} mode={mode}>"
+
+    # --- the public calls -----------------------------------------------------------------
+
+    def track(
+        self,
+        event_name: str,
+        properties: Optional[Mapping[str, Any]] = None,
+        *,
+        distinct_id: Optional[str] = None,
+        timestamp: Any = None,
+        default_properties: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        """Record that ``event_name`` happened, for ``distinct_id`` or this context's user.
+
+        ``properties`` is copied at call time (top level), so changing the dict afterwards does
+        not change what is sent. Each event gets a ``$insert_id`` so duplicates can be recognised.
+        """
+        if self._disabled:
+            return
+        try:
+            name = (
+                event_name
+                if type(event_name) is str and event_name
+                else check_event_name(event_name)
+            )
+            user = (
+                self._identity.distinct_id_for_call()
+                if distinct_id is None
+                else check_distinct_id(distinct_id)
+            )
+            props = (
+                dict(properties)
+                if type(properties) is dict
+                else copy_mapping(properties, "properties")
+            )
+            defaults = (
+                None
+                if default_properties is None
+                else copy_mapping(default_properties, "default_properties")
+            )
+            stamp = time.time() if timestamp is None else call_time(timestamp)
+        except ValidationError as exc:
+            self._invalid(
+                exc, {"type": "track", "event_name": event_name, "distinct_id": distinct_id}
+            )
+            return
+        self._enqueue(("track", user, name, props, defaults, stamp))
+
+    def identify(
+        self,
+        distinct_id: str,
+        traits: Optional[Mapping[str, Any]] = None,
+        *,
+        anonymous_id: Optional[str] = None,
+        timestamp: Any = None,
+    ) -> None:
+        """Make ``distinct_id`` this context's user, stitching the anonymous id to it.
+
+        When ``anonymous_id`` is given, or this context is anonymous and its id was already used,
+        an alias ``anonymous → distinct_id`` is sent first. A known id is never aliased to another
+        known id. ``traits``, when given, are sent as a people update (like :meth:`people_set`).
+        """
+        if self._disabled:
+            return
+        try:
+            user = check_distinct_id(distinct_id)
+            anon = None if anonymous_id is None else check_alias_id(anonymous_id)
+            props = copy_mapping(traits, "traits")
+            stamp = call_time(timestamp)
+        except ValidationError as exc:
+            self._invalid(
+                exc, {"type": "identify", "distinct_id": distinct_id, "anonymous_id": anonymous_id}
+            )
+            return
+        source = self._identity.identify(user, anon)
+        if source is not None:
+            self._enqueue(("alias", user, source, None, None, stamp))
+        if props:
+            self._enqueue(("people", user, None, props, None, stamp))
+
+    def alias(self, alias_id: str, distinct_id: str, *, timestamp: Any = None) -> None:
+        """Link ``alias_id`` (an earlier id) to ``distinct_id``, so both read as one person."""
+        if self._disabled:
+            return
+        try:
+            source = check_alias_id(alias_id)
+            user = check_distinct_id(distinct_id)
+            if source == user:
+                raise ValidationError(
+                    "alias_id and distinct_id are the same id", reason="invalid_alias_id"
+                )
+            stamp = call_time(timestamp)
+        except ValidationError as exc:
+            self._invalid(exc, {"type": "alias", "alias_id": alias_id, "distinct_id": distinct_id})
+            return
+        self._enqueue(("alias", user, source, None, None, stamp))
+
+    def people_set(
+        self,
+        properties: Mapping[str, Any],
+        *,
+        distinct_id: Optional[str] = None,
+        timestamp: Any = None,
+    ) -> None:
+        """Set profile traits; keys not given are kept. A value of ``None`` removes that key."""
+        if self._disabled:
+            return
+        try:
+            props = copy_mapping(properties, "properties")
+            if props is None:
+                raise ValidationError(
+                    "people_set needs a mapping of traits", reason="invalid_properties"
+                )
+            user = (
+                self._identity.distinct_id_for_call()
+                if distinct_id is None
+                else check_distinct_id(distinct_id)
+            )
+            stamp = call_time(timestamp)
+        except ValidationError as exc:
+            self._invalid(exc, {"type": "people_set", "distinct_id": distinct_id})
+            return
+        self._enqueue(("people", user, None, props, None, stamp))
+
+    def people_unset(
+        self,
+        keys: Iterable[str],
+        *,
+        distinct_id: Optional[str] = None,
+        timestamp: Any = None,
+    ) -> None:
+        """Remove profile traits: the keys are sent with ``null`` (a string is one key)."""
+        if self._disabled:
+            return
+        try:
+            names = check_keys(keys)
+            user = (
+                self._identity.distinct_id_for_call()
+                if distinct_id is None
+                else check_distinct_id(distinct_id)
+            )
+            stamp = call_time(timestamp)
+        except ValidationError as exc:
+            self._invalid(exc, {"type": "people_unset", "distinct_id": distinct_id})
+            return
+        self._enqueue(("people", user, None, dict.fromkeys(names), None, stamp))
+
+    def reset(self) -> None:
+        """Forget this context's known user and start a fresh anonymous id (sign-out)."""
+        if not self._disabled:
+            self._identity.reset()
+
+    @contextmanager
+    def context(self, distinct_id: Optional[str] = None) -> Iterator[Identity]:
+        """A fresh identity for the ``with`` block: ``distinct_id`` if given, else anonymous.
+
+        ``identify`` and ``reset`` inside the block stay inside it.
+        """
+        if distinct_id is not None:
+            distinct_id = check_distinct_id(distinct_id)
+        with self._identity.scope(distinct_id) as identity:
+            yield identity
+
+    @property
+    def distinct_id(self) -> str:
+        """The id calls in this context use when they are not given one."""
+        return self._identity.current().distinct_id
+
+    # --- delivery control -----------------------------------------------------------------
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait until everything accepted so far was delivered or finally failed.
+
+        Returns False if ``timeout`` seconds passed first.
+        """
+        if self._disabled or self._sync_mode or not self._send:
+            return True
+        return self._worker.flush(timeout)
+
+    def shutdown(self, timeout: Optional[float] = None) -> None:
+        """Deliver what is queued (for at most ``timeout`` or ``shutdown_timeout`` seconds) and stop.
+
+        Idempotent. Registered with ``atexit``, so a process never exits with its events
+        unsent and never hangs at exit. Operations left when the time is up are reported as
+        dropped with reason ``"shutdown"``.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self._shutdown_at_exit)
+        if not self._disabled:
+            self._worker.shutdown(self._shutdown_timeout if timeout is None else float(timeout))
+        self._transport.close()
+
+    async def aflush(self, timeout: Optional[float] = None) -> bool:
+        """:meth:`flush` without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.flush, timeout)
+
+    async def ashutdown(self, timeout: Optional[float] = None) -> None:
+        """:meth:`shutdown` without blocking the event loop."""
+        await asyncio.get_running_loop().run_in_executor(None, self.shutdown, timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: accepted, queued, delivered, retried, failed, not_sent, dropped (by reason)."""
+        return self._stats.snapshot(accepted=self._worker.accepted, queued=self._worker.queued)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.shutdown()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _enqueue(self, op: Operation) -> None:
+        if self._closed:
+            self._drop("closed", op, "the client was shut down; call dropped")
+        elif self._sync_mode:
+            self._worker.deliver_now(op)
+        elif not self._send:
+            self._stats.add_not_sent()
+        elif not self._worker.submit(op):
+            self._drop("queue_full", op, "queue is full (max_queue_size); call dropped")
+
+    def _drop(self, reason: str, op: Operation, message: str) -> None:
+        self._stats.add_dropped(reason)
+        self._warnings.warn(reason, "sankofa_sdk: %s", message)
+        self._call_on_error(DeliveryError(message, reason=reason), describe_operation(op))
+
+    def _invalid(self, exc: ValidationError, call: dict[str, Any]) -> None:
+        self._stats.add_dropped("invalid")
+        if self._strict:
+            raise exc
+        self._warnings.warn(
+            exc.reason, "sankofa_sdk: invalid %s call dropped: %s", call.get("type"), exc
+        )
+        self._call_on_error(exc, call)
+
+    def _report_delivery_failure(self, error: DeliveryError, ops: list[Operation]) -> None:
+        self._warnings.warn(
+            "delivery:" + error.reason,
+            "sankofa_sdk: %d operation(s) not delivered (%s): %s",
+            len(ops),
+            error.reason,
+            error,
+            level=logging.ERROR,
+        )
+        for op in ops:
+            self._call_on_error(error, describe_operation(op))
+
+    def _call_on_error(self, error: SankofaError, operation: dict[str, Any]) -> None:
+        if self._on_error is None:
+            return
+        try:
+            self._on_error(error, operation)
+        except Exception:
+            logger.exception("sankofa_sdk: the on_error callback raised")
+
+    def _shutdown_at_exit(self) -> None:
+        try:
+            self.shutdown()
+        except Exception:
+            logger.exception("sankofa_sdk: error while shutting down at exit")
+
+    def _after_fork_in_child(self) -> None:
+        self._stats.reset()
+        self._transport.reset_after_fork()
+        self._worker.reset_after_fork()
+
+
+def _register_at_fork(client: Client) -> None:
+    # Through a weak reference, so the hook does not keep a discarded client alive.
+    ref = weakref.ref(client)
+
+    def after_in_child() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._after_fork_in_child()
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=after_in_child)
+
+
+def _check_options(
+    flush_at: int,
+    flush_interval: float,
+    max_queue_size: int,
+    max_batch_bytes: int,
+    timeout: float,
+    max_retries: int,
+    shutdown_timeout: float,
+    on_error: Optional[ErrorHandler],
+) -> None:
+    problems = []
+    if not 1 <= flush_at <= 1000:
+        problems.append("flush_at must be between 1 and 1000")
+    if not flush_interval > 0:
+        problems.append("flush_interval must be > 0")
+    if max_queue_size < 1:
+        problems.append("max_queue_size must be >= 1")
+    if not 1024 <= max_batch_bytes <= MAX_REQUEST_BYTES - 1024:
+        problems.append(f"max_batch_bytes must be between 1024 and {MAX_REQUEST_BYTES - 1024}")
+    if not timeout > 0:
+        problems.append("timeout must be > 0")
+    if max_retries < 0:
+        problems.append("max_retries must be >= 0")
+    if shutdown_timeout < 0:
+        problems.append("shutdown_timeout must be >= 0")
+    if on_error is not None and not callable(on_error):
+        problems.append("on_error must be callable")
+    if problems:
+        raise ConfigurationError("; ".join(problems))

@@ -1,0 +1,88 @@
+"""Identity scoped to the current context: a thread, an asyncio task or a ``client.context()``.
+
+The state is an immutable tuple stored in a ``ContextVar`` and replaced, never changed in place:
+asyncio tasks start with a copy of their parent's context, so mutating a shared object would
+leak one task's ``identify`` into its siblings.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import NamedTuple, Optional
+
+
+class Identity(NamedTuple):
+    distinct_id: str
+    """The id calls use when they do not pass one: the known id once identified."""
+    anonymous_id: str
+    identified: bool
+    anonymous_used: bool
+    """True once a call was sent under the anonymous id, so identify must stitch it."""
+
+
+def _anonymous() -> Identity:
+    anon = str(uuid.uuid4())
+    return Identity(anon, anon, False, False)
+
+
+class IdentityScope:
+    """Per-context identity of one client."""
+
+    def __init__(self) -> None:
+        self._var: ContextVar[Identity] = ContextVar("sankofa_identity")
+
+    def current(self) -> Identity:
+        identity = self._var.get(None)
+        if identity is None:
+            identity = _anonymous()
+            self._var.set(identity)
+        return identity
+
+    def distinct_id_for_call(self) -> str:
+        """The id to send for a call without ``distinct_id``; marks an anonymous id as used."""
+        identity = self._var.get(None)
+        if identity is not None and (identity.identified or identity.anonymous_used):
+            return identity.distinct_id
+        identity = (identity or _anonymous())._replace(anonymous_used=True)
+        self._var.set(identity)
+        return identity.distinct_id
+
+    def identify(self, distinct_id: str, anonymous_id: Optional[str]) -> Optional[str]:
+        """Switch this context to ``distinct_id``; return the id to alias from, if any.
+
+        An alias is due when the caller names the anonymous id, or when this context is still
+        anonymous and its id was already used. A known id is never aliased to another known id,
+        and identifying the same user twice sends no second alias.
+        """
+        current = self.current()
+        source: Optional[str] = None
+        if anonymous_id is not None:
+            already = current.identified and current.distinct_id == distinct_id
+            if anonymous_id != distinct_id and not (
+                already and anonymous_id == current.anonymous_id
+            ):
+                source = anonymous_id
+        elif not current.identified and current.anonymous_used:
+            source = current.anonymous_id
+        anon = anonymous_id if anonymous_id is not None else current.anonymous_id
+        self._var.set(Identity(distinct_id, anon, True, True))
+        return source
+
+    def reset(self) -> None:
+        """Forget the known id and start a fresh anonymous one."""
+        self._var.set(_anonymous())
+
+    @contextmanager
+    def scope(self, distinct_id: Optional[str]) -> Iterator[Identity]:
+        """A nested identity for the duration of a ``with`` block, restored afterwards."""
+        identity = _anonymous()
+        if distinct_id is not None:
+            identity = identity._replace(distinct_id=distinct_id, identified=True)
+        token = self._var.set(identity)
+        try:
+            yield identity
+        finally:
+            self._var.reset(token)

@@ -1,0 +1,214 @@
+"""Turning what the caller passed into the JSON the engine accepts.
+
+Runs on the background thread. The fast path is one call to the C JSON encoder with a
+``default`` hook for the common non-JSON types; only when that fails (NaN, a cycle, absurd
+nesting, an odd key type, a lone surrogate) does a slower walk rebuild the value, cutting what
+cannot be sent and saying where.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from datetime import time as dt_time
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from uuid import UUID, uuid4
+
+from ._operations import format_datetime, format_epoch
+
+MAX_DEPTH = 32
+"""Values nested deeper than this are cut (replaced by null)."""
+
+
+def _decimal(value: Decimal) -> Any:
+    if not value.is_finite():
+        return None
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value)
+
+
+def _bytes(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(value).decode("ascii")
+
+
+def convert_value(value: Any) -> Any:
+    """Convert one value the JSON encoder does not know into one it does.
+
+    Containers come back as containers; the encoder (or the walk) converts what is inside.
+    """
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    if isinstance(value, (date, dt_time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return _decimal(value)
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _bytes(bytes(value))
+    if isinstance(value, (set, frozenset)):
+        try:
+            return sorted(value)
+        except TypeError:
+            return list(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return dict(value)
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        return isoformat()
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
+    if callable(tolist):
+        return tolist()
+    if isinstance(value, Iterable) and not isinstance(value, str):
+        return list(value)
+    return str(value)
+
+
+_encode = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=convert_value
+).encode
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool):
+        return json.dumps(key)
+    if isinstance(key, (int, float)):
+        return json.dumps(key) if not isinstance(key, float) or math.isfinite(key) else str(key)
+    converted = convert_value(key)
+    return converted if isinstance(converted, str) else str(key)
+
+
+def _clean_str(text: str) -> str:
+    # A lone surrogate cannot be written as UTF-8; the engine would read it as U+FFFD anyway.
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def sanitize(
+    value: Any,
+    problems: list[str],
+    path: str = "$",
+    depth: int = 0,
+    active: frozenset[int] = frozenset(),
+) -> Any:
+    """Rebuild ``value`` from JSON types only, appending a note to ``problems`` for each cut."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        problems.append(f"{path}: {value!r} is not valid JSON, sent as null")
+        return None
+    if isinstance(value, str):
+        return _clean_str(value)
+    if depth >= MAX_DEPTH:
+        problems.append(f"{path}: nested deeper than {MAX_DEPTH} levels, cut")
+        return None
+    if id(value) in active:
+        problems.append(f"{path}: refers back to itself (a cycle), cut")
+        return None
+    inner = active | {id(value)}
+    if isinstance(value, dict):
+        return {
+            _clean_str(_key(k)): sanitize(v, problems, f"{path}.{_key(k)}", depth + 1, inner)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [
+            sanitize(v, problems, f"{path}[{i}]", depth + 1, inner) for i, v in enumerate(value)
+        ]
+    try:
+        converted = convert_value(value)
+    except Exception as exc:  # a user's __str__/isoformat may raise anything
+        problems.append(f"{path}: could not convert {type(value).__name__} ({exc!r}), cut")
+        return None
+    return sanitize(converted, problems, path, depth + 1, inner)
+
+
+def to_json(value: Any) -> tuple[bytes, list[str]]:
+    """Encode ``value`` as compact UTF-8 JSON; return the bytes and what had to be cut."""
+    try:
+        return _encode(value).encode("utf-8"), []
+    except (ValueError, TypeError, RecursionError):
+        pass
+    problems: list[str] = []
+    clean = sanitize(value, problems)
+    return _encode(clean).encode("utf-8"), problems
+
+
+# --- operations -------------------------------------------------------------------------------
+
+Operation = tuple[str, str, Any, Any, Any, float]
+"""A queued call: (type, distinct_id, event_name | alias_id | None, properties, default_properties,
+Unix time). A plain tuple because building it is the cheapest thing the caller's thread can do."""
+
+LIB_NAME = "sankofa-python"
+
+
+def _payload(op: Operation, lib_version: str) -> dict[str, Any]:
+    kind, distinct_id, name_or_alias, properties, default_properties, stamp = op
+    timestamp = format_epoch(stamp)
+    if kind == "track":
+        props = properties if properties is not None else {}
+        if "$insert_id" not in props:
+            # Our own copy (taken on the caller's thread), so adding to it mutates nothing of theirs.
+            props["$insert_id"] = str(uuid4())
+        defaults = dict(default_properties) if default_properties else {}
+        defaults.setdefault("$lib", LIB_NAME)
+        defaults.setdefault("$lib_version", lib_version)
+        return {
+            "event_name": name_or_alias,
+            "distinct_id": distinct_id,
+            "properties": props,
+            "default_properties": defaults,
+            "lib_version": lib_version,
+            "timestamp": timestamp,
+        }
+    if kind == "people":
+        return {"distinct_id": distinct_id, "properties": properties or {}, "timestamp": timestamp}
+    return {"alias_id": name_or_alias, "distinct_id": distinct_id, "timestamp": timestamp}
+
+
+def encode_operation(op: Operation, lib_version: str) -> tuple[bytes, list[str]]:
+    """One batch element, ``{"type":…,"payload":…}``, as JSON bytes, plus what had to be cut."""
+    return to_json({"type": op[0], "payload": _payload(op, lib_version)})
+
+
+def describe_operation(op: Operation) -> dict[str, Any]:
+    """The operation as the caller would recognise it, for ``on_error`` and logs."""
+    kind, distinct_id, name_or_alias, properties, default_properties, stamp = op
+    described: dict[str, Any] = {"type": kind, "distinct_id": distinct_id}
+    if kind == "track":
+        described.update(event_name=name_or_alias, properties=properties)
+        if default_properties:
+            described["default_properties"] = default_properties
+    elif kind == "people":
+        described["properties"] = properties
+    else:
+        described["alias_id"] = name_or_alias
+    described["timestamp"] = format_epoch(stamp)
+    return described
+
+
+def batch_body(encoded: list[bytes]) -> bytes:
+    """The ``/api/v1/batch`` request body for already-encoded operations."""
+    return b'{"operations":[' + b",".join(encoded) + b"]}"
