@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from datetime import time as dt_time
@@ -22,8 +23,10 @@ from uuid import UUID, uuid4
 
 from ._operations import format_datetime, format_epoch
 
-MAX_DEPTH = 32
-"""Values nested deeper than this are cut (replaced by null)."""
+MAX_DEPTH = 100
+"""When a value is nested too deeply for the JSON encoder (about 900 levels), it is rebuilt
+and everything below this depth is cut (replaced by null)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _decimal(value: Decimal) -> Any:
@@ -95,12 +98,8 @@ def _key(key: Any) -> str:
 
 
 def _clean_str(text: str) -> str:
-    # A lone surrogate cannot be written as UTF-8; the engine would read it as U+FFFD anyway.
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    # A lone surrogate cannot be written as UTF-8; each becomes one U+FFFD, as the engine reads it.
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def sanitize(
@@ -148,7 +147,7 @@ def to_json(value: Any) -> tuple[bytes, list[str]]:
     """Encode ``value`` as compact UTF-8 JSON; return the bytes and what had to be cut."""
     try:
         return _encode(value).encode("utf-8"), []
-    except (ValueError, TypeError, RecursionError):
+    except Exception:  # NaN, cycles, depth, odd keys, lone surrogates, or a user's hook raising
         pass
     problems: list[str] = []
     clean = sanitize(value, problems)

@@ -1,0 +1,104 @@
+"""The shared wire rules: garbage ids and timestamps, as the engine applies them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sankofa_sdk._operations import (
+    format_datetime,
+    format_epoch,
+    is_garbage_id,
+    is_zero_time,
+    parse_property_timestamp,
+    parse_rfc3339,
+    to_epoch,
+)
+
+
+@pytest.mark.parametrize(
+    ("distinct_id", "garbage"),
+    [
+        ("", True),
+        ("a", True),
+        (" ", True),
+        ("ab", False),
+        ("  ", False),
+        ("é", False),
+        ("user_identity_9", True),
+        ("accepted_invite_42", True),
+        ("ACCEPT-1", True),
+        ("x-gzip", True),
+        ("*/*", True),
+        ("DEFLATE", True),
+        ("user_42", False),
+        ("5f0c2a4e-8a8e-4a59-9b8e-0d2f6c1e7a10", False),
+        ("42", False),
+    ],
+)
+def test_garbage_id_rule_matches_the_engine(distinct_id: str, garbage: bool) -> None:
+    assert is_garbage_id(distinct_id) is garbage
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-05-09T14:32:01Z",
+        "2026-05-09T14:32:01.482Z",
+        "2026-05-09T14:32:01.123456789+05:30",
+        "2026-05-09T14:32:01-00:00",
+        "0001-01-01T00:00:00Z",
+    ],
+)
+def test_engine_accepts_rfc3339_with_zone(text: str) -> None:
+    assert parse_rfc3339(text).tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-05-09 14:32:01",
+        "2026-05-09T14:32:01",
+        "2026-05-09t14:32:01Z",
+        "",
+        "1746801121",
+        "2026-02-30T00:00:00Z",
+        "2026-05-09T24:00:00Z",
+        "2026-05-09T14:32:01.Z",
+        "2026-05-09T14:32:01+5:30",
+    ],
+)
+def test_engine_rejects_other_top_level_timestamps(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rfc3339(text)
+
+
+def test_property_timestamps_also_accept_zoneless_layouts_as_utc() -> None:
+    parsed = parse_property_timestamp("2026-05-09 14:32:01.250")
+    assert parsed == dt.datetime(2026, 5, 9, 14, 32, 1, 250000, tzinfo=dt.timezone.utc)
+    assert parse_property_timestamp("yesterday") is None
+
+
+def test_zero_time_counts_as_not_sent() -> None:
+    assert is_zero_time(parse_rfc3339("0001-01-01T00:00:00Z"))
+    assert not is_zero_time(parse_rfc3339("2026-01-01T00:00:00Z"))
+
+
+def test_format_datetime_reads_naive_as_utc() -> None:
+    assert format_datetime(dt.datetime(2026, 5, 9, 14, 32, 1, 482999)) == "2026-05-09T14:32:01.483Z"
+
+
+@given(
+    st.datetimes(
+        min_value=dt.datetime(1970, 1, 1),
+        max_value=dt.datetime(2106, 2, 7),
+        timezones=st.just(dt.timezone.utc),
+    )
+)
+def test_stamps_parse_back_to_the_same_millisecond(moment: dt.datetime) -> None:
+    text = format_epoch(to_epoch(moment))
+    assert abs(to_epoch(parse_rfc3339(text)) - to_epoch(moment)) <= 0.0005 + 1e-6
+    assert text.endswith("Z") and len(text) == 24

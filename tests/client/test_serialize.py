@@ -1,0 +1,147 @@
+"""Value conversion: whatever the caller passes becomes valid JSON; nothing of theirs is mutated."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as dt
+import enum
+import json
+import math
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sankofa_sdk._serialize import MAX_DEPTH, to_json
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass
+class Plan:
+    name: str
+    seats: int
+
+
+def roundtrip(value: Any) -> Any:
+    data, _ = to_json(value)
+    return json.loads(data)
+
+
+def test_known_types_are_converted() -> None:
+    aware = dt.datetime(2026, 5, 9, 15, 32, 1, 482000, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    value = {
+        "when": aware,
+        "day": dt.date(2026, 5, 9),
+        "price": Decimal("49.99"),
+        "whole": Decimal("3"),
+        "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "color": Color.RED,
+        "tags": {"b", "a"},
+        "pair": (1, 2),
+        "raw": b"hello",
+        "binary": b"\xff\x00",
+        "plan": Plan("pro", 3),
+        "nan": float("nan"),
+        "inf": -math.inf,
+        "dnan": Decimal("NaN"),
+        1: "int key",
+        None: "none key",
+    }
+    assert roundtrip(value) == {
+        "when": "2026-05-09T14:32:01.482Z",
+        "day": "2026-05-09",
+        "price": 49.99,
+        "whole": 3,
+        "id": "12345678-1234-5678-1234-567812345678",
+        "color": "red",
+        "tags": ["a", "b"],
+        "pair": [1, 2],
+        "raw": "hello",
+        "binary": "/wA=",
+        "plan": {"name": "pro", "seats": 3},
+        "nan": None,
+        "inf": None,
+        "dnan": None,
+        "1": "int key",
+        "null": "none key",
+    }
+
+
+def test_absurd_nesting_is_cut_with_a_note() -> None:
+    deep: Any = "bottom"
+    for _ in range(5000):  # far deeper than the C encoder can go
+        deep = {"d": deep}
+    data, problems = to_json(deep)
+    assert any("nested deeper" in p for p in problems)
+    depth, node = 0, json.loads(data)
+    while isinstance(node, dict):
+        depth, node = depth + 1, node["d"]
+    assert depth == MAX_DEPTH and node is None
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    data, _ = to_json({"bad\ud800key": "x\udfffy"})
+    assert json.loads(data) == {"bad\ufffdkey": "x\ufffdy"}
+
+
+def test_object_keys_that_are_not_strings_become_strings() -> None:
+    assert roundtrip({(1, 2): "tuple", dt.date(2026, 1, 2): "date"}) == {
+        "(1, 2)": "tuple",
+        "2026-01-02": "date",
+    }
+
+
+json_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(),
+    st.decimals(),
+    st.datetimes(timezones=st.none() | st.just(dt.timezone.utc)),
+    st.dates(),
+    st.uuids(),
+    st.binary(max_size=20),
+    st.sampled_from(list(Color)),
+)
+any_keys = st.one_of(st.text(), st.integers(), st.booleans(), st.none(), st.floats())
+nested = st.recursive(
+    json_leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(any_keys, inner, max_size=4),
+        st.tuples(inner, inner),
+        st.frozensets(st.integers(), max_size=3),
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), nested, max_size=8))
+def test_any_value_becomes_strict_json_and_is_not_mutated(properties: dict[str, Any]) -> None:
+    before = copy.deepcopy(properties)
+    data, _ = to_json(properties)
+    # Strict JSON: the engine (Go) rejects NaN and Infinity, so must a strict parser here.
+    parsed = json.loads(data, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert isinstance(parsed, dict)
+    assert set(parsed) == set(properties)
+    assert properties == before or _has_nan(before)  # NaN != NaN; deepcopy equality aside
+
+
+def _has_nan(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, Decimal):
+        return value.is_nan()
+    if isinstance(value, dict):
+        return any(_has_nan(k) or _has_nan(v) for k, v in value.items())
+    if isinstance(value, (list, tuple, frozenset)):
+        return any(_has_nan(v) for v in value)
+    return False
