@@ -1,0 +1,133 @@
+"""Exit and fork behaviour, each in a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+
+import pytest
+
+from ..sink import RecordingSink, closed_port
+
+KEY = "sk_test_0123456789abcdef0123456789abcdef"
+
+
+def run_script(body: str, *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    script = "import sankofa_sdk, os, sys, signal, time\n" + textwrap.dedent(body)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_atexit_delivers_what_main_never_flushed() -> None:
+    with RecordingSink().running() as sink:
+        result = run_script(f"""
+            client = sankofa_sdk.Client({KEY!r}, {sink.url!r}, flush_interval=60)
+            for i in range(25):
+                client.track("Exit Event", {{"i": i}}, distinct_id="user_1")
+            # returns from main without flush() or shutdown()
+        """)
+        assert result.returncode == 0, result.stderr
+        assert sink.wait_for(25)
+    assert sink.events() == ["Exit Event"] * 25
+
+
+def test_exit_with_unreachable_server_is_bounded_by_shutdown_timeout() -> None:
+    result = run_script(
+        f"""
+        client = sankofa_sdk.Client({KEY!r}, "http://127.0.0.1:{closed_port()}",
+                                    shutdown_timeout=1.0, backoff_base=0.2)
+        client.track("Lost", distinct_id="user_1")
+        started = time.monotonic()
+        import atexit
+        atexit.register(lambda: print("exit took", round(time.monotonic() - started, 1), file=sys.stderr))
+    """,
+        timeout=30,
+    )
+    assert result.returncode == 0
+    # The one event is reported as not delivered rather than silently lost.
+    assert (
+        "not delivered (shutdown)" in result.stderr
+        or "not delivered (retries_exhausted)" in result.stderr
+    )
+
+
+def test_sigterm_handler_that_calls_shutdown_delivers() -> None:
+    with RecordingSink().running() as sink:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(f"""
+                import sankofa_sdk, signal, sys
+                client = sankofa_sdk.Client({KEY!r}, {sink.url!r}, flush_interval=60)
+                def stop(signum, frame):
+                    client.shutdown()
+                    sys.exit(0)
+                signal.signal(signal.SIGTERM, stop)
+                for i in range(10):
+                    client.track("Before Term", distinct_id="user_1")
+                print("ready", flush=True)
+                signal.pause()
+            """),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert sink.wait_for(10)
+    assert sink.events() == ["Before Term"] * 10
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("how", ["os.fork", "multiprocessing"])
+def test_forked_children_send_their_own_and_never_the_parents_queue(how: str) -> None:
+    with RecordingSink().running() as sink:
+        result = run_script(f"""
+            import multiprocessing
+            client = sankofa_sdk.Client({KEY!r}, {sink.url!r}, flush_interval=60, flush_at=1000)
+            for i in range(10):
+                client.track("Parent", {{"i": i}}, distinct_id="parent")
+            # The parent's 10 events are still queued when the children fork.
+
+            def child(n):
+                for i in range(5):
+                    client.track("Child", {{"n": n, "i": i}}, distinct_id=f"child_{{n}}")
+                client.shutdown()
+
+            if {how!r} == "os.fork":
+                pids = []
+                for n in range(3):
+                    pid = os.fork()
+                    if pid == 0:
+                        child(n)
+                        os._exit(0)
+                    pids.append(pid)
+                assert all(os.waitpid(pid, 0)[1] == 0 for pid in pids)
+            else:
+                ctx = multiprocessing.get_context("fork")
+                procs = [ctx.Process(target=child, args=(n,)) for n in range(3)]
+                for p in procs: p.start()
+                for p in procs: p.join()
+                assert all(p.exitcode == 0 for p in procs)
+            client.shutdown()
+        """)
+        assert result.returncode == 0, result.stderr
+        assert sink.wait_for(25)
+    counts = Counter(sink.events())
+    assert counts == {"Parent": 10, "Child": 15}
+    insert_ids = [op["payload"]["properties"]["$insert_id"] for op in sink.operations]
+    assert len(set(insert_ids)) == len(insert_ids) == 25
