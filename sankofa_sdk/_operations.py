@@ -51,14 +51,21 @@ _RFC3339 = re.compile(
 _ZONELESS = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?\Z", re.ASCII)
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def format_epoch(seconds: float) -> str:
     """Format a Unix time as RFC 3339 UTC with milliseconds and ``Z``: ``2026-05-09T14:32:01.482Z``.
 
     This is the form the SDK stamps on every operation.
     """
-    millis = round(seconds * 1000)
-    whole, ms = divmod(millis, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
+    global _second_cache
+    whole, ms = divmod(round(seconds * 1000), 1000)
+    cached_whole, prefix = _second_cache
+    if whole != cached_whole:  # operations of a batch mostly share their second
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second_cache = (whole, prefix)
+    return f"{prefix}.{ms:03d}Z"
 
 
 def format_datetime(value: datetime) -> str:

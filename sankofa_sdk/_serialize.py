@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import json.encoder
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -18,7 +19,7 @@ from datetime import date, datetime
 from datetime import time as dt_time
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, Callable
 from uuid import UUID, uuid4
 
 from ._operations import format_datetime, format_epoch
@@ -81,9 +82,29 @@ def convert_value(value: Any) -> Any:
     return str(value)
 
 
-_encode = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=convert_value
-).encode
+def _make_encoder() -> Callable[[Any], str]:
+    # JSONEncoder.encode() builds a new C encoder on every call when options are not the
+    # defaults; that was most of the cost of encoding an event, so build it once. No circular
+    # check (markers=None): a cycle ends in RecursionError, and the slow path cuts it.
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    c_encode_string = getattr(json.encoder, "c_encode_basestring", None)
+    if c_make_encoder is None or c_encode_string is None:  # e.g. PyPy
+        return json.JSONEncoder(
+            separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=convert_value
+        ).encode
+    chunks = c_make_encoder(
+        None, convert_value, c_encode_string, None, ":", ",", False, False, False
+    )
+
+    def encode(value: Any) -> str:
+        if isinstance(value, str):
+            return c_encode_string(value)  # type: ignore[no-any-return]
+        return "".join(chunks(value, 0))
+
+    return encode
+
+
+_encode = _make_encoder()
 
 
 def _key(key: Any) -> str:
