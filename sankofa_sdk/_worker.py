@@ -109,8 +109,11 @@ class Worker:
                 "sankofa_sdk: flush() called from the delivery thread (on_error?); ignored"
             )
             return False
-        if not self._queue and self._carry is None:
-            return True
+        if self._thread is None and not self._queue:
+            return True  # nothing was ever queued (or we are a fresh fork)
+        if self._stopping and (self._thread is None or not self._thread.is_alive()):
+            return not self._queue and self._carry is None  # no one left to deliver it
+        # Always a marker, even with an empty queue: the worker may hold a batch in flight.
         marker = threading.Event()
         self._queue.append(marker)
         if self._thread is None:

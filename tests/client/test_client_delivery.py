@@ -397,3 +397,33 @@ def test_insecure_settings_warn(caplog: pytest.LogCaptureFixture) -> None:
     assert any("unencrypted" in m for m in messages)
     assert any("verification is OFF" in m for m in messages)
     assert len(messages) == 3  # loopback http is fine
+
+
+def test_flush_waits_for_a_batch_already_in_flight(
+    rsps: responses.RequestsMock, make_client: MakeClient
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(request: PreparedRequest) -> tuple[int, dict[str, str], str]:
+        entered.set()
+        release.wait(10)
+        return 200, {}, "{}"
+
+    rsps.add_callback(responses.POST, BATCH_URL, callback=slow)
+    client = make_client(flush_at=1)
+    client.track("In Flight", distinct_id="user_1")
+    assert entered.wait(10)  # the queue is empty now, but the batch is not delivered
+    assert client.flush(timeout=0.2) is False
+    release.set()
+    assert client.flush(timeout=10) is True
+    assert client.stats()["delivered"] == 1
+
+
+def test_flush_after_shutdown_returns_at_once(
+    rsps: responses.RequestsMock, make_client: MakeClient
+) -> None:
+    ok(rsps)
+    client = make_client()
+    client.track("E", distinct_id="user_1")
+    client.shutdown()
+    assert client.flush() is True
