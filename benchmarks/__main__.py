@@ -1,0 +1,416 @@
+"""Side-by-side benchmarks: ``bash benchmarks/run [--quick]`` (or ``python -m benchmarks``).
+
+Starts the counting sink, then for each run and each configuration measures every figure for
+every SDK, each in a fresh subprocess, rotating the order of the SDKs from run to run. Prints
+min/median/max and the ratio to posthog-python, checks the targets of issue 5, and writes
+everything (raw results included) to ``benchmarks/results/<UTC time>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional
+
+from . import _report
+from ._control import SinkControl, closed_port_url
+from ._sdks import CONFIGS, SDKS
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+
+FULL = {"runs": 3, "hot_n": 20_000, "throughput_n": 200_000, "down_n": 9_000, "server_n": 200_000}
+QUICK = {"runs": 1, "hot_n": 2_000, "throughput_n": 10_000, "down_n": 2_000, "server_n": 20_000}
+# 9,000 timed calls plus 500 warm-up calls fit every SDK's default queue (10,000), so the
+# server-down figures run with production defaults, queue bound included.
+
+
+class Harness:
+    def __init__(self, args: argparse.Namespace, sizes: dict[str, int], out: Path) -> None:
+        self.args = args
+        self.sizes = sizes
+        self.logs = out.with_suffix("")  # a folder of child logs next to the JSON
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.records: list[dict[str, Any]] = []
+        self.sink_url = ""
+
+    def child(
+        self, module: str, spec: dict[str, Any], timeout: float, log_name: str
+    ) -> dict[str, Any]:
+        """Run one measurement process; its last ``RESULT`` line is the answer."""
+        with open(self.logs / f"{log_name}.log", "w") as log:
+            proc = subprocess.run(
+                [sys.executable, "-m", module, json.dumps(spec)],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        for line in reversed(proc.stdout.splitlines()):
+            if line.startswith("RESULT "):
+                result: dict[str, Any] = json.loads(line[7:])
+                return result
+        raise RuntimeError(
+            f"{module} {spec.get('task', '')} {spec.get('sdk', '')} failed "
+            f"(exit {proc.returncode}); see {self.logs / log_name}.log"
+        )
+
+    def measure(
+        self, run: int, config: str, task: str, sdk: str, spec: dict[str, Any], timeout: float
+    ) -> None:
+        name = f"r{run}-{config}-{task}-{sdk}"
+        started = time.monotonic()
+        base = {"task": task, "sdk": sdk, "config": config, "sink": self.sink_url}
+        result = self.child("benchmarks._child", {**base, **spec}, timeout, name)
+        seconds = time.monotonic() - started
+        self.records.append(
+            {
+                "run": run,
+                "config": config,
+                "task": task,
+                "sdk": sdk,
+                "seconds": seconds,
+                "result": result,
+            }
+        )
+        print(f"  {name:<40} {seconds:6.1f}s  {_headline(task, result)}", flush=True)
+
+    # --- the sink's own capacity --------------------------------------------------------------
+
+    def sink_capacity(self, run: int, procs: int = 2) -> None:
+        total = self.sizes["server_n"]
+        control = SinkControl(self.sink_url)
+        control.reset("sankofa")
+        start_at = time.monotonic() + 2.0
+        loads = _start_loadgens(self.sink_url, "sk_test_sink", total, procs, f"sink{run}", start_at)
+        results = [_finish(p, 120) for p in loads]
+        got = control.wait("sankofa", sum(r["sent_ops"] for r in results), 60)
+        elapsed = got["last_at"] - min(r["t_start"] for r in results)
+        result = {
+            "ops": got["unique"],
+            "seconds": elapsed,
+            "ops_per_s": got["unique"] / elapsed,
+            "mb_per_s": got["json_bytes"] / elapsed / 1e6,
+            "procs": procs,
+        }
+        self.records.append(
+            {"run": run, "config": "-", "task": "sink", "sdk": "-", "result": result}
+        )
+        print(f"  r{run}-sink capacity {'':<24} {result['ops_per_s']:>10,.0f} ops/s", flush=True)
+
+    # --- figure 6: the reference server -------------------------------------------------------
+
+    def reference_server(self, run: int) -> None:
+        n = self.sizes["server_n"]
+        with _server_host(self.logs / f"r{run}-server-client.log") as (info, ask):
+            load = self.child(
+                "benchmarks._child",
+                {
+                    "task": "server_client_load",
+                    "url": info["url"],
+                    "api_key": info["api_key"],
+                    "n": n,
+                },
+                300,
+                f"r{run}-server-client-load",
+            )
+            applied = ask({"op": "wait", "timeout": 120})
+        result = {
+            "n": n,
+            "ops_per_s": n / (applied["t"] - load["t0"]),
+            "client_flushed_s": load["t_flushed"] - load["t0"],
+            "client_stats": load["stats"],
+            "server": applied,
+        }
+        self._server_record(run, "server_client", result)
+        with _server_host(self.logs / f"r{run}-server-raw.log") as (info, ask):
+            start_at = time.monotonic() + 3.0
+            loads = _start_loadgens(info["url"], info["api_key"], n, 3, f"raw{run}", start_at)
+            results = [_finish(p, 300) for p in loads]
+            applied = ask({"op": "wait", "timeout": 120})
+        sent = sum(r["sent_ops"] for r in results)
+        statuses: dict[str, int] = {}
+        for r in results:
+            for status, count in r["statuses"].items():
+                statuses[status] = statuses.get(status, 0) + count
+        t0 = min(r["t_start"] for r in results)
+        result = {
+            "n": n,
+            "sent": sent,
+            "ops_per_s": sent / (applied["t"] - t0),
+            "accepted_ops_per_s": sent / (max(r["t_end"] for r in results) - t0),
+            "statuses": statuses,
+            "server": applied,
+        }
+        self._server_record(run, "server_raw", result)
+
+    def _server_record(self, run: int, task: str, result: dict[str, Any]) -> None:
+        self.records.append(
+            {"run": run, "config": "-", "task": task, "sdk": "sankofa", "result": result}
+        )
+        print(f"  r{run}-{task:<36} {result['ops_per_s']:>10,.0f} ops/s applied", flush=True)
+
+
+def _headline(task: str, r: dict[str, Any]) -> str:
+    if task == "hot_path":
+        return f"track p50 {r['track']['p50']:.1f} µs p99 {r['track']['p99']:.1f} µs"
+    if task == "throughput":
+        return (
+            f"{r['ops_per_s']:,.0f} ops/s, {r['cpu_ms_per_1000']:.0f} ms CPU/1000, "
+            f"lost {r['dropped_by_sdk'] + r['missing']}"
+        )
+    if task == "unreachable":
+        return f"{r['bytes_per_op']:.0f} B/op, track p99 {r['track']['p99']:.1f} µs (down)"
+    return ""
+
+
+def _start_loadgens(
+    url: str, api_key: str, total: int, procs: int, seed: str, start_at: float
+) -> list[subprocess.Popen[str]]:
+    share = total // procs
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks._loadgen",
+                json.dumps(
+                    {
+                        "url": url,
+                        "api_key": api_key,
+                        "ops": share,
+                        "seed": f"{seed}-{i}",
+                        "start_at": start_at,
+                    }
+                ),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(procs)
+    ]
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    out, _ = proc.communicate(timeout=timeout)
+    for line in reversed(out.splitlines()):
+        if line.startswith("RESULT "):
+            result: dict[str, Any] = json.loads(line[7:])
+            return result
+    raise RuntimeError(f"load generator failed (exit {proc.returncode})")
+
+
+@contextlib.contextmanager
+def _server_host(log_path: Path) -> Iterator[tuple[dict[str, Any], Any]]:
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks._server"],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin, stdout = proc.stdin, proc.stdout
+
+        def ask(command: dict[str, Any]) -> dict[str, Any]:
+            stdin.write(json.dumps(command) + "\n")
+            stdin.flush()
+            answer: dict[str, Any] = json.loads(stdout.readline())
+            return answer
+
+        try:
+            line = stdout.readline()
+            if not line:
+                raise RuntimeError(f"the reference server did not start; see {log_path}")
+            yield json.loads(line), ask
+        finally:
+            stdin.close()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
+def _sink() -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks._sink"],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        yield json.loads(proc.stdout.readline())["url"]
+    finally:
+        proc.stdin.close()  # the sink stops when its stdin closes
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    versions = {}
+    for dist in ("sankofa-sdk", "posthog", "segment-analytics-python", "requests"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "commit": commit,
+        "versions": versions,
+    }
+
+
+def _reference_server_available() -> bool:
+    try:
+        from sankofa_sdk.server import ReferenceServer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bash benchmarks/run", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes and one run: a smoke run")
+    parser.add_argument("--runs", type=int, help="alternating runs (default 3, or 1 with --quick)")
+    parser.add_argument("--sdks", default=",".join(SDKS), help="comma-separated subset of SDKs")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="defaults,equal")
+    parser.add_argument(
+        "--figures",
+        default="sink,hot_path,throughput,unreachable,server",
+        help="comma-separated subset of sink,hot_path,throughput,unreachable,server",
+    )
+    args = parser.parse_args(argv)
+    for name, allowed in (("sdks", SDKS), ("configs", CONFIGS)):
+        chosen = getattr(args, name).split(",")
+        if not chosen or any(c not in allowed for c in chosen):
+            parser.error(f"--{name} takes a subset of {','.join(allowed)}")
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.runs:
+        sizes["runs"] = args.runs
+    sdks, configs, figures = args.sdks.split(","), args.configs.split(","), args.figures.split(",")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"{stamp}{'-quick' if args.quick else ''}.json"
+    harness = Harness(args, sizes, out)
+    info = machine()
+    info["load_before"] = os.getloadavg()
+    print(
+        f"{info['date']} · {info['cpu']} · {info['cores']} cores · Python {info['python']} · "
+        f"load {info['load_before'][0]:.2f} · {info['commit']}\n"
+        f"sizes {sizes} · SDKs {info['versions']}",
+        flush=True,
+    )
+    started = time.monotonic()
+    down_url = closed_port_url()
+    with _sink() as sink_url:
+        harness.sink_url = sink_url
+        for run in range(sizes["runs"]):
+            order = sdks[run % len(sdks) :] + sdks[: run % len(sdks)]
+            print(f"run {run + 1}/{sizes['runs']} (order {', '.join(order)})", flush=True)
+            if "sink" in figures:
+                harness.sink_capacity(run)
+            for config in configs:
+                for sdk in order if "hot_path" in figures else []:
+                    harness.measure(run, config, "hot_path", sdk, {"n": sizes["hot_n"]}, 600)
+                for sdk in order if "throughput" in figures else []:
+                    harness.measure(
+                        run, config, "throughput", sdk, {"n": sizes["throughput_n"]}, 600
+                    )
+                for sdk in order if "unreachable" in figures else []:
+                    spec = {"n": sizes["down_n"], "down_url": down_url}
+                    harness.measure(run, config, "unreachable", sdk, spec, 300)
+            if "server" in figures:
+                if _reference_server_available():
+                    harness.reference_server(run)
+                else:
+                    print("  reference server: sankofa_sdk.server is not there yet; skipped")
+        baseline = harness.child(
+            "benchmarks._child", {"task": "workload_only", "n": 100_000}, 120, "workload-only"
+        )
+    info["load_after"] = os.getloadavg()
+    info["seconds"] = time.monotonic() - started
+    summary = _report.summarise(harness.records, sdks, configs)
+    servers = _report.server_summary(harness.records)
+    sink_values = [r["result"]["ops_per_s"] for r in harness.records if r["task"] == "sink"]
+    sink = _report.spread(sink_values) if sink_values else None
+    found = _report.targets(summary, servers)
+    table = _report.markdown(summary, servers, sdks, sink)
+    text = (
+        f"{table}\n"
+        f"Workload alone (building the dicts, no SDK): {baseline['cpu_ms_per_1000']:.1f} ms CPU per 1,000.\n"
+        f"Load average {info['load_before'][0]:.2f} before, {info['load_after'][0]:.2f} after; "
+        f"{info['seconds']:.0f} s in all.\n\nTargets (production defaults, medians):\n"
+        f"{_report.targets_text(found)}\n"
+    )
+    print("\n" + text)
+    RESULTS.mkdir(exist_ok=True)
+    document = {
+        "machine": info,
+        "sizes": sizes,
+        "sdks": sdks,
+        "configs": configs,
+        "summary": summary,
+        "reference_server": servers,
+        "sink": sink,
+        "workload_only": baseline,
+        "targets": found,
+        "records": harness.records,
+    }
+    out.write_text(json.dumps(document, indent=1))
+    header = f"{info['date']} · {info['cpu']}, {info['cores']} cores · Python {info['python']} · {info['commit']}\n\n"
+    out.with_suffix(".md").write_text(header + text)
+    print(f"wrote {out.relative_to(REPO)} and {out.with_suffix('.md').relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Talking to the sink from the harness and from the measured processes; small shared helpers."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class SinkControl:
+    """The sink's control routes over one keep-alive connection."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 80
+        self._conn = http.client.HTTPConnection(self._host, self._port, timeout=600)
+
+    def _request(self, method: str, path: str) -> dict[str, Any]:
+        for attempt in range(2):
+            try:
+                self._conn.request(method, path, body=b"" if method == "POST" else None)
+                response = self._conn.getresponse()
+                data = response.read()
+                break
+            except (http.client.HTTPException, OSError):
+                self._conn.close()
+                if attempt:
+                    raise
+        result: dict[str, Any] = json.loads(data or b"{}")
+        return result
+
+    def reset(self, sdk: str) -> None:
+        self._request("POST", f"/reset?sdk={sdk}")
+
+    def stats(self, sdk: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", "/stats")["sdks"][sdk]
+        return result
+
+    def wait(self, sdk: str, count: int, timeout: float) -> dict[str, Any]:
+        """Block (without spending CPU) until the sink holds ``count`` unique ops, or ``timeout``."""
+        result: dict[str, Any] = self._request(
+            "GET", f"/wait?sdk={sdk}&count={count}&timeout={timeout}"
+        )["sdks"][sdk]
+        return result
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def closed_port_url() -> str:
+    """A loopback URL with nothing listening: connections are refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now (Linux ``/proc``)."""
+    with open("/proc/self/statm") as f:
+        resident_pages = int(f.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def latency_summary(samples_ns: list[int]) -> dict[str, float]:
+    """mean, p50, p99, p99.9 and max in µs (nearest-rank percentiles)."""
+    ordered = sorted(samples_ns)
+    n = len(ordered)
+
+    def pct(q: float) -> float:
+        rank = min(n - 1, max(0, math.ceil(q * n - 1e-9) - 1))
+        return ordered[rank] / 1000
+
+    return {
+        "n": n,
+        "mean": sum(ordered) / n / 1000,
+        "p50": pct(0.50),
+        "p99": pct(0.99),
+        "p99.9": pct(0.999),
+        "max": ordered[-1] / 1000,
+    }

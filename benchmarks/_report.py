@@ -1,0 +1,231 @@
+"""Turning the raw per-run results into min/median/max, ratios to posthog-python, and targets."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any, Callable, Optional
+
+Record = dict[str, Any]
+
+# (key, label, task, how to read it from a result, lower is better)
+METRICS: list[tuple[str, str, str, Callable[[Record], float], bool]] = [
+    ("track_p50", "track p50 (µs)", "hot_path", lambda r: r["track"]["p50"], True),
+    ("track_p99", "track p99 (µs)", "hot_path", lambda r: r["track"]["p99"], True),
+    ("track_p999", "track p99.9 (µs)", "hot_path", lambda r: r["track"]["p99.9"], True),
+    ("track_mean", "track mean (µs)", "hot_path", lambda r: r["track"]["mean"], True),
+    ("identify_p50", "identify p50 (µs)", "hot_path", lambda r: r["identify"]["p50"], True),
+    ("identify_p99", "identify p99 (µs)", "hot_path", lambda r: r["identify"]["p99"], True),
+    ("people_p50", "people_set p50 (µs)", "hot_path", lambda r: r["people_set"]["p50"], True),
+    ("people_p99", "people_set p99 (µs)", "hot_path", lambda r: r["people_set"]["p99"], True),
+    (
+        "cpu_per_1000",
+        "CPU per 1,000 delivered (ms)",
+        "throughput",
+        lambda r: r["cpu_ms_per_1000"],
+        True,
+    ),
+    ("throughput", "throughput (ops/s)", "throughput", lambda r: r["ops_per_s"], False),
+    (
+        "throughput_lost",
+        "  dropped or missing of the ops",
+        "throughput",
+        lambda r: r["dropped_by_sdk"] + r["missing"],
+        True,
+    ),
+    (
+        "bytes_per_op",
+        "memory per queued op (bytes)",
+        "unreachable",
+        lambda r: r["bytes_per_op"],
+        True,
+    ),
+    ("down_p50", "track p50, server down (µs)", "unreachable", lambda r: r["track"]["p50"], True),
+    ("down_p99", "track p99, server down (µs)", "unreachable", lambda r: r["track"]["p99"], True),
+]
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    return {
+        "min": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+        "values": values,
+    }
+
+
+def summarise(records: list[Record], sdks: list[str], configs: list[str]) -> dict[str, Any]:
+    """``{config: {metric: {sdk: {min, median, max, values, ratio_to_posthog}}}}``."""
+    summary: dict[str, Any] = {}
+    for config in configs:
+        table: dict[str, Any] = {}
+        for key, _label, task, read, _lower in METRICS:
+            row: dict[str, Any] = {}
+            for sdk in sdks:
+                values = [
+                    read(r["result"])
+                    for r in records
+                    if r["task"] == task and r["config"] == config and r["sdk"] == sdk
+                ]
+                if values:
+                    row[sdk] = spread(values)
+            base = row.get("posthog", {}).get("median")
+            for cell in row.values():
+                cell["ratio_to_posthog"] = cell["median"] / base if base else None
+            table[key] = row
+        summary[config] = table
+    return summary
+
+
+def server_summary(records: list[Record]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for load in ("client", "raw"):
+        values = [r["result"]["ops_per_s"] for r in records if r["task"] == f"server_{load}"]
+        if values:
+            out[load] = spread(values)
+    return out
+
+
+def _fmt(value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _cell(cell: Optional[dict[str, Any]], with_ratio: bool = True) -> str:
+    if not cell:
+        return "-"
+    text = f"{_fmt(cell['median'])} [{_fmt(cell['min'])}-{_fmt(cell['max'])}]"
+    ratio = cell.get("ratio_to_posthog")
+    if with_ratio and ratio is not None:
+        text += f" ({ratio:.2g}x)" if ratio < 10 else f" ({ratio:.0f}x)"
+    return text
+
+
+def markdown(summary: dict[str, Any], servers: dict[str, Any], sdks: list[str], sink: Any) -> str:
+    """The results as Markdown tables: median [min-max] (ratio to posthog-python's median)."""
+    lines = []
+    for config, table in summary.items():
+        lines.append(
+            f"**{config}** ({'production defaults' if config == 'defaults' else 'equal batch settings'})"
+        )
+        lines.append("")
+        lines.append("| figure | " + " | ".join(sdks) + " |")
+        lines.append("|---|" + "---|" * len(sdks))
+        for key, label, _task, _read, _lower in METRICS:
+            row = table.get(key, {})
+            if not row:
+                continue
+            lines.append(
+                f"| {label} | "
+                + " | ".join(_cell(row.get(sdk), key != "throughput_lost") for sdk in sdks)
+                + " |"
+            )
+        lines.append("")
+    if servers:
+        lines.append(
+            "| reference server, ops/s applied to SQLite (100-op batches) | median [min-max] |"
+        )
+        lines.append("|---|---|")
+        labels = {
+            "client": "load: one sankofa_sdk client",
+            "raw": "load: raw keep-alive HTTP generator",
+        }
+        for load, cell in servers.items():
+            lines.append(f"| {labels[load]} | {_cell(cell, False)} |")
+        lines.append("")
+    if sink:
+        lines.append(
+            f"The sink absorbs {_cell(sink, False)} ops/s (Sankofa format, 100-op batches)."
+        )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def targets(
+    summary: dict[str, Any], servers: dict[str, Any], config: str = "defaults"
+) -> list[dict[str, Any]]:
+    """Each target of issue 5 against the medians of ``config``: met, and by how much."""
+    table = summary.get(config, {})
+    found: list[dict[str, Any]] = []
+
+    def median(key: str, sdk: str) -> Optional[float]:
+        cell = table.get(key, {}).get(sdk)
+        return None if cell is None else float(cell["median"])
+
+    def check(
+        name: str, value: Optional[float], limit: Optional[float], lower: bool = True
+    ) -> None:
+        if value is None or limit is None:
+            found.append({"target": name, "met": None, "value": value, "limit": limit})
+            return
+        met = value <= limit if lower else value >= limit
+        miss = (value / limit - 1) if lower else (1 - value / limit)
+        found.append(
+            {"target": name, "met": met, "value": value, "limit": limit, "miss": 0 if met else miss}
+        )
+
+    peers = ["posthog", "segment"]
+
+    def best(key: str, lower: bool) -> Optional[float]:
+        values = [v for v in (median(key, p) for p in peers) if v is not None]
+        if not values:
+            return None
+        return min(values) if lower else max(values)
+
+    p50, p99 = median("track_p50", "sankofa"), median("track_p99", "sankofa")
+    check("track p50 <= 8 µs", p50, 8.0)
+    check("track p99 <= 40 µs", p99, 40.0)
+    posthog_p50, segment_p50 = median("track_p50", "posthog"), median("track_p50", "segment")
+    check("track p50 <= 1/10 of posthog's", p50, posthog_p50 / 10 if posthog_p50 else None)
+    check("track p50 <= 1/5 of Segment's", p50, segment_p50 / 5 if segment_p50 else None)
+    best_cpu = best("cpu_per_1000", True)
+    check(
+        "CPU per 1,000 delivered <= 1/2 of the best peer",
+        median("cpu_per_1000", "sankofa"),
+        best_cpu / 2 if best_cpu else None,
+    )
+    check("throughput >= 40,000 ops/s", median("throughput", "sankofa"), 40_000.0, lower=False)
+    best_rate = best("throughput", False)
+    check(
+        "throughput >= 3x the best peer",
+        median("throughput", "sankofa"),
+        best_rate * 3 if best_rate else None,
+        lower=False,
+    )
+    best_mem = best("bytes_per_op", True)
+    check(
+        "memory per queued op <= 1/2 of the best peer",
+        median("bytes_per_op", "sankofa"),
+        best_mem / 2 if best_mem else None,
+    )
+    up_p99 = table.get("track_p99", {}).get("sankofa")
+    # "Within noise": no worse than 1.25x the median p99 with the server up, or the worst up run.
+    noise = None if up_p99 is None else max(up_p99["median"] * 1.25, up_p99["max"])
+    check("track p99 while down ~ while up", median("down_p99", "sankofa"), noise)
+    raw = servers.get("raw")
+    check(
+        "reference server >= 30,000 ops/s applied",
+        raw["median"] if raw else None,
+        30_000.0,
+        lower=False,
+    )
+    return found
+
+
+def targets_text(found: list[dict[str, Any]]) -> str:
+    lines = []
+    for t in found:
+        if t["met"] is None:
+            state = "not measured"
+        elif t["met"]:
+            state = f"met ({_fmt(t['value'])} vs {_fmt(t['limit'])})"
+        else:
+            state = f"MISSED by {t['miss']:.0%} ({_fmt(t['value'])} vs {_fmt(t['limit'])})"
+        lines.append(f"- {t['target']}: {state}")
+    return "\n".join(lines)

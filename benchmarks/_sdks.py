@@ -1,0 +1,227 @@
+"""One adapter per SDK: how to build its client against the sink and make the three calls.
+
+``config="defaults"`` is each SDK's production defaults (only the host changes, plus the queue
+size where a figure needs room for all of its operations); ``config="equal"`` gives all three
+the same batch settings (:data:`EQUAL`).
+
+What each call is in each SDK:
+
+| call       | sankofa_sdk                         | posthog-python                                   | analytics-python (Segment)  |
+|------------|-------------------------------------|--------------------------------------------------|-----------------------------|
+| track      | ``track(name, props, distinct_id=)``| ``capture(name, distinct_id=, properties=)``     | ``track(user_id, name, props)`` |
+| identify   | ``identify(user, traits)``          | ``capture("$identify", properties={"$set": t})`` | ``identify(user_id, traits)`` |
+| people_set | ``people_set(traits, distinct_id=)``| ``set(distinct_id=, properties=)``               | ``identify(user_id, traits)`` |
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from ._workload import EVENT_NAME
+
+SDKS = ("sankofa", "posthog", "segment")
+CONFIGS = ("defaults", "equal")
+EQUAL = {"flush_at": 100, "flush_interval_s": 0.5, "max_queue_size": 10_000, "gzip": False}
+"""The equal batch settings: the same batch size, interval, queue bound and compression."""
+
+Call = Callable[[str, dict[str, Any]], Any]
+
+
+class Adapter:
+    name = ""
+    client: Any
+
+    def call(self, kind: str) -> Call:
+        """A function ``(distinct_id, properties)`` making one ``kind`` call."""
+        raise NotImplementedError
+
+    def queued(self) -> int:
+        raise NotImplementedError
+
+    def dropped(self) -> int:
+        """Operations the SDK itself refused (queue full, closed) since it was created."""
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def version() -> str:
+        raise NotImplementedError
+
+
+def _options(config: str, queue_size: Optional[int]) -> dict[str, Any]:
+    if config not in CONFIGS:
+        raise ValueError(f"config must be one of {CONFIGS}")
+    opts: dict[str, Any] = dict(EQUAL) if config == "equal" else {}
+    if queue_size is not None:
+        opts["max_queue_size"] = queue_size
+    return opts
+
+
+class Sankofa(Adapter):
+    name = "sankofa"
+
+    def __init__(self, host: str, config: str, queue_size: Optional[int] = None) -> None:
+        import sankofa_sdk
+
+        opts = _options(config, queue_size)
+        kwargs: dict[str, Any] = {}
+        if "flush_at" in opts:
+            kwargs.update(
+                flush_at=opts["flush_at"],
+                flush_interval=opts["flush_interval_s"],
+                gzip=opts["gzip"],
+            )
+        if "max_queue_size" in opts:
+            kwargs["max_queue_size"] = opts["max_queue_size"]
+        self.client = sankofa_sdk.Client("sk_test_benchmark0001", host=host, **kwargs)
+
+    def call(self, kind: str) -> Call:
+        client = self.client
+        if kind == "track":
+            track = client.track
+            return lambda user, props: track(EVENT_NAME, props, distinct_id=user)
+        if kind == "identify":
+            return client.identify  # type: ignore[no-any-return]
+        if kind == "people_set":
+            people_set = client.people_set
+            return lambda user, traits: people_set(traits, distinct_id=user)
+        raise ValueError(kind)
+
+    def queued(self) -> int:
+        return int(self.client.stats()["queued"])
+
+    def dropped(self) -> int:
+        dropped = self.client.stats()["dropped"]
+        return int(sum(dropped.get(r, 0) for r in ("queue_full", "closed", "invalid")))
+
+    def shutdown(self) -> None:
+        self.client.shutdown(timeout=30)
+
+    @staticmethod
+    def version() -> str:
+        import sankofa_sdk
+
+        return str(sankofa_sdk.__version__)
+
+
+class Posthog(Adapter):
+    name = "posthog"
+
+    def __init__(self, host: str, config: str, queue_size: Optional[int] = None) -> None:
+        from posthog import Posthog as Client
+
+        opts = _options(config, queue_size)
+        kwargs: dict[str, Any] = {}
+        if "flush_at" in opts:
+            kwargs.update(
+                flush_at=opts["flush_at"],
+                flush_interval=opts["flush_interval_s"],
+                gzip=opts["gzip"],
+            )
+        if "max_queue_size" in opts:
+            kwargs["max_queue_size"] = opts["max_queue_size"]
+        self.client = Client("phc_benchmark0001", host=host, **kwargs)
+        self._refused = 0
+
+    def call(self, kind: str) -> Call:
+        client = self.client
+        if kind == "track":
+            capture = client.capture
+
+            def track(user: str, props: dict[str, Any]) -> Any:
+                if capture(EVENT_NAME, distinct_id=user, properties=props) is None:
+                    self._refused += 1
+
+            return track
+        if kind == "identify":
+            capture = client.capture
+
+            def identify(user: str, traits: dict[str, Any]) -> Any:
+                if capture("$identify", distinct_id=user, properties={"$set": traits}) is None:
+                    self._refused += 1
+
+            return identify
+        if kind == "people_set":
+            set_ = client.set
+
+            def people_set(user: str, traits: dict[str, Any]) -> Any:
+                if set_(distinct_id=user, properties=traits) is None:
+                    self._refused += 1
+
+            return people_set
+        raise ValueError(kind)
+
+    def queued(self) -> int:
+        return int(self.client._analytics_lane.queue.qsize())
+
+    def dropped(self) -> int:
+        return self._refused
+
+    def shutdown(self) -> None:
+        self.client.shutdown()
+
+    @staticmethod
+    def version() -> str:
+        from posthog.version import VERSION
+
+        return str(VERSION)
+
+
+class Segment(Adapter):
+    name = "segment"
+
+    def __init__(self, host: str, config: str, queue_size: Optional[int] = None) -> None:
+        from segment.analytics import Client
+
+        opts = _options(config, queue_size)
+        kwargs: dict[str, Any] = {}
+        if "flush_at" in opts:
+            kwargs.update(
+                upload_size=opts["flush_at"],
+                upload_interval=opts["flush_interval_s"],
+                gzip=opts["gzip"],
+            )
+        if "max_queue_size" in opts:
+            kwargs["max_queue_size"] = opts["max_queue_size"]
+        self.client = Client("wk_benchmark0001", host=host, **kwargs)
+        self._refused = 0
+
+    def call(self, kind: str) -> Call:
+        client = self.client
+        if kind == "track":
+            track_ = client.track
+
+            def track(user: str, props: dict[str, Any]) -> Any:
+                if not track_(user, EVENT_NAME, props)[0]:
+                    self._refused += 1
+
+            return track
+        if kind in ("identify", "people_set"):  # Segment has one call for both
+            identify_ = client.identify
+
+            def identify(user: str, traits: dict[str, Any]) -> Any:
+                if not identify_(user, traits)[0]:
+                    self._refused += 1
+
+            return identify
+        raise ValueError(kind)
+
+    def queued(self) -> int:
+        return int(self.client.queue.qsize())
+
+    def dropped(self) -> int:
+        return self._refused
+
+    def shutdown(self) -> None:
+        self.client.shutdown()
+
+    @staticmethod
+    def version() -> str:
+        from segment.analytics.version import VERSION
+
+        return str(VERSION)
+
+
+ADAPTERS: dict[str, type[Adapter]] = {"sankofa": Sankofa, "posthog": Posthog, "segment": Segment}
