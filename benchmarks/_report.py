@@ -100,6 +100,10 @@ def _fmt(value: Optional[float]) -> str:
 def _cell(cell: Optional[dict[str, Any]], with_ratio: bool = True) -> str:
     if not cell:
         return "-"
+    if all(float(v).is_integer() for v in cell["values"]):
+        if cell["min"] == cell["max"]:
+            return f"{cell['median']:,.0f}"
+        return f"{cell['median']:,.0f} [{cell['min']:,.0f}-{cell['max']:,.0f}]"
     text = f"{_fmt(cell['median'])} [{_fmt(cell['min'])}-{_fmt(cell['max'])}]"
     ratio = cell.get("ratio_to_posthog")
     if with_ratio and ratio is not None:
@@ -111,6 +115,8 @@ def markdown(summary: dict[str, Any], servers: dict[str, Any], sdks: list[str], 
     """The results as Markdown tables: median [min-max] (ratio to posthog-python's median)."""
     lines = []
     for config, table in summary.items():
+        if not any(table.values()):
+            continue
         lines.append(
             f"**{config}** ({'production defaults' if config == 'defaults' else 'equal batch settings'})"
         )

@@ -50,31 +50,33 @@ class Adapter:
         raise NotImplementedError
 
 
-def _options(config: str, queue_size: Optional[int]) -> dict[str, Any]:
+def _options(
+    config: str, queue_size: Optional[int], gzip: Optional[bool], names: dict[str, str]
+) -> dict[str, Any]:
+    """Keyword arguments for one SDK's client; ``names`` maps our option names to its own."""
     if config not in CONFIGS:
         raise ValueError(f"config must be one of {CONFIGS}")
     opts: dict[str, Any] = dict(EQUAL) if config == "equal" else {}
     if queue_size is not None:
         opts["max_queue_size"] = queue_size
-    return opts
+    if gzip is not None:
+        opts["gzip"] = gzip
+    return {names.get(key, key): value for key, value in opts.items()}
 
 
 class Sankofa(Adapter):
     name = "sankofa"
 
-    def __init__(self, host: str, config: str, queue_size: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        config: str,
+        queue_size: Optional[int] = None,
+        gzip: Optional[bool] = None,
+    ) -> None:
         import sankofa_sdk
 
-        opts = _options(config, queue_size)
-        kwargs: dict[str, Any] = {}
-        if "flush_at" in opts:
-            kwargs.update(
-                flush_at=opts["flush_at"],
-                flush_interval=opts["flush_interval_s"],
-                gzip=opts["gzip"],
-            )
-        if "max_queue_size" in opts:
-            kwargs["max_queue_size"] = opts["max_queue_size"]
+        kwargs = _options(config, queue_size, gzip, {"flush_interval_s": "flush_interval"})
         self.client = sankofa_sdk.Client("sk_test_benchmark0001", host=host, **kwargs)
 
     def call(self, kind: str) -> Call:
@@ -109,19 +111,16 @@ class Sankofa(Adapter):
 class Posthog(Adapter):
     name = "posthog"
 
-    def __init__(self, host: str, config: str, queue_size: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        config: str,
+        queue_size: Optional[int] = None,
+        gzip: Optional[bool] = None,
+    ) -> None:
         from posthog import Posthog as Client
 
-        opts = _options(config, queue_size)
-        kwargs: dict[str, Any] = {}
-        if "flush_at" in opts:
-            kwargs.update(
-                flush_at=opts["flush_at"],
-                flush_interval=opts["flush_interval_s"],
-                gzip=opts["gzip"],
-            )
-        if "max_queue_size" in opts:
-            kwargs["max_queue_size"] = opts["max_queue_size"]
+        kwargs = _options(config, queue_size, gzip, {"flush_interval_s": "flush_interval"})
         self.client = Client("phc_benchmark0001", host=host, **kwargs)
         self._refused = 0
 
@@ -172,19 +171,17 @@ class Posthog(Adapter):
 class Segment(Adapter):
     name = "segment"
 
-    def __init__(self, host: str, config: str, queue_size: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        config: str,
+        queue_size: Optional[int] = None,
+        gzip: Optional[bool] = None,
+    ) -> None:
         from segment.analytics import Client
 
-        opts = _options(config, queue_size)
-        kwargs: dict[str, Any] = {}
-        if "flush_at" in opts:
-            kwargs.update(
-                upload_size=opts["flush_at"],
-                upload_interval=opts["flush_interval_s"],
-                gzip=opts["gzip"],
-            )
-        if "max_queue_size" in opts:
-            kwargs["max_queue_size"] = opts["max_queue_size"]
+        names = {"flush_at": "upload_size", "flush_interval_s": "upload_interval"}
+        kwargs = _options(config, queue_size, gzip, names)
         self.client = Client("wk_benchmark0001", host=host, **kwargs)
         self._refused = 0
 
