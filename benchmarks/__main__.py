@@ -334,6 +334,19 @@ def _reference_server_available() -> bool:
     return True
 
 
+def _previous(out: Path, chosen: Optional[str]) -> Optional[Path]:
+    """The results file to compare with: the one named, or the latest earlier run of this kind."""
+    if chosen:
+        return Path(chosen)
+    kind = "-quick" if out.stem.endswith("-quick") else ""
+    earlier = sorted(
+        p
+        for p in RESULTS.glob("*.json")
+        if not p.name.startswith("profile") and p.stem.endswith("-quick") == bool(kind) and p < out
+    )
+    return earlier[-1] if earlier else None
+
+
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bash benchmarks/run", description=__doc__.splitlines()[0]
@@ -346,6 +359,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         "--figures",
         default="sink,hot_path,throughput,unreachable,server",
         help="comma-separated subset of sink,hot_path,throughput,unreachable,server",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="RESULTS.json",
+        help="an earlier results file to compare with (default: the latest of the same kind)",
     )
     args = parser.parse_args(argv)
     for name, allowed in (("sdks", SDKS), ("configs", CONFIGS)):
@@ -434,6 +452,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         "failures": harness.failures,
         "records": harness.records,
     }
+    previous = _previous(out, args.compare)
+    if previous is not None:
+        comparison = _report.compare(json.loads(previous.read_text()), document)
+        print(f"\n{comparison}")
+        text += f"\n{comparison}"
     out.write_text(json.dumps(document, indent=1))
     header = f"{info['date']} · {info['cpu']}, {info['cores']} cores · Python {info['python']} · {info['commit']}\n\n"
     out.with_suffix(".md").write_text(header + text)

@@ -235,3 +235,29 @@ def targets_text(found: list[dict[str, Any]]) -> str:
             state = f"MISSED by {t['miss']:.0%} ({_fmt(t['value'])} vs {_fmt(t['limit'])})"
         lines.append(f"- {t['target']}: {state}")
     return "\n".join(lines)
+
+
+COMPARED = ("track_p50", "track_p99", "cpu_per_1000", "throughput", "bytes_per_op", "down_p99")
+
+
+def compare(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Medians of an earlier results file next to this run's, with the change in percent."""
+    labels = {key: label for key, label, *_ in METRICS}
+    lines = [
+        f"Compared with {old['machine']['date']} ({old['machine'].get('commit', '')}):",
+        "",
+        "| configuration | figure | SDK | then | now | change |",
+        "|---|---|---|---|---|---|",
+    ]
+    for config, table in new["summary"].items():
+        for key in COMPARED:
+            for sdk, cell in table.get(key, {}).items():
+                before = old["summary"].get(config, {}).get(key, {}).get(sdk)
+                if not before:
+                    continue
+                change = cell["median"] / before["median"] - 1 if before["median"] else 0.0
+                lines.append(
+                    f"| {config} | {labels[key]} | {sdk} | {_fmt(before['median'])} | "
+                    f"{_fmt(cell['median'])} | {change:+.0%} |"
+                )
+    return "\n".join(lines) + "\n"
