@@ -153,7 +153,8 @@ class Posthog(Adapter):
         raise ValueError(kind)
 
     def queued(self) -> int:
-        return int(self.client._analytics_lane.queue.qsize())
+        lane = getattr(self.client, "_analytics_lane", None)  # posthog 7; 6 has one queue
+        return int((lane.queue if lane is not None else self.client.queue).qsize())
 
     def dropped(self) -> int:
         return self._refused
