@@ -349,14 +349,22 @@ class Client:
             self._identity.reset()
 
     @contextmanager
-    def context(self, distinct_id: Optional[str] = None) -> Iterator[Identity]:
+    def context(
+        self, distinct_id: Optional[str] = None, *, anonymous_id: Optional[str] = None
+    ) -> Iterator[Identity]:
         """A fresh identity for the ``with`` block: ``distinct_id`` if given, else anonymous.
 
-        ``identify`` and ``reset`` inside the block stay inside it.
+        ``identify`` and ``reset`` inside the block stay inside it. ``anonymous_id`` seeds the
+        block's anonymous id instead of a new random one (e.g. the id a browser keeps in a
+        cookie); it counts as used, so ``identify(user)`` in the block sends the alias
+        ``anonymous_id → user``. Either id raises :class:`ValidationError` if the engine would
+        discard it.
         """
         if distinct_id is not None:
             distinct_id = check_distinct_id(distinct_id)
-        with self._identity.scope(distinct_id) as identity:
+        if anonymous_id is not None:
+            anonymous_id = check_distinct_id(anonymous_id, "anonymous_id")
+        with self._identity.scope(distinct_id, anonymous_id) as identity:
             yield identity
 
     @property

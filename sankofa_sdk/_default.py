@@ -137,11 +137,13 @@ def shutdown(timeout: Optional[float] = None) -> None:
 
 
 @contextmanager
-def context(distinct_id: Optional[str] = None) -> Iterator[Optional[Identity]]:
+def context(
+    distinct_id: Optional[str] = None, *, anonymous_id: Optional[str] = None
+) -> Iterator[Optional[Identity]]:
     """:meth:`Client.context` on the default client (a no-op block when there is none)."""
     client = get_client()
     if client is None:
         yield None
         return
-    with client.context(distinct_id) as identity:
+    with client.context(distinct_id, anonymous_id=anonymous_id) as identity:
         yield identity

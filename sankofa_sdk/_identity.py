@@ -76,9 +76,17 @@ class IdentityScope:
         self._var.set(_anonymous())
 
     @contextmanager
-    def scope(self, distinct_id: Optional[str]) -> Iterator[Identity]:
-        """A nested identity for the duration of a ``with`` block, restored afterwards."""
+    def scope(
+        self, distinct_id: Optional[str], anonymous_id: Optional[str] = None
+    ) -> Iterator[Identity]:
+        """A nested identity for the duration of a ``with`` block, restored afterwards.
+
+        A given ``anonymous_id`` counts as used (it came from outside, e.g. a browser that sent
+        events under it), so an ``identify`` in the block stitches it to the user.
+        """
         identity = _anonymous()
+        if anonymous_id is not None:
+            identity = Identity(anonymous_id, anonymous_id, False, True)
         if distinct_id is not None:
             identity = identity._replace(distinct_id=distinct_id, identified=True)
         token = self._var.set(identity)

@@ -1,0 +1,20 @@
+"""Where Python apps live: middleware and hooks for web frameworks and workers.
+
+- :mod:`sankofa_sdk.integrations.wsgi`: :class:`SankofaWSGIMiddleware`, any WSGI app.
+- :mod:`sankofa_sdk.integrations.asgi`: :class:`SankofaASGIMiddleware`, any ASGI app
+  (FastAPI, Starlette: ``app.add_middleware(SankofaASGIMiddleware, client=client)``).
+- :mod:`sankofa_sdk.integrations.flask`: the ``Sankofa`` extension (``init_app``).
+- :mod:`sankofa_sdk.integrations.django`: ``SankofaMiddleware`` configured by ``settings.SANKOFA``.
+- :mod:`sankofa_sdk.integrations.celery`: ``setup_celery(client)``.
+
+The two middleware classes use the standard library only and are re-exported here. The framework
+modules import their framework when used, not when imported, and raise an ``ImportError`` naming
+the missing package.
+"""
+
+from __future__ import annotations
+
+from .asgi import SankofaASGIMiddleware
+from .wsgi import SankofaWSGIMiddleware
+
+__all__ = ["SankofaASGIMiddleware", "SankofaWSGIMiddleware"]

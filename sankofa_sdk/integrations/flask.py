@@ -1,0 +1,152 @@
+"""Flask: an extension that scopes identity per request and holds the app's client.
+
+>>> from sankofa_sdk.integrations.flask import Sankofa
+>>> sankofa = Sankofa()
+>>> def create_app():
+...     app = Flask(__name__)
+...     app.config["SANKOFA"] = {"api_key": "sk_live_…", "host": "https://api.sankofa.dev"}
+...     sankofa.init_app(app)
+...     return app
+
+In a view, ``current_client()`` (or ``sankofa.client``) is the app's client; ``identify`` on
+sign-in and ``reset`` on sign-out act on the current request only. This module imports Flask
+only in :func:`current_client`, so it can be imported where Flask is not installed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional
+
+from .._client import Client
+from .._default import get_client
+from .._errors import ConfigurationError, ValidationError
+from .._identity import Identity
+from .._log import logger
+from .wsgi import SankofaWSGIMiddleware
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+__all__ = ["EXTENSION_KEY", "Sankofa", "current_client"]
+
+EXTENSION_KEY = "sankofa"
+"""The key of the app's client in ``app.extensions``."""
+
+
+class Sankofa:
+    """The Flask extension. ``Sankofa(app)`` or ``Sankofa()`` then ``init_app(app)``.
+
+    Which client an app uses, first match wins:
+
+    1. ``client=`` given to the extension;
+    2. ``app.config["SANKOFA"]``, a dict of :class:`~sankofa_sdk.Client` arguments
+       (``api_key``, ``host`` and any option), from which a client is created for the app;
+    3. the module-level client (``sankofa_sdk.init()``, or ``SANKOFA_API_KEY`` in the environment).
+
+    ``anonymous_id_cookie`` / ``anonymous_id_header`` (arguments here, or keys of
+    ``app.config["SANKOFA"]``) name where the browser keeps its anonymous id, which
+    ``identify`` then stitches to the user (see :class:`SankofaWSGIMiddleware`).
+
+    ``user_id``, a function of no arguments called at the start of each request (e.g.
+    ``lambda: session.get("user_id")``), names the request's signed-in user: when it returns an
+    id, the request's calls use it without sending anything (no alias, no traits), so only the
+    sign-in request needs ``identify``.
+
+    ``init_app`` stores the client in ``app.extensions["sankofa"]`` and wraps ``app.wsgi_app``
+    with :class:`SankofaWSGIMiddleware`. Queued operations are delivered at interpreter exit by
+    the client's own ``atexit`` hook (bounded by ``shutdown_timeout``).
+    """
+
+    def __init__(
+        self,
+        app: Optional[Flask] = None,
+        *,
+        client: Optional[Client] = None,
+        anonymous_id_cookie: Optional[str] = None,
+        anonymous_id_header: Optional[str] = None,
+        user_id: Optional[Callable[[], Optional[str]]] = None,
+    ) -> None:
+        self._client = client
+        self._cookie = anonymous_id_cookie
+        self._header = anonymous_id_header
+        self._user_id = user_id
+        self.client: Optional[Client] = client
+        """The client of the app last initialised (the only one, in the usual one-app case)."""
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> Client:
+        """Set the extension up on ``app`` and return the app's client."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError("sankofa_sdk: the Sankofa extension is already set up on this app")
+        config: dict[str, Any] = dict(app.config.get("SANKOFA") or {})
+        cookie = config.pop("anonymous_id_cookie", self._cookie)
+        header = config.pop("anonymous_id_header", self._header)
+        client = self._client_for(config)
+        app.extensions[EXTENSION_KEY] = client
+        app.wsgi_app = SankofaWSGIMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app,
+            client,
+            anonymous_id_cookie=cookie,
+            anonymous_id_header=header,
+        )
+        if self._user_id is not None:
+            app.before_request(self._enter_user_context)
+            app.teardown_request(self._exit_user_context)
+        self.client = client
+        return client
+
+    def _enter_user_context(self) -> None:
+        from flask import g
+
+        assert self._user_id is not None
+        try:
+            user = self._user_id()
+            if user is None:
+                return
+            scope = current_client().context(distinct_id=user)
+            scope.__enter__()
+        except ValidationError as exc:
+            logger.warning("sankofa_sdk: the Flask user_id callback gave an unusable id: %s", exc)
+            return
+        except Exception:
+            logger.exception(
+                "sankofa_sdk: the Flask user_id callback raised; request left anonymous"
+            )
+            return
+        g._sankofa_user_scope = scope
+
+    @staticmethod
+    def _exit_user_context(exc: Optional[BaseException]) -> None:
+        from flask import g
+
+        scope: Optional[ContextManager[Identity]] = g.pop("_sankofa_user_scope", None)
+        if scope is not None:
+            scope.__exit__(None, None, None)
+
+    def _client_for(self, config: dict[str, Any]) -> Client:
+        if self._client is not None:
+            return self._client
+        if config:
+            api_key = config.pop("api_key", None)
+            return Client(api_key, **config)
+        client = get_client()
+        if client is None:
+            raise ConfigurationError(
+                "sankofa_sdk: no client for the Flask app: pass client=, set "
+                "app.config['SANKOFA'] = {'api_key': ...}, call sankofa_sdk.init() first or set "
+                "SANKOFA_API_KEY"
+            )
+        return client
+
+
+def current_client() -> Client:
+    """The client of the Flask app handling the current request (or app context)."""
+    try:
+        from flask import current_app
+    except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+        raise ImportError("sankofa_sdk.integrations.flask needs Flask: pip install flask") from exc
+    client = current_app.extensions.get(EXTENSION_KEY)
+    if not isinstance(client, Client):
+        raise RuntimeError("sankofa_sdk: the Sankofa extension is not set up on this app")
+    return client

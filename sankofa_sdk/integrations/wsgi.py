@@ -1,0 +1,131 @@
+"""WSGI middleware: a fresh identity context for every request (any WSGI framework or server).
+
+>>> from sankofa_sdk.integrations.wsgi import SankofaWSGIMiddleware
+>>> application = SankofaWSGIMiddleware(application, client, anonymous_id_cookie="sk_anon")
+
+Inside a request, ``identify``/``reset`` and calls without ``distinct_id`` act on that request's
+identity only. The identity covers the application call *and* the iteration of the response body
+(a streaming response that tracks while it streams still sees its request's identity), because
+both run inside one ``contextvars.Context`` made for the request. Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ContextManager, Optional
+
+from .._client import Client
+from .._identity import Identity
+from ._common import AnonymousIdSource, resolve_client
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["SankofaWSGIMiddleware"]
+
+
+class SankofaWSGIMiddleware:
+    """Wrap a WSGI application so each request has its own Sankofa identity.
+
+    - ``client``: the :class:`~sankofa_sdk.Client` whose identity is scoped; by default the
+      module-level client (``sankofa_sdk.init()``), looked up at each request. Without any
+      client the request passes through untouched.
+    - ``anonymous_id_cookie`` / ``anonymous_id_header``: where the browser keeps its anonymous
+      id. When the request carries a usable one, the request's anonymous id is that id, so an
+      ``identify(user)`` in the request sends the alias ``browser id → user``. Unusable values
+      (empty, too long, whitespace, ids the engine would discard) are ignored.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        client: Optional[Client] = None,
+        *,
+        anonymous_id_cookie: Optional[str] = None,
+        anonymous_id_header: Optional[str] = None,
+    ) -> None:
+        self.app = app
+        self.client = client
+        self._source = AnonymousIdSource(anonymous_id_cookie, anonymous_id_header)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        client = resolve_client(self.client)
+        if client is None:
+            return self.app(environ, start_response)
+        anonymous_id = self._source.read(lambda name: _environ_header(environ, name))
+        request_context = contextvars.copy_context()
+        scope = client.context(anonymous_id=anonymous_id)
+        request_context.run(scope.__enter__)
+        try:
+            body = request_context.run(self.app, environ, start_response)
+        except BaseException:
+            request_context.run(scope.__exit__, *sys.exc_info())
+            raise
+        return _ScopedBody(body, request_context, scope)
+
+
+class _ScopedBody:
+    """The application's response body, iterated and closed inside the request's context."""
+
+    def __init__(
+        self,
+        body: Iterable[bytes],
+        request_context: contextvars.Context,
+        scope: ContextManager[Identity],
+    ) -> None:
+        self._body = body
+        self._context = request_context
+        self._scope: Optional[ContextManager[Identity]] = scope
+        self._iterator: Optional[Iterator[bytes]] = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._iterator is None:
+            self._iterator = self._context.run(iter, self._body)
+        return self._context.run(next, self._iterator)
+
+    def close(self) -> None:
+        """Close the application's body (PEP 3333), then end the request's identity."""
+        exc: tuple[Optional[type[BaseException]], Optional[BaseException], Any] = (
+            None,
+            None,
+            None,
+        )
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                self._context.run(close)
+        except BaseException:
+            exc = sys.exc_info()
+            raise
+        finally:
+            self._end(*exc)
+
+    def _end(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        scope, self._scope = self._scope, None
+        if scope is not None:
+            self._context.run(scope.__exit__, exc_type, exc, tb)
+
+
+def _environ_header(environ: WSGIEnvironment, name: str) -> Optional[str]:
+    key = name.upper().replace("-", "_")
+    if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        key = "HTTP_" + key
+    value = environ.get(key)
+    if not isinstance(value, str):
+        return None
+    # PEP 3333: header values are bytes decoded as ISO-8859-1; ids are UTF-8.
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return None
