@@ -1,0 +1,177 @@
+"""The ASGI middleware on a plain ASGI app, driven by hand-made scopes (no framework)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Optional
+
+from sankofa_sdk import Client
+from sankofa_sdk.integrations import SankofaASGIMiddleware
+from sankofa_sdk.integrations.asgi import Message, Receive, Scope, Send
+
+from .conftest import SinkBackend, deliver, event_names
+
+BROWSER_ID = "2a4b6c8d-asgi-browser-0001"
+
+
+class Gate:
+    """All ``parties`` coroutines wait here until every one arrived (asyncio.Barrier is 3.11+)."""
+
+    def __init__(self, parties: int) -> None:
+        self._left = parties
+        self._open = asyncio.Event()
+
+    async def wait(self) -> None:
+        self._left -= 1
+        if self._left == 0:
+            self._open.set()
+        await asyncio.wait_for(self._open.wait(), 10)
+
+
+def make_app(client: Client, gate: Optional[Gate] = None) -> Any:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                client.track("Lifespan " + message["type"].rsplit(".", 1)[-1].title())
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        if scope["type"] == "websocket":
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept"})
+            message = await receive()
+            client.identify(message["text"])
+            client.track("Chat Message Sent")
+            await send({"type": "websocket.send", "text": client.distinct_id})
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        path = scope["path"]
+        if path.startswith("/login/"):
+            user = path.rsplit("/", 1)[-1]
+            client.identify(user)
+            if gate is not None:
+                await gate.wait()
+            client.track("Checked Out", {"user": user})
+        elif path == "/pricing":
+            client.track("Viewed Pricing")
+        elif path == "/logout":
+            client.track("Signed Out")
+            client.reset()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": client.distinct_id.encode()})
+
+    return app
+
+
+async def request(app: Any, path: str, headers: Optional[list[tuple[bytes, bytes]]] = None) -> str:
+    scope = {"type": "http", "method": "GET", "path": path, "headers": headers or []}
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return str(sent[-1]["body"].decode())
+
+
+def test_sign_in_with_an_anonymous_cookie_stitches_and_requests_never_mix(
+    client: Client, backend: SinkBackend
+) -> None:
+    gate = Gate(2)
+    app = SankofaASGIMiddleware(make_app(client, gate), client, anonymous_id_cookie="sk_anon")
+    other_browser = "2a4b6c8d-asgi-browser-0002"
+
+    async def main() -> list[str]:
+        outer = client.distinct_id
+        answers = await asyncio.gather(
+            request(app, "/login/user_asgi_a", [(b"cookie", f"sk_anon={BROWSER_ID}".encode())]),
+            # HTTP/2 can split cookies over several headers
+            request(
+                app,
+                "/login/user_asgi_b",
+                [(b"cookie", b"a=1"), (b"Cookie", f"sk_anon={other_browser}".encode())],
+            ),
+        )
+        assert client.distinct_id == outer
+        return answers
+
+    assert asyncio.run(main()) == ["user_asgi_a", "user_asgi_b"]
+    deliver(client, backend)
+    assert sorted(backend.aliases()) == [
+        (BROWSER_ID, "user_asgi_a"),
+        (other_browser, "user_asgi_b"),
+    ]
+    for user in ("user_asgi_a", "user_asgi_b"):
+        assert [(e["distinct_id"], e["properties"]["user"]) for e in backend.events(user)] == [
+            (user, user)
+        ]
+
+
+def test_sign_out_reset_gives_a_new_anonymous_id(client: Client, backend: SinkBackend) -> None:
+    app = SankofaASGIMiddleware(make_app(client), client, anonymous_id_header="X-Anonymous-Id")
+    after = asyncio.run(request(app, "/logout", [(b"x-anonymous-id", BROWSER_ID.encode())]))
+    assert after != BROWSER_ID
+    deliver(client, backend)
+    assert event_names(backend, BROWSER_ID) == ["Signed Out"]
+    assert backend.get_person(after) is None  # nothing was sent under the new id yet
+
+
+def test_a_websocket_connection_has_its_own_identity(client: Client, backend: SinkBackend) -> None:
+    app = SankofaASGIMiddleware(make_app(client), client, anonymous_id_cookie="sk_anon")
+    inbox = [
+        {"type": "websocket.connect"},
+        {"type": "websocket.receive", "text": "user_asgi_ws"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return inbox.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/ws", "headers": [(b"cookie", b"sk_anon=ws-anon-01")]}
+    outer = client.distinct_id
+    asyncio.run(app(scope, receive, send))
+    assert client.distinct_id == outer
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert sent[1]["text"] == "user_asgi_ws"
+    deliver(client, backend)
+    assert backend.aliases() == [("ws-anon-01", "user_asgi_ws")]
+    assert event_names(backend, "user_asgi_ws") == ["Chat Message Sent"]
+
+
+def test_lifespan_passes_through_without_a_request_identity(
+    client: Client, backend: SinkBackend
+) -> None:
+    app = SankofaASGIMiddleware(make_app(client), client)
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return inbox.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def main() -> str:
+        client.track("Before Startup")
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+        return client.distinct_id
+
+    outer = asyncio.run(main())
+    assert [m["type"] for m in sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    deliver(client, backend)
+    # the lifespan ran in the caller's identity, not in a fresh one
+    assert event_names(backend, outer) == [
+        "Before Startup",
+        "Lifespan Startup",
+        "Lifespan Shutdown",
+    ]
