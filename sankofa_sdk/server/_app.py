@@ -1,0 +1,353 @@
+"""Request dispatch: the engine's order of checks, its routes, and the reference read API.
+
+Framework-free: :meth:`App.handle` takes a parsed request and returns the answer, so the rules
+can be read (and tested) apart from sockets. The order follows spec section 2: size (checked by
+the HTTP layer before the body is read), CORS preflight, rate limit, route, key, allowlist,
+body, garbage id, buffer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Mapping
+from email.message import Message
+from typing import Any, Callable, NamedTuple, Optional, Union
+from urllib.parse import parse_qs, unquote
+
+from .._operations import parse_rfc3339, to_epoch
+from . import _responses, _useragent
+from ._faults import Fault, Faults
+from ._idempotency import MAX_KEY_LENGTH, IdempotencyCache
+from ._ingest import SINGLE_ROUTES, Plan, plan_batch, plan_single
+from ._payloads import now_us
+from ._projects import Projects, Scope
+from ._ratelimit import FixedWindowLimiter
+from ._responses import Response
+from ._store import PeopleStore, Unit
+from ._writer import Writer
+
+INGEST_PREFIX = "/api/v1"
+READ_PREFIX = "/reference/v1"
+MAX_LIST_LIMIT = 500
+
+
+class Request(NamedTuple):
+    method: str
+    target: str
+    headers: Union[Message, Mapping[str, str]]
+    """Header lookup that ignores the case of names (``http.client.HTTPMessage``)."""
+    body: bytes
+    peer: str
+
+
+class RequestRecord(NamedTuple):
+    """One request as a test sees it in :attr:`ReferenceServer.requests` (no API key)."""
+
+    method: str
+    path: str
+    status: Optional[int]
+    """None when the connection was reset instead of answered."""
+    idempotency_key: Optional[str]
+    environment: Optional[str]
+    replayed: bool
+    fault: bool
+
+
+class _ReadError(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class App:
+    def __init__(
+        self,
+        projects: Projects,
+        store: PeopleStore,
+        writer: Writer,
+        limiter: Optional[FixedWindowLimiter],
+        idempotency: IdempotencyCache,
+        faults: Faults,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.projects = projects
+        self.store = store
+        self.writer = writer
+        self.limiter = limiter
+        self.idempotency = idempotency
+        self.faults = faults
+        self.records: deque[RequestRecord] = deque(maxlen=100_000)
+        self.request_count = 0
+        self._sleep = sleep
+
+    # --- entry --------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response | Fault:
+        """Answer one request (or say to reset its connection, for an injected fault)."""
+        self.request_count += 1
+        path = request.target.split("?", 1)[0]
+        route = path.lower()
+        if len(route) > 1 and route.endswith("/"):
+            route = route[:-1]
+        origin = request.headers.get("Origin")
+        if (
+            request.method == "OPTIONS"
+            and origin
+            and request.headers.get("Access-Control-Request-Method")
+        ):
+            return Response(204, b"", "", _responses.PREFLIGHT_HEADERS)
+        replayed = False
+        environment: Optional[str] = None
+        idem_key = request.headers.get("Idempotency-Key")
+        extra: tuple[tuple[str, str], ...] = ()
+        answer: Response | Fault
+        is_ingest = route == INGEST_PREFIX or route.startswith(INGEST_PREFIX + "/")
+        fault = self._fault() if is_ingest else None
+        if fault is not None:
+            answer = fault if fault.reset else fault.response  # type: ignore[assignment]
+        else:
+            verdict = None
+            if is_ingest and self.limiter is not None:
+                verdict = self.limiter.hit(request.headers.get("x-api-key"), request.peer)
+            if verdict is not None and not verdict.allowed:
+                answer = Response(
+                    429, _responses.RATE_LIMITED_BODY, _responses.JSON, verdict.headers
+                )
+            else:
+                if verdict is not None:
+                    extra = verdict.headers
+                answer, environment, replayed = self._route(request, route, path)
+        if isinstance(answer, Response):
+            if origin:
+                extra += (("Access-Control-Allow-Origin", "*"),)
+            if extra:
+                answer = answer._replace(headers=answer.headers + extra)
+        status = answer.status if isinstance(answer, Response) else None
+        self.records.append(
+            RequestRecord(
+                request.method, path, status, idem_key, environment, replayed, fault is not None
+            )
+        )
+        return answer
+
+    def _fault(self) -> Optional[Fault]:
+        delay = self.faults.latency()
+        if delay:
+            self._sleep(delay)
+        return self.faults.pick()
+
+    def _route(
+        self, request: Request, route: str, path: str
+    ) -> tuple[Response, Optional[str], bool]:
+        method = request.method
+        if route == "/health":
+            if method in ("GET", "HEAD"):
+                body = b"" if method == "HEAD" else _responses.HEALTH.body
+                return _responses.HEALTH._replace(body=body), None, False
+            return _responses.method_not_allowed("GET, HEAD"), None, False
+        if route.startswith(INGEST_PREFIX + "/"):
+            kind = route[len(INGEST_PREFIX) + 1 :]
+            if kind in SINGLE_ROUTES or kind == "batch":
+                if method != "POST":
+                    return _responses.method_not_allowed("POST"), None, False
+                return self._ingest(request, kind)
+        if route == READ_PREFIX or route.startswith(READ_PREFIX + "/"):
+            return self._read(request, path), None, False
+        return _responses.not_found(method, path), None, False
+
+    # --- ingestion ----------------------------------------------------------------------
+
+    def _ingest(self, request: Request, kind: str) -> tuple[Response, Optional[str], bool]:
+        scope = self.projects.authenticate(request.headers.get("x-api-key"))
+        if isinstance(scope, Response):
+            return scope, None, False
+        project, environment = scope
+        refusal = self.projects.check_allowlists(
+            project, request.headers.get("Origin"), request.peer
+        )
+        if refusal is not None:
+            return refusal, environment, False
+        idem_key = request.headers.get("Idempotency-Key")
+        if idem_key is not None and not (0 < len(idem_key) <= MAX_KEY_LENGTH):
+            idem_key = None
+        idem_scope = f"{project.id}:{environment}"
+        if idem_key is not None:
+            remembered = self.idempotency.claim(idem_scope, idem_key)
+            if remembered is not None:
+                return remembered, environment, True
+        response: Optional[Response] = None
+        try:
+            response = self._accept(request, kind, scope, idem_scope, idem_key)
+            return response, environment, False
+        finally:
+            if idem_key is not None:
+                self.idempotency.release(idem_scope, idem_key, response)
+
+    def _accept(
+        self, request: Request, kind: str, scope: Scope, idem_scope: str, idem_key: Optional[str]
+    ) -> Response:
+        project, environment = scope
+        device = _useragent.parse(request.headers.get("User-Agent") or "")
+        received = now_us()
+        if kind == "batch":
+            plan = plan_batch(
+                request.body,
+                device,
+                received,
+                {
+                    "environment": environment,
+                    "project_id": project.id,
+                    "project_name": project.name,
+                },
+            )
+        else:
+            plan = plan_single(
+                kind, request.headers.get("Content-Type"), request.body, device, received
+            )
+        if not isinstance(plan, Plan):
+            return plan
+        if plan.items and self.faults.buffer_is_full:
+            return _responses.BUFFER_FULL
+        replayable = None
+        if idem_key is not None:
+            response = plan.response
+            replayable = (
+                idem_scope,
+                idem_key,
+                response.status,
+                response.content_type,
+                response.body,
+                time.time(),
+            )
+        unit = Unit(project.id, environment, plan.items, received, plan.discarded, replayable)
+        if not self.writer.push(unit):
+            return _responses.BUFFER_FULL
+        return plan.response
+
+    # --- reference read API (decision D3) -------------------------------------------------
+
+    def _read(self, request: Request, path: str) -> Response:
+        scope = self.projects.authenticate(request.headers.get("x-api-key"))
+        if isinstance(scope, Response):
+            return scope
+        query = {k: v[-1] for k, v in parse_qs(request.target.partition("?")[2]).items()}
+        if query.get("project_id", scope.project.id) != scope.project.id:
+            return _responses.INVALID_KEY  # another project's data: the engine's 403
+        parts = [unquote(p) for p in path.split("/")[3:] if p]
+        try:
+            return self._read_route(request.method, parts, query, scope)
+        except _ReadError as exc:
+            return exc.response
+
+    def _read_route(
+        self, method: str, parts: list[str], query: dict[str, str], scope: Scope
+    ) -> Response:
+        project, env = scope.project.id, scope.environment
+        store = self.store
+        name = [p.lower() if i % 2 == 0 else p for i, p in enumerate(parts)]
+        if name == ["stats"] and method == "GET":
+            return _json(store.stats(project, env))
+        if name == ["wait"] and method == "POST":
+            applied = self.writer.wait_until_applied(_number(query, "timeout", 10.0, 0, 300))
+            return _json({"applied": applied})
+        if name == ["events"] and method == "GET":
+            limit, offset = _page(query)
+            return _json(
+                {
+                    "events": store.events(
+                        project, env, event_name=query.get("event_name"), limit=limit, offset=offset
+                    )
+                }
+            )
+        if name == ["people"] and method == "GET":
+            limit, offset = _page(query)
+            where = {k[len("trait.") :]: v for k, v in query.items() if k.startswith("trait.")}
+            since = query.get("updated_since")
+            return _json(
+                store.list_people(
+                    project,
+                    env,
+                    search=query.get("search"),
+                    where=where,
+                    updated_since_us=None if since is None else _timestamp(since),
+                    limit=limit,
+                    offset=offset,
+                )
+            )
+        if len(parts) >= 2 and name[0] == "people":
+            return self._person_route(method, parts[1], name[2:], parts[2:], query, scope)
+        return _responses.not_found(method, "/reference/v1/" + "/".join(parts))
+
+    def _person_route(
+        self,
+        method: str,
+        distinct_id: str,
+        name: list[str],
+        rest: list[str],
+        query: dict[str, str],
+        scope: Scope,
+    ) -> Response:
+        project, env = scope.project.id, scope.environment
+        store = self.store
+        result: Any = None
+        if not name and method == "GET":
+            result = store.get_person(project, env, distinct_id)
+        elif not name and method == "DELETE":
+            result = {"deleted": True} if store.delete_person(project, env, distinct_id) else None
+        elif name == ["events"] and method == "GET":
+            limit, offset = _page(query)
+            found = store.events(
+                project,
+                env,
+                distinct_id,
+                event_name=query.get("event_name"),
+                limit=limit,
+                offset=offset,
+            )
+            result = None if found is None else {"events": found}
+        elif name == ["history"] and method == "GET":
+            found = store.trait_history(project, env, distinct_id, query.get("key"))
+            result = None if found is None else {"history": found}
+        elif len(name) == 2 and name[0] == "traits" and method == "DELETE":
+            deleted = store.delete_trait(project, env, distinct_id, rest[1])
+            result = {"deleted": True} if deleted else None
+        else:
+            return _responses.error(405, "Method Not Allowed")
+        if result is None:
+            return _responses.error(404, "Person not found")
+        return _json(result)
+
+
+def _json(value: Any) -> Response:
+    return Response(200, json.dumps(value, separators=(",", ":"), sort_keys=True).encode())
+
+
+def _bad(message: str) -> _ReadError:
+    return _ReadError(_responses.error(400, message))
+
+
+def _number(query: dict[str, str], key: str, default: float, low: float, high: float) -> float:
+    text = query.get(key)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise _bad(f"{key} must be a number") from None
+    if not low <= value <= high:
+        raise _bad(f"{key} must be between {low:g} and {high:g}")
+    return value
+
+
+def _page(query: dict[str, str]) -> tuple[int, int]:
+    limit = int(_number(query, "limit", 50, 1, 1_000_000))
+    offset = int(_number(query, "offset", 0, 0, 1e12))
+    return min(limit, MAX_LIST_LIMIT), offset
+
+
+def _timestamp(text: str) -> int:
+    try:
+        return round(to_epoch(parse_rfc3339(text)) * 1_000_000)
+    except ValueError:
+        raise _bad("updated_since must be an RFC 3339 timestamp") from None

@@ -1,0 +1,569 @@
+"""The People store: SQLite tables for profiles, traits, aliases and events, and their reads.
+
+Writes come only from the background writer, one transaction per group of accepted requests.
+Profiles follow decision D1 (key-by-key merge, ``null`` deletes, per key the later timestamp
+wins, ties to the update applied last); aliases are resolved at read time through the alias
+graph in both directions, loop-safe, as the engine's readers do (spec section 15).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, Optional
+
+from .._operations import format_epoch
+from ._payloads import Alias, Event, Item, Profile
+
+MAX_DISPLAY_HOPS = 10
+RESERVED_TRAITS = ("name", "email", "avatar", "phone")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS identities (
+    project_id TEXT NOT NULL, environment TEXT NOT NULL, distinct_id TEXT NOT NULL,
+    first_seen INTEGER, last_seen INTEGER, event_count INTEGER NOT NULL DEFAULT 0,
+    has_profile INTEGER NOT NULL DEFAULT 0, traits_updated INTEGER, deleted_at INTEGER,
+    PRIMARY KEY (project_id, environment, distinct_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS traits (
+    project_id TEXT NOT NULL, environment TEXT NOT NULL, distinct_id TEXT NOT NULL,
+    key TEXT NOT NULL, value TEXT, ts INTEGER NOT NULL, update_id INTEGER NOT NULL,
+    PRIMARY KEY (project_id, environment, distinct_id, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS profile_updates (
+    id INTEGER PRIMARY KEY, project_id TEXT NOT NULL, environment TEXT NOT NULL,
+    distinct_id TEXT NOT NULL, ts INTEGER NOT NULL, applied_at INTEGER NOT NULL,
+    source TEXT NOT NULL DEFAULT 'ingest'
+);
+CREATE INDEX IF NOT EXISTS profile_updates_person
+    ON profile_updates (project_id, environment, distinct_id);
+CREATE TABLE IF NOT EXISTS trait_history (
+    update_id INTEGER NOT NULL, key TEXT NOT NULL, value TEXT, won INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trait_history_update ON trait_history (update_id);
+CREATE TABLE IF NOT EXISTS aliases (
+    project_id TEXT NOT NULL, environment TEXT NOT NULL, alias_id TEXT NOT NULL,
+    distinct_id TEXT NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (project_id, environment, alias_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS aliases_target ON aliases (project_id, environment, distinct_id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, event_id TEXT NOT NULL, project_id TEXT NOT NULL,
+    environment TEXT NOT NULL, distinct_id TEXT NOT NULL, event_name TEXT NOT NULL,
+    properties TEXT NOT NULL, default_properties TEXT NOT NULL, lib_version TEXT NOT NULL,
+    ts INTEGER NOT NULL, received_at INTEGER NOT NULL, session_id TEXT, insert_id TEXT
+);
+CREATE INDEX IF NOT EXISTS events_person ON events (project_id, environment, distinct_id);
+CREATE TABLE IF NOT EXISTS counters (
+    project_id TEXT NOT NULL, environment TEXT NOT NULL, name TEXT NOT NULL,
+    value INTEGER NOT NULL, PRIMARY KEY (project_id, environment, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT NOT NULL, key TEXT NOT NULL, status INTEGER NOT NULL, content_type TEXT NOT NULL,
+    body BLOB NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+"""
+
+_dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+
+
+class Unit(NamedTuple):
+    """What one accepted request asks the writer to apply, in one piece."""
+
+    project_id: str
+    environment: str
+    items: Sequence[Item]
+    received_us: int
+    discarded: int = 0
+    replayable: Optional[tuple[str, str, int, str, bytes, float]] = None
+    """(scope, Idempotency-Key, status, content type, body, time) to remember the answer by."""
+
+
+class Person(NamedTuple):
+    ids: list[str]
+    display_id: str
+
+
+def _iso(us: Optional[int]) -> Optional[str]:
+    return None if us is None else format_epoch(us / 1_000_000)
+
+
+def _event_id() -> str:
+    import secrets
+
+    alphabet = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return "evt_" + "".join(alphabet[b & 63] for b in secrets.token_bytes(21))
+
+
+class PeopleStore:
+    """SQLite storage shared by the writer thread and readers (one connection, one lock)."""
+
+    def __init__(self, path: Optional[str] = None) -> None:
+        self.path = path
+        self._db = sqlite3.connect(
+            path or ":memory:", check_same_thread=False, isolation_level=None
+        )
+        self._lock = threading.RLock()
+        with self._lock:
+            if path:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- writes -------------------------------------------------------------------------
+
+    def apply(self, units: Iterable[Unit]) -> None:
+        """Apply accepted requests in one transaction, in the order they were accepted."""
+        applied_at = time.time_ns() // 1000
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for unit in units:
+                    self._apply_unit(db, unit, applied_at)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def _apply_unit(self, db: sqlite3.Connection, unit: Unit, applied_at: int) -> None:
+        project, env = unit.project_id, unit.environment
+        events: list[tuple[Any, ...]] = []
+        seen: dict[str, list[int]] = {}  # distinct_id -> [first, last, events]
+        for item in unit.items:
+            if isinstance(item, Event):
+                properties = item.properties
+                insert_id = properties.get("$insert_id")
+                events.append(
+                    (
+                        _event_id(),
+                        project,
+                        env,
+                        item.distinct_id,
+                        item.event_name,
+                        _dumps(properties),
+                        _dumps(item.default_properties),
+                        item.lib_version,
+                        item.timestamp_us,
+                        unit.received_us,
+                        item.session_id,
+                        insert_id if isinstance(insert_id, str) else None,
+                    )
+                )
+                span = seen.get(item.distinct_id)
+                ts = item.timestamp_us
+                if span is None:
+                    seen[item.distinct_id] = [ts, ts, 1]
+                else:
+                    span[0], span[1], span[2] = min(span[0], ts), max(span[1], ts), span[2] + 1
+            elif isinstance(item, Profile):
+                self._apply_profile(db, project, env, item, applied_at)
+            else:
+                assert isinstance(item, Alias)
+                db.execute(
+                    "INSERT INTO aliases VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+                    "distinct_id = excluded.distinct_id, ts = excluded.ts",
+                    (project, env, item.alias_id, item.distinct_id, item.timestamp_us),
+                )
+        if events:
+            db.executemany(
+                "INSERT INTO events (event_id, project_id, environment, distinct_id, event_name,"
+                " properties, default_properties, lib_version, ts, received_at, session_id,"
+                " insert_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                events,
+            )
+            db.executemany(
+                "INSERT INTO identities (project_id, environment, distinct_id, first_seen,"
+                " last_seen, event_count) VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET"
+                " first_seen = min(coalesce(first_seen, excluded.first_seen), excluded.first_seen),"
+                " last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen),"
+                " event_count = event_count + excluded.event_count",
+                [(project, env, did, *span) for did, span in seen.items()],
+            )
+        if unit.discarded:
+            self._count(db, project, env, "discarded", unit.discarded)
+        if unit.replayable is not None:
+            db.execute("INSERT OR REPLACE INTO idempotency VALUES (?,?,?,?,?,?)", unit.replayable)
+
+    def _apply_profile(
+        self,
+        db: sqlite3.Connection,
+        project: str,
+        env: str,
+        item: Profile,
+        applied_at: int,
+        source: str = "ingest",
+    ) -> None:
+        ts, did = item.timestamp_us, item.distinct_id
+        update_id = db.execute(
+            "INSERT INTO profile_updates (project_id, environment, distinct_id, ts, applied_at,"
+            " source) VALUES (?,?,?,?,?,?)",
+            (project, env, did, ts, applied_at, source),
+        ).lastrowid
+        history = []
+        for key, value in item.properties.items():
+            text = None if value is None else _dumps(value)
+            won = db.execute(
+                "INSERT INTO traits VALUES (?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET"
+                " value = excluded.value, ts = excluded.ts, update_id = excluded.update_id"
+                " WHERE excluded.ts >= traits.ts",
+                (project, env, did, key, text, ts, update_id),
+            ).rowcount
+            history.append((update_id, key, text, 1 if won else 0))
+        db.executemany("INSERT INTO trait_history VALUES (?,?,?,?)", history)
+        db.execute(
+            "INSERT INTO identities (project_id, environment, distinct_id, first_seen, last_seen,"
+            " has_profile, traits_updated) VALUES (?,?,?,?,?,1,?) ON CONFLICT DO UPDATE SET"
+            " first_seen = min(coalesce(first_seen, excluded.first_seen), excluded.first_seen),"
+            " last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen),"
+            " has_profile = 1,"
+            " traits_updated = max(coalesce(traits_updated, excluded.traits_updated),"
+            " excluded.traits_updated)",
+            (project, env, did, ts, ts, ts),
+        )
+
+    def _count(self, db: sqlite3.Connection, project: str, env: str, name: str, n: int) -> None:
+        db.execute(
+            "INSERT INTO counters VALUES (?,?,?,?) ON CONFLICT DO UPDATE SET"
+            " value = value + excluded.value",
+            (project, env, name, n),
+        )
+
+    def clear(self) -> None:
+        with self._lock:
+            for table in (
+                "identities",
+                "traits",
+                "profile_updates",
+                "trait_history",
+                "aliases",
+                "events",
+                "counters",
+                "idempotency",
+            ):
+                self._db.execute(f"DELETE FROM {table}")
+
+    # --- identity resolution --------------------------------------------------------------
+
+    def _group(self, project: str, env: str, distinct_id: str) -> Person:
+        """Every id linked to ``distinct_id`` by aliases, either direction, and its display id."""
+        db = self._db
+        ids = {distinct_id}
+        frontier = [distinct_id]
+        while frontier:
+            marks = ",".join("?" * len(frontier))
+            rows = db.execute(
+                f"SELECT alias_id, distinct_id FROM aliases WHERE project_id = ? AND environment = ?"
+                f" AND (alias_id IN ({marks}) OR distinct_id IN ({marks}))",
+                (project, env, *frontier, *frontier),
+            ).fetchall()
+            frontier = [i for row in rows for i in row if i not in ids]
+            ids.update(frontier)
+        display, visited = distinct_id, {distinct_id}
+        for _ in range(MAX_DISPLAY_HOPS):
+            row = db.execute(
+                "SELECT distinct_id FROM aliases WHERE project_id = ? AND environment = ?"
+                " AND alias_id = ?",
+                (project, env, display),
+            ).fetchone()
+            if row is None or row[0] in visited:
+                break
+            display = row[0]
+            visited.add(display)
+        return Person(sorted(ids), display)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get_person(self, project: str, env: str, distinct_id: str) -> Optional[dict[str, Any]]:
+        with self._lock:
+            person = self._group(project, env, distinct_id)
+            return self._person(project, env, person)
+
+    def _person(self, project: str, env: str, person: Person) -> Optional[dict[str, Any]]:
+        db = self._db
+        marks = ",".join("?" * len(person.ids))
+        rows = db.execute(
+            f"SELECT first_seen, last_seen, event_count, has_profile, deleted_at FROM identities"
+            f" WHERE project_id = ? AND environment = ? AND distinct_id IN ({marks})",
+            (project, env, *person.ids),
+        ).fetchall()
+        if not rows or any(r[4] is not None for r in rows):
+            return None
+        if not any(r[2] or r[3] for r in rows):
+            return None
+        traits = self._traits(project, env, person.ids)
+        firsts = [r[0] for r in rows if r[0] is not None]
+        lasts = [r[1] for r in rows if r[1] is not None]
+        result: dict[str, Any] = {
+            "distinct_id": person.display_id,
+            "aliases": [i for i in person.ids if i != person.display_id],
+            "traits": traits,
+            "first_seen": _iso(min(firsts)) if firsts else None,
+            "last_seen": _iso(max(lasts)) if lasts else None,
+            "event_count": sum(r[2] for r in rows),
+        }
+        for key in RESERVED_TRAITS:  # decision D2: shown as the documents describe
+            result[key] = traits.get(key)
+        return result
+
+    def _traits(self, project: str, env: str, ids: Sequence[str]) -> dict[str, Any]:
+        marks = ",".join("?" * len(ids))
+        best: dict[str, tuple[int, int, Optional[str]]] = {}
+        for key, value, ts, update_id in self._db.execute(
+            f"SELECT key, value, ts, update_id FROM traits WHERE project_id = ?"
+            f" AND environment = ? AND distinct_id IN ({marks})",
+            (project, env, *ids),
+        ):
+            current = best.get(key)
+            if current is None or (ts, update_id) > current[:2]:
+                best[key] = (ts, update_id, value)
+        return {k: json.loads(v) for k, (_, _, v) in sorted(best.items()) if v is not None}
+
+    def list_people(
+        self,
+        project: str,
+        env: str,
+        *,
+        search: Optional[str] = None,
+        where: Optional[dict[str, Any]] = None,
+        updated_since_us: Optional[int] = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        with self._lock:
+            candidates = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT distinct_id FROM identities WHERE project_id = ? AND environment = ?"
+                    " AND (has_profile = 1 OR event_count > 0) AND deleted_at IS NULL",
+                    (project, env),
+                )
+            ]
+            people: dict[str, dict[str, Any]] = {}
+            grouped: set[str] = set()
+            for distinct_id in candidates:
+                if distinct_id in grouped:
+                    continue
+                person = self._group(project, env, distinct_id)
+                grouped.update(person.ids)
+                found = self._person(project, env, person)
+                if found is not None and found["distinct_id"] not in people:
+                    found["_traits_updated"] = self._traits_updated(project, env, person.ids)
+                    people[found["distinct_id"]] = found
+        matches = [p for p in people.values() if _matches(p, search, where or {}, updated_since_us)]
+        matches.sort(key=lambda p: (p["last_seen"] or "", p["distinct_id"]), reverse=True)
+        for p in matches:
+            p.pop("_traits_updated", None)
+        return {
+            "people": matches[offset : offset + limit],
+            "total": len(matches),
+            "limit": limit,
+            "offset": offset,
+        }
+
+    def _traits_updated(self, project: str, env: str, ids: Sequence[str]) -> Optional[int]:
+        marks = ",".join("?" * len(ids))
+        row = self._db.execute(
+            f"SELECT max(traits_updated) FROM identities WHERE project_id = ? AND environment = ?"
+            f" AND distinct_id IN ({marks})",
+            (project, env, *ids),
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def events(
+        self,
+        project: str,
+        env: str,
+        distinct_id: Optional[str] = None,
+        *,
+        event_name: Optional[str] = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Optional[list[dict[str, Any]]]:
+        """Events newest first; ``None`` when ``distinct_id`` names no visible person."""
+        with self._lock:
+            sql = (
+                "SELECT event_id, event_name, distinct_id, properties, default_properties,"
+                " lib_version, ts, received_at, session_id FROM events"
+                " WHERE project_id = ? AND environment = ?"
+            )
+            args: list[Any] = [project, env]
+            if distinct_id is not None:
+                person = self._group(project, env, distinct_id)
+                if self._person(project, env, person) is None:
+                    return None
+                sql += f" AND distinct_id IN ({','.join('?' * len(person.ids))})"
+                args.extend(person.ids)
+            if event_name is not None:
+                sql += " AND event_name = ?"
+                args.append(event_name)
+            sql += " ORDER BY ts DESC, id DESC LIMIT ? OFFSET ?"
+            args += [limit, offset]
+            rows = self._db.execute(sql, args).fetchall()
+        return [
+            {
+                "event_id": r[0],
+                "event_name": r[1],
+                "distinct_id": r[2],
+                "properties": json.loads(r[3]),
+                "default_properties": json.loads(r[4]),
+                "lib_version": r[5],
+                "timestamp": _iso(r[6]),
+                "received_at": _iso(r[7]),
+                "session_id": r[8],
+            }
+            for r in rows
+        ]
+
+    def trait_history(
+        self, project: str, env: str, distinct_id: str, key: Optional[str] = None
+    ) -> Optional[list[dict[str, Any]]]:
+        """Every value each trait was sent with, oldest first, and whether it took effect."""
+        with self._lock:
+            person = self._group(project, env, distinct_id)
+            if self._person(project, env, person) is None:
+                return None
+            marks = ",".join("?" * len(person.ids))
+            sql = (
+                "SELECT h.key, h.value, h.won, u.id, u.distinct_id, u.ts, u.applied_at, u.source"
+                " FROM trait_history h JOIN profile_updates u ON u.id = h.update_id"
+                f" WHERE u.project_id = ? AND u.environment = ? AND u.distinct_id IN ({marks})"
+            )
+            args: list[Any] = [project, env, *person.ids]
+            if key is not None:
+                sql += " AND h.key = ?"
+                args.append(key)
+            rows = self._db.execute(sql + " ORDER BY u.ts, u.id", args).fetchall()
+        return [
+            {
+                "key": r[0],
+                "value": None if r[1] is None else json.loads(r[1]),
+                "took_effect": bool(r[2]),
+                "update_id": r[3],
+                "distinct_id": r[4],
+                "timestamp": _iso(r[5]),
+                "applied_at": _iso(r[6]),
+                "source": r[7],
+            }
+            for r in rows
+        ]
+
+    def delete_trait(self, project: str, env: str, distinct_id: str, key: str) -> bool:
+        """Remove one trait from a person; an update stamped later can set it again."""
+        now = time.time_ns() // 1000
+        with self._lock:
+            person = self._group(project, env, distinct_id)
+            if self._person(project, env, person) is None:
+                return False
+            marks = ",".join("?" * len(person.ids))
+            holders = [
+                r[0]
+                for r in self._db.execute(
+                    f"SELECT distinct_id FROM traits WHERE project_id = ? AND environment = ?"
+                    f" AND key = ? AND value IS NOT NULL AND distinct_id IN ({marks})",
+                    (project, env, key, *person.ids),
+                )
+            ]
+            if not holders:
+                return False
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for holder in holders:
+                    self._apply_profile(
+                        self._db, project, env, Profile(holder, {key: None}, now), now, "delete"
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return True
+
+    def delete_person(self, project: str, env: str, distinct_id: str) -> bool:
+        """Soft-delete: the person and its aliases disappear from reads; events are kept."""
+        now = time.time_ns() // 1000
+        with self._lock:
+            person = self._group(project, env, distinct_id)
+            if self._person(project, env, person) is None:
+                return False
+            self._db.executemany(
+                "INSERT INTO identities (project_id, environment, distinct_id, deleted_at)"
+                " VALUES (?,?,?,?) ON CONFLICT DO UPDATE SET deleted_at = excluded.deleted_at",
+                [(project, env, i, now) for i in person.ids],
+            )
+            return True
+
+    def stats(self, project: str, env: str) -> dict[str, int]:
+        with self._lock:
+            db, args = self._db, (project, env)
+            scope = "WHERE project_id = ? AND environment = ?"
+            people = db.execute(
+                f"SELECT count(*) FROM identities {scope} AND has_profile = 1"
+                " AND deleted_at IS NULL",
+                args,
+            ).fetchone()[0]
+            events, duplicates = db.execute(
+                f"SELECT count(*), count(insert_id) - count(DISTINCT insert_id) FROM events {scope}",
+                args,
+            ).fetchone()
+            aliases = db.execute(f"SELECT count(*) FROM aliases {scope}", args).fetchone()[0]
+            counters = defaultdict(
+                int, db.execute(f"SELECT name, value FROM counters {scope}", args).fetchall()
+            )
+        return {
+            "people": people,
+            "events": events,
+            "aliases": aliases,
+            "discarded": counters["discarded"],
+            "duplicate_insert_ids": duplicates or 0,
+        }
+
+    def recent_replays(self, since: float) -> list[tuple[str, str, int, str, bytes, float]]:
+        """Remembered answers younger than ``since`` (seconds since the epoch), oldest first."""
+        with self._lock:
+            self._db.execute("DELETE FROM idempotency WHERE created_at < ?", (since,))
+            return self._db.execute(
+                "SELECT scope, key, status, content_type, body, created_at FROM idempotency"
+                " ORDER BY created_at"
+            ).fetchall()
+
+
+def _matches(
+    person: dict[str, Any],
+    search: Optional[str],
+    where: dict[str, Any],
+    updated_since_us: Optional[int],
+) -> bool:
+    traits = person["traits"]
+    if search:
+        needle = search.casefold()
+        haystack = [person["distinct_id"], *person["aliases"]]
+        haystack += [str(traits[k]) for k in ("email", "name") if traits.get(k) is not None]
+        if not any(needle in text.casefold() for text in haystack):
+            return False
+    for key, wanted in where.items():
+        if key not in traits:
+            return False
+        value = traits[key]
+        if value != wanted and not (isinstance(wanted, str) and _as_text(value) == wanted):
+            return False
+    if updated_since_us is not None:
+        updated = person.get("_traits_updated")
+        if updated is None or updated < updated_since_us:
+            return False
+    return True
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return _dumps(value)

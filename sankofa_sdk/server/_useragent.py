@@ -1,0 +1,57 @@
+"""A small stand-in for the engine's User-Agent parse (uap-core), spec section 8.
+
+The engine writes the parsed OS, browser and device families into ``$os``, ``$browser`` and
+``$device_model``. uap-core is a large regex database; this covers the agents that reach a
+server-side ingestion API (HTTP libraries, common browsers) and answers ``Other`` for the rest,
+as uap-core does for anything it does not know.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import NamedTuple
+
+
+class Device(NamedTuple):
+    os: str
+    browser: str
+    device_model: str
+
+
+_BROWSERS = (
+    (re.compile(r"python-requests/"), "Python Requests"),
+    (re.compile(r"python-urllib/", re.I), "Python-urllib"),
+    (re.compile(r"^curl/"), "curl"),
+    (re.compile(r"Edg(?:e|A|iOS)?/"), "Edge"),
+    (re.compile(r"Firefox/"), "Firefox"),
+    (re.compile(r"Chrome/"), "Chrome"),
+    (re.compile(r"Version/[\d.]+ (?:Mobile/\w+ )?Safari/"), "Safari"),
+)
+_OSES = (
+    (re.compile(r"Windows NT"), "Windows"),
+    (re.compile(r"iPhone OS|iPad; CPU OS"), "iOS"),
+    (re.compile(r"Mac OS X"), "Mac OS X"),
+    (re.compile(r"Android"), "Android"),
+    (re.compile(r"Linux"), "Linux"),
+)
+_DEVICES = (
+    (re.compile(r"iPhone"), "iPhone"),
+    (re.compile(r"iPad"), "iPad"),
+    (re.compile(r"Macintosh"), "Mac"),
+)
+
+
+def _first(patterns: tuple[tuple[re.Pattern[str], str], ...], text: str) -> str:
+    for pattern, name in patterns:
+        if pattern.search(text):
+            return name
+    return "Other"
+
+
+@lru_cache(maxsize=256)
+def parse(user_agent: str) -> Device:
+    """OS, browser and device family of a User-Agent header; ``Other`` where unknown."""
+    return Device(
+        _first(_OSES, user_agent), _first(_BROWSERS, user_agent), _first(_DEVICES, user_agent)
+    )
