@@ -106,6 +106,12 @@ class _ScopedBody:
         finally:
             self._end(*exc)
 
+    def __del__(self) -> None:
+        # A server or test client that never calls close(): end the identity in the request's
+        # context rather than wherever the garbage collector happens to run.
+        if getattr(self, "_scope", None) is not None:
+            self._end(None, None, None)
+
     def _end(
         self,
         exc_type: Optional[type[BaseException]],

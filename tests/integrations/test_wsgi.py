@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import urllib.request
 from collections.abc import Iterable, Iterator
@@ -288,3 +289,16 @@ def test_without_any_client_requests_pass_through(monkeypatch: pytest.MonkeyPatc
         return [b""]
 
     assert call(SankofaWSGIMiddleware(app), "/")[0] == "204 No Content"
+
+
+def test_a_body_that_is_never_closed_ends_its_identity_cleanly(client: Client) -> None:
+    # Some test clients drop the body without close(); that must not raise from the GC.
+    outer = client.distinct_id
+    app = SankofaWSGIMiddleware(shop_app(client), client)
+    env: dict[str, Any] = {"PATH_INFO": "/login", "QUERY_STRING": "user=user_wsgi_unclosed"}
+    setup_testing_defaults(env)
+    body = app(env, lambda *a: lambda data: None)
+    assert b"".join(body) == b"user_wsgi_unclosed"
+    del body
+    gc.collect()
+    assert client.distinct_id == outer
