@@ -1,0 +1,146 @@
+"""Django: a middleware that scopes identity per request, configured by ``settings.SANKOFA``.
+
+.. code-block:: python
+
+    # settings.py
+    SANKOFA = {
+        "api_key": os.environ["SANKOFA_API_KEY"],
+        "host": "https://api.sankofa.dev",
+        "anonymous_id_cookie": "sankofa_anon",  # optional: the browser's anonymous id
+        # any other Client option: "flush_at", "gzip", "sync_mode", "disabled", ...
+    }
+    MIDDLEWARE = [..., "sankofa_sdk.integrations.django.SankofaMiddleware"]
+
+    # views.py
+    import sankofa_sdk
+    sankofa_sdk.identify(str(user.pk), {"email": user.email})   # on sign-in
+
+The client is created on first use from ``settings.SANKOFA`` and becomes the module-level client,
+so ``sankofa_sdk.track(...)`` in views uses it. Without ``SANKOFA`` the module-level client is
+used as it is (``sankofa_sdk.init()`` or ``SANKOFA_API_KEY``). The middleware works in both
+Django's sync (WSGI) and async (ASGI) request paths. This module imports Django only when the
+middleware or :func:`get_client` is used.
+
+A ``StreamingHttpResponse`` body is iterated after the middleware returned: calls made while
+streaming should pass ``distinct_id=``, or wrap the WSGI application in
+:class:`~sankofa_sdk.integrations.wsgi.SankofaWSGIMiddleware`, which covers the body too.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Optional
+
+from .. import _default
+from .._client import Client
+from ._common import AnonymousIdSource
+
+__all__ = ["SankofaMiddleware", "get_client"]
+
+_lock = threading.Lock()
+_client: Optional[Client] = None
+_source = AnonymousIdSource()
+_listening = False
+
+
+def _require_django() -> Any:
+    try:
+        from django.conf import settings
+    except ImportError as exc:
+        raise ImportError(
+            "sankofa_sdk.integrations.django needs Django: pip install django"
+        ) from exc
+    return settings
+
+
+def get_client() -> Optional[Client]:
+    """The client configured by ``settings.SANKOFA`` (created once), else the module-level one."""
+    global _client, _source
+    if _client is not None:
+        return _client
+    settings = _require_django()
+    config = getattr(settings, "SANKOFA", None)
+    if config is None:
+        return _default.get_client()
+    with _lock:
+        if _client is None:
+            _listen_for_setting_changes()
+            options = dict(config)
+            _source = AnonymousIdSource(
+                options.pop("anonymous_id_cookie", None), options.pop("anonymous_id_header", None)
+            )
+            _client = _default.init(**options)
+    return _client
+
+
+def _anonymous_id_source() -> AnonymousIdSource:
+    return _source
+
+
+def _listen_for_setting_changes() -> None:
+    # Tests change settings with override_settings: start again from the new SANKOFA.
+    global _listening
+    if _listening:
+        return
+    from django.core.signals import setting_changed
+
+    setting_changed.connect(_on_setting_changed, weak=False)
+    _listening = True
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    global _client, _source
+    if setting != "SANKOFA":
+        return
+    with _lock:
+        client, _client = _client, None
+        _source = AnonymousIdSource()
+    if client is not None:
+        if _default._default is client:
+            _default.shutdown()
+        else:
+            client.shutdown()
+
+
+class SankofaMiddleware:
+    """Give every Django request its own Sankofa identity (sync and async).
+
+    The browser's anonymous id is read from the cookie or header named by
+    ``SANKOFA["anonymous_id_cookie"]`` / ``SANKOFA["anonymous_id_header"]``, so ``identify`` on
+    sign-in stitches it to the user.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        _require_django()
+        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+        self.get_response = get_response
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: Any) -> Any:
+        if self._async:
+            return self._acall(request)
+        client = get_client()
+        if client is None:
+            return self.get_response(request)
+        with client.context(anonymous_id=self._anonymous_id(request)):
+            return self.get_response(request)
+
+    async def _acall(self, request: Any) -> Any:
+        client = get_client()
+        if client is None:
+            return await self.get_response(request)
+        with client.context(anonymous_id=self._anonymous_id(request)):
+            return await self.get_response(request)
+
+    @staticmethod
+    def _anonymous_id(request: Any) -> Optional[str]:
+        source = _anonymous_id_source()
+        if not source:
+            return None
+        return source.read(request.headers.get, request.COOKIES.get)

@@ -1,0 +1,144 @@
+"""examples/django_app driven by Django's test clients (sync and async request paths)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sankofa_sdk import Client
+
+from .conftest import EXAMPLES, SinkBackend, event_names
+
+django = pytest.importorskip("django")
+
+COOKIE = "sankofa_anon"
+BROWSER_ID = "9e8d7c6b-django-browser-1"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def django_project() -> None:
+    from django.conf import settings
+
+    if not settings.configured:
+        if str(EXAMPLES) not in sys.path:
+            sys.path.insert(0, str(EXAMPLES))
+        os.environ["DJANGO_SETTINGS_MODULE"] = "django_app.settings"
+        django.setup()
+    assert settings.ROOT_URLCONF == "django_app.urls"
+
+
+@pytest.fixture
+def sankofa(backend: SinkBackend) -> Iterator[Client]:
+    """The example's settings pointed at the backend; yields the client the middleware made."""
+    from django.test import override_settings
+
+    from sankofa_sdk.integrations import django as sankofa_django
+
+    config = {
+        "api_key": backend.api_key,
+        "host": backend.url,
+        "flush_interval": 0.05,
+        "anonymous_id_cookie": COOKIE,
+    }
+    with override_settings(SANKOFA=config):
+        client = sankofa_django.get_client()
+        assert client is not None and client.host == backend.url
+        yield client
+    # leaving override_settings shut that client down (it delivered what was queued)
+    assert client.stats()["queued"] == 0
+
+
+def deliver(client: Client, backend: SinkBackend) -> None:
+    assert client.flush(10)
+    assert backend.wait_until_applied(10)
+
+
+def test_a_visit_signed_in_and_out_lands_on_the_right_people(
+    sankofa: Client, backend: SinkBackend
+) -> None:
+    from django.test import Client as Browser
+
+    import sankofa_sdk
+
+    assert sankofa_sdk.get_client() is sankofa  # settings.SANKOFA made the module-level client
+    outer = sankofa.distinct_id
+    browser = Browser()
+    browser.cookies[COOKIE] = BROWSER_ID
+    assert browser.get("/pricing").json() == {"distinct_id": BROWSER_ID}
+    login = browser.post("/login", {"email": "ada@example.com"}, content_type="application/json")
+    assert login.json() == {"distinct_id": "user_42"}
+    upgrade = browser.post("/upgrade", {"plan": "team"}, content_type="application/json")
+    assert upgrade.json() == {"distinct_id": "user_42"}
+    after = browser.post("/logout").json()["distinct_id"]
+    assert after not in (BROWSER_ID, "user_42")
+    assert sankofa.distinct_id == outer
+
+    deliver(sankofa, backend)
+    assert backend.aliases() == [(BROWSER_ID, "user_42")]
+    person = backend.get_person("user_42")
+    assert person is not None
+    assert person["traits"] == {"email": "ada@example.com", "name": "Ada Lovelace", "plan": "team"}
+    assert BROWSER_ID in person["aliases"]
+    assert event_names(backend, "user_42") == [
+        "Viewed Pricing",
+        "Signed In",
+        "Plan Upgraded",
+        "Signed Out",
+    ]
+    assert event_names(backend, after) == ["Viewed Home"]
+    stranger = backend.get_person(after)
+    assert stranger is not None and stranger["aliases"] == []
+
+
+def test_the_async_request_path_scopes_identity_per_request(
+    sankofa: Client, backend: SinkBackend
+) -> None:
+    from django.test import AsyncClient
+
+    async def main() -> list[Any]:
+        ada, grace = AsyncClient(), AsyncClient()
+        ada.cookies[COOKIE] = "anon-django-ada"
+        grace.cookies[COOKIE] = "anon-django-grace"
+        answers = await asyncio.gather(
+            ada.post("/login", {"email": "ada@example.com"}, content_type="application/json"),
+            grace.post("/login", {"email": "grace@example.com"}, content_type="application/json"),
+            ada.get("/status"),  # an async view; ada's cookie still names her browser
+        )
+        return [answer.json() for answer in answers]
+
+    assert asyncio.run(main()) == [
+        {"distinct_id": "user_42"},
+        {"distinct_id": "user_43"},
+        {"distinct_id": "anon-django-ada"},
+    ]
+    deliver(sankofa, backend)
+    assert sorted(backend.aliases()) == [
+        ("anon-django-ada", "user_42"),
+        ("anon-django-grace", "user_43"),
+    ]
+    assert sorted(event_names(backend, "user_42")) == ["Checked Status", "Signed In"]
+    assert event_names(backend, "user_43") == ["Signed In"]
+
+
+def test_without_settings_the_module_level_client_is_used(backend: SinkBackend) -> None:
+    from django.test import Client as Browser
+    from django.test import override_settings
+
+    import sankofa_sdk
+
+    with override_settings():
+        from django.conf import settings
+
+        del settings.SANKOFA
+        client = sankofa_sdk.init(api_key=backend.api_key, host=backend.url, flush_interval=0.05)
+        try:
+            assert Browser().get("/pricing").status_code == 200
+            deliver(client, backend)
+        finally:
+            sankofa_sdk.shutdown()
+    assert [e["event_name"] for e in backend.events()] == ["Viewed Pricing"]
