@@ -28,6 +28,7 @@ streaming should pass ``distinct_id=``, or wrap the WSGI application in
 
 from __future__ import annotations
 
+import importlib
 import threading
 from typing import Any, Callable, Optional
 
@@ -44,13 +45,13 @@ _listening = False
 
 
 def _require_django() -> Any:
+    # import_module rather than an import statement: Django ships no type information.
     try:
-        from django.conf import settings
+        return importlib.import_module("django.conf").settings
     except ImportError as exc:
         raise ImportError(
             "sankofa_sdk.integrations.django needs Django: pip install django"
         ) from exc
-    return settings
 
 
 def get_client() -> Optional[Client]:
@@ -82,9 +83,8 @@ def _listen_for_setting_changes() -> None:
     global _listening
     if _listening:
         return
-    from django.core.signals import setting_changed
-
-    setting_changed.connect(_on_setting_changed, weak=False)
+    signals = importlib.import_module("django.core.signals")
+    signals.setting_changed.connect(_on_setting_changed, weak=False)
     _listening = True
 
 
