@@ -1,0 +1,126 @@
+"""examples/celery_worker.py: eager tasks, and a real worker thread on an in-memory broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import sankofa_sdk
+from sankofa_sdk import Client
+
+from .conftest import SinkBackend, event_names, load_example
+
+pytest.importorskip("celery")
+
+
+@pytest.fixture(scope="module")
+def loaded_example() -> Iterator[Any]:
+    # Imported once: Celery keeps task names process-wide. Its setup_celery() hooks are
+    # captured so that they can be disconnected after these tests.
+    from sankofa_sdk.integrations import celery as integration
+
+    captured: list[Any] = []
+    original = integration.setup_celery
+
+    def capture(*args: Any, **kwargs: Any) -> Any:
+        captured.append(original(*args, **kwargs))
+        return captured[-1]
+
+    integration.setup_celery = capture  # type: ignore[assignment]
+    try:
+        module = load_example("celery_worker")
+    finally:
+        integration.setup_celery = original  # type: ignore[assignment]
+    yield module
+    for hooks in captured:
+        hooks.disconnect()
+
+
+@pytest.fixture
+def example(loaded_example: Any) -> Iterator[Any]:
+    yield loaded_example
+    loaded_example.app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def default_client(backend: SinkBackend) -> Iterator[Client]:
+    client = sankofa_sdk.init(api_key=backend.api_key, host=backend.url, flush_interval=60)
+    yield client
+    sankofa_sdk.shutdown()
+
+
+def test_eager_tasks_have_their_own_identity_and_leave_the_caller_alone(
+    example: Any, default_client: Client, backend: SinkBackend
+) -> None:
+    example.app.conf.task_always_eager = True
+    default_client.identify("user_caller")  # e.g. a web request that enqueues work
+    assert example.process_signup.delay("user_42", "anon-signup-42", "ada@example.com").get() == (
+        "user_42"
+    )
+    assert default_client.distinct_id == "user_caller"
+    example.send_welcome_email.delay("user_42").get()
+    example.sync_crm_contact.delay("user_42", {"company": "Analytical Engines"}).get()
+    stats_id = example.export_public_stats.delay().get()
+    assert stats_id not in ("user_42", "user_caller")
+    assert default_client.distinct_id == "user_caller"
+    # flush_interval is 60 s: only the flush after each task can have delivered these
+    assert default_client.stats()["queued"] == 0
+    assert backend.wait_until_applied(10)
+
+    assert backend.aliases() == [("anon-signup-42", "user_42")]
+    person = backend.get_person("user_42")
+    assert person is not None
+    assert person["traits"] == {"email": "ada@example.com", "company": "Analytical Engines"}
+    assert event_names(backend, "user_42") == ["Signup Processed", "Welcome Email Sent"]
+    assert event_names(backend, stats_id) == ["Public Stats Exported"]
+    assert backend.get_person("user_caller") is None
+
+
+def test_a_worker_runs_tasks_in_separate_identities_and_shuts_the_client_down(
+    example: Any, default_client: Client, backend: SinkBackend
+) -> None:
+    from celery.contrib.testing.worker import start_worker
+
+    with start_worker(example.app, pool="solo", perform_ping_check=False) as worker:
+        assert example.process_signup.delay("user_43", "anon-signup-43", "grace@x.io").get(10)
+        # the same worker thread, the next task: not user_43 any more
+        stats_id = example.export_public_stats.delay().get(10)
+        example.send_welcome_email.delay("user_43").get(10)
+        worker.stop()  # a warm shutdown, as on SIGTERM: sends worker_shutdown
+    # worker_shutdown shut the client down: it delivered everything and accepts nothing more
+    default_client.track("After Shutdown")
+    assert default_client.stats()["dropped"].get("closed") == 1
+    assert backend.wait_until_applied(10)
+
+    assert stats_id != "user_43"
+    assert backend.aliases() == [("anon-signup-43", "user_43")]
+    assert event_names(backend, "user_43") == ["Signup Processed", "Welcome Email Sent"]
+    assert event_names(backend, stats_id) == ["Public Stats Exported"]
+
+
+def test_setup_celery_with_an_explicit_client_and_no_flush(
+    client: Client, backend: SinkBackend
+) -> None:
+    from celery import Celery
+
+    from sankofa_sdk.integrations.celery import setup_celery
+
+    app = Celery("explicit", broker="memory://", backend="cache+memory://")
+    app.conf.task_always_eager = True
+
+    @app.task
+    def sign_in(user: str) -> str:
+        client.identify(user)
+        client.track("Task Ran")
+        return client.distinct_id
+
+    hooks = setup_celery(client, flush_after_task=False)
+    try:
+        assert sign_in.delay("user_44").get() == "user_44"
+        assert client.distinct_id != "user_44"
+    finally:
+        hooks.disconnect()
+    assert client.flush(10)
+    assert event_names(backend, "user_44") == ["Task Ran"]
