@@ -1,9 +1,7 @@
-"""Fixtures for the integration tests: a real HTTP backend on 127.0.0.1 and clients wired to it.
+"""Fixtures for the integration tests: the bundled reference server on 127.0.0.1, and clients.
 
-``backend`` offers the read API of the bundled reference server (``get_person``, ``events``,
-``wait_until_applied``). Until ``sankofa_sdk.server.ReferenceServer`` exists it is a
-``RecordingSink`` read through :class:`SinkBackend`, which resolves aliases and people updates
-the same way.
+Every check reads what the server stored through its read API (``get_person``, ``events``),
+after ``client.flush()`` and ``server.wait_until_applied()``: no sleeps.
 """
 
 from __future__ import annotations
@@ -13,120 +11,39 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import pytest
 
 from sankofa_sdk import Client
-
-from ..sink import RecordingSink
+from sankofa_sdk.server import ReferenceServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SINK_API_KEY = "sk_test_integrations_0123456789abcdef"
 
 
-class SinkBackend:
-    """The reference server's read API over the raw operations a ``RecordingSink`` received."""
+class Backend:
+    """A :class:`ReferenceServer` (every attribute is the server's) plus :meth:`aliases`."""
 
-    api_key = SINK_API_KEY
+    def __init__(self, server: ReferenceServer) -> None:
+        self.server = server
 
-    def __init__(self, sink: RecordingSink) -> None:
-        self.sink = sink
-        self.url = sink.url
-
-    def wait_until_applied(self, timeout: float = 10.0) -> bool:
-        # The sink records a batch before it answers, and client.flush() waits for the answer.
-        return True
-
-    def _group(self, distinct_id: str) -> set[str]:
-        links: dict[str, set[str]] = {}
-        for op in self.sink.operations:
-            if op["type"] == "alias":
-                a, b = op["payload"]["alias_id"], op["payload"]["distinct_id"]
-                links.setdefault(a, set()).add(b)
-                links.setdefault(b, set()).add(a)
-        group, todo = {distinct_id}, [distinct_id]
-        while todo:
-            for other in links.get(todo.pop(), ()):
-                if other not in group:
-                    group.add(other)
-                    todo.append(other)
-        return group
-
-    def _canonical(self, distinct_id: str) -> str:
-        seen = {distinct_id}
-        for _ in range(10):
-            targets = [
-                op["payload"]["distinct_id"]
-                for op in self.sink.operations
-                if op["type"] == "alias" and op["payload"]["alias_id"] == distinct_id
-            ]
-            if not targets or targets[-1] in seen:
-                break
-            distinct_id = targets[-1]
-            seen.add(distinct_id)
-        return distinct_id
-
-    def get_person(self, distinct_id: str) -> Optional[dict[str, Any]]:
-        group = self._group(distinct_id)
-        ops = [op for op in self.sink.operations if op["payload"].get("distinct_id") in group]
-        if not ops:
-            return None
-        traits: dict[str, Any] = {}
-        for op in ops:
-            if op["type"] == "people":
-                for key, value in op["payload"].get("properties", {}).items():
-                    if value is None:
-                        traits.pop(key, None)
-                    else:
-                        traits[key] = value
-        canonical = self._canonical(distinct_id)
-        return {
-            "distinct_id": canonical,
-            "traits": traits,
-            "aliases": sorted(group - {canonical}),
-            "event_count": sum(op["type"] == "track" for op in ops),
-        }
-
-    def events(
-        self,
-        distinct_id: Optional[str] = None,
-        *,
-        event_name: Optional[str] = None,
-        limit: int = 50,
-    ) -> list[dict[str, Any]]:
-        group = None if distinct_id is None else self._group(distinct_id)
-        found = [
-            {
-                "event_name": op["payload"]["event_name"],
-                "distinct_id": op["payload"]["distinct_id"],
-                "properties": op["payload"].get("properties", {}),
-                "timestamp": op["payload"].get("timestamp"),
-            }
-            for op in self.sink.operations
-            if op["type"] == "track"
-            and (group is None or op["payload"]["distinct_id"] in group)
-            and (event_name is None or op["payload"]["event_name"] == event_name)
-        ]
-        return list(reversed(found))[:limit]
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.server, name)
 
     def aliases(self) -> list[tuple[str, str]]:
-        """Every alias received, as ``(alias_id, distinct_id)`` in arrival order."""
-        return [
-            (op["payload"]["alias_id"], op["payload"]["distinct_id"])
-            for op in self.sink.operations
-            if op["type"] == "alias"
-        ]
+        """Every stitched id as ``(alias, person's display id)``, sorted, over all people."""
+        people = self.server.list_people(limit=500)["people"]
+        return sorted((alias, p["distinct_id"]) for p in people for alias in p["aliases"])
 
 
 @pytest.fixture
-def backend() -> Iterator[SinkBackend]:
-    with RecordingSink().running() as sink:
-        yield SinkBackend(sink)
+def backend() -> Iterator[Backend]:
+    with ReferenceServer(rate_limit=None) as server:
+        yield Backend(server)
 
 
 @pytest.fixture
-def make_client(backend: SinkBackend) -> Iterator[Callable[..., Client]]:
+def make_client(backend: Backend) -> Iterator[Callable[..., Client]]:
     """Clients sending to ``backend``; shut down at the end of the test."""
     clients: list[Client] = []
 
@@ -146,14 +63,19 @@ def client(make_client: Callable[..., Client]) -> Client:
     return make_client()
 
 
-def deliver(client: Client, backend: SinkBackend) -> None:
+def deliver(client: Client, backend: Backend) -> None:
     """Wait until everything the client accepted is stored by the backend."""
     assert client.flush(10), "the client did not deliver in time"
     assert backend.wait_until_applied(10), "the backend did not apply in time"
     assert client.stats()["failed"] == 0, client.stats()
 
 
-def event_names(backend: SinkBackend, distinct_id: str) -> list[str]:
+def app_traits(person: dict[str, Any]) -> dict[str, Any]:
+    """A person's traits without the ones the server derives itself (``$os``, ``$browser``...)."""
+    return {k: v for k, v in person["traits"].items() if not k.startswith("$")}
+
+
+def event_names(backend: Backend, distinct_id: str) -> list[str]:
     """The names of a person's events, oldest first (through aliases)."""
     return [event["event_name"] for event in reversed(backend.events(distinct_id, limit=200))]
 

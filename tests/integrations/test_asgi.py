@@ -9,7 +9,7 @@ from sankofa_sdk import Client
 from sankofa_sdk.integrations import SankofaASGIMiddleware
 from sankofa_sdk.integrations.asgi import Message, Receive, Scope, Send
 
-from .conftest import SinkBackend, deliver, event_names
+from .conftest import Backend, deliver, event_names
 
 BROWSER_ID = "2a4b6c8d-asgi-browser-0001"
 
@@ -79,7 +79,7 @@ async def request(app: Any, path: str, headers: Optional[list[tuple[bytes, bytes
 
 
 def test_sign_in_with_an_anonymous_cookie_stitches_and_requests_never_mix(
-    client: Client, backend: SinkBackend
+    client: Client, backend: Backend
 ) -> None:
     gate = Gate(2)
     app = SankofaASGIMiddleware(make_app(client, gate), client, anonymous_id_cookie="sk_anon")
@@ -111,7 +111,7 @@ def test_sign_in_with_an_anonymous_cookie_stitches_and_requests_never_mix(
         ]
 
 
-def test_sign_out_reset_gives_a_new_anonymous_id(client: Client, backend: SinkBackend) -> None:
+def test_sign_out_reset_gives_a_new_anonymous_id(client: Client, backend: Backend) -> None:
     app = SankofaASGIMiddleware(make_app(client), client, anonymous_id_header="X-Anonymous-Id")
     after = asyncio.run(request(app, "/logout", [(b"x-anonymous-id", BROWSER_ID.encode())]))
     assert after != BROWSER_ID
@@ -120,7 +120,7 @@ def test_sign_out_reset_gives_a_new_anonymous_id(client: Client, backend: SinkBa
     assert backend.get_person(after) is None  # nothing was sent under the new id yet
 
 
-def test_a_websocket_connection_has_its_own_identity(client: Client, backend: SinkBackend) -> None:
+def test_a_websocket_connection_has_its_own_identity(client: Client, backend: Backend) -> None:
     app = SankofaASGIMiddleware(make_app(client), client, anonymous_id_cookie="sk_anon")
     inbox = [
         {"type": "websocket.connect"},
@@ -146,7 +146,7 @@ def test_a_websocket_connection_has_its_own_identity(client: Client, backend: Si
 
 
 def test_lifespan_passes_through_without_a_request_identity(
-    client: Client, backend: SinkBackend
+    client: Client, backend: Backend
 ) -> None:
     app = SankofaASGIMiddleware(make_app(client), client)
     inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]

@@ -10,7 +10,7 @@ import pytest
 import sankofa_sdk
 from sankofa_sdk import Client
 
-from .conftest import SinkBackend, event_names, load_example
+from .conftest import Backend, app_traits, event_names, load_example
 
 pytest.importorskip("celery")
 
@@ -45,14 +45,14 @@ def example(loaded_example: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def default_client(backend: SinkBackend) -> Iterator[Client]:
+def default_client(backend: Backend) -> Iterator[Client]:
     client = sankofa_sdk.init(api_key=backend.api_key, host=backend.url, flush_interval=60)
     yield client
     sankofa_sdk.shutdown()
 
 
 def test_eager_tasks_have_their_own_identity_and_leave_the_caller_alone(
-    example: Any, default_client: Client, backend: SinkBackend
+    example: Any, default_client: Client, backend: Backend
 ) -> None:
     example.app.conf.task_always_eager = True
     default_client.identify("user_caller")  # e.g. a web request that enqueues work
@@ -72,14 +72,14 @@ def test_eager_tasks_have_their_own_identity_and_leave_the_caller_alone(
     assert backend.aliases() == [("anon-signup-42", "user_42")]
     person = backend.get_person("user_42")
     assert person is not None
-    assert person["traits"] == {"email": "ada@example.com", "company": "Analytical Engines"}
+    assert app_traits(person) == {"email": "ada@example.com", "company": "Analytical Engines"}
     assert event_names(backend, "user_42") == ["Signup Processed", "Welcome Email Sent"]
     assert event_names(backend, stats_id) == ["Public Stats Exported"]
     assert backend.get_person("user_caller") is None
 
 
 def test_a_worker_runs_tasks_in_separate_identities_and_shuts_the_client_down(
-    example: Any, default_client: Client, backend: SinkBackend
+    example: Any, default_client: Client, backend: Backend
 ) -> None:
     from celery.contrib.testing.worker import start_worker
 
@@ -101,7 +101,7 @@ def test_a_worker_runs_tasks_in_separate_identities_and_shuts_the_client_down(
 
 
 def test_setup_celery_with_an_explicit_client_and_no_flush(
-    client: Client, backend: SinkBackend
+    client: Client, backend: Backend
 ) -> None:
     from celery import Celery
 
@@ -122,5 +122,5 @@ def test_setup_celery_with_an_explicit_client_and_no_flush(
         assert client.distinct_id != "user_44"
     finally:
         hooks.disconnect()
-    assert client.flush(10)
+    assert client.flush(10) and backend.wait_until_applied(10)
     assert event_names(backend, "user_44") == ["Task Ran"]

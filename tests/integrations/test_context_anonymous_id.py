@@ -9,13 +9,13 @@ import pytest
 import sankofa_sdk
 from sankofa_sdk import Client, ValidationError
 
-from .conftest import SinkBackend, deliver, event_names
+from .conftest import Backend, deliver, event_names
 
 BROWSER_ID = "0b7f6c1e-browser-anon-4d2a"
 
 
 def test_identify_in_a_seeded_context_stitches_the_seeded_id(
-    client: Client, backend: SinkBackend
+    client: Client, backend: Backend
 ) -> None:
     with client.context(anonymous_id=BROWSER_ID) as identity:
         assert identity.anonymous_id == BROWSER_ID and not identity.identified
@@ -30,7 +30,7 @@ def test_identify_in_a_seeded_context_stitches_the_seeded_id(
 
 
 def test_a_seeded_context_tracks_under_the_seeded_id_and_ends_with_the_block(
-    client: Client, backend: SinkBackend
+    client: Client, backend: Backend
 ) -> None:
     outer = client.distinct_id
     with client.context(anonymous_id=BROWSER_ID):
@@ -45,7 +45,7 @@ def test_a_seeded_context_tracks_under_the_seeded_id_and_ends_with_the_block(
 
 
 def test_known_and_anonymous_id_together_make_a_known_context_without_alias(
-    client: Client, backend: SinkBackend
+    client: Client, backend: Backend
 ) -> None:
     with client.context("user_seeded_2", anonymous_id=BROWSER_ID) as identity:
         assert identity == (
@@ -70,13 +70,14 @@ def test_an_anonymous_id_the_engine_would_discard_is_refused(
         pass
 
 
-def test_module_level_context_passes_the_anonymous_id(backend: SinkBackend) -> None:
+def test_module_level_context_passes_the_anonymous_id(backend: Backend) -> None:
     sankofa_sdk.init(api_key=backend.api_key, host=backend.url, flush_interval=0.05)
     try:
         with sankofa_sdk.context(anonymous_id=BROWSER_ID) as identity:
             assert identity is not None and identity.distinct_id == BROWSER_ID
-            sankofa_sdk.identify("user_seeded_3")
+            sankofa_sdk.identify("user_seeded_3", {"plan": "pro"})
         assert sankofa_sdk.flush(10)
     finally:
         sankofa_sdk.shutdown()
+    assert backend.wait_until_applied(10)
     assert backend.aliases() == [(BROWSER_ID, "user_seeded_3")]

@@ -12,7 +12,7 @@ import pytest
 
 from sankofa_sdk import Client
 
-from .conftest import EXAMPLES, SinkBackend, event_names
+from .conftest import EXAMPLES, Backend, app_traits, event_names
 
 django = pytest.importorskip("django")
 
@@ -33,7 +33,7 @@ def django_project() -> None:
 
 
 @pytest.fixture
-def sankofa(backend: SinkBackend) -> Iterator[Client]:
+def sankofa(backend: Backend) -> Iterator[Client]:
     """The example's settings pointed at the backend; yields the client the middleware made."""
     from django.test import override_settings
 
@@ -53,13 +53,13 @@ def sankofa(backend: SinkBackend) -> Iterator[Client]:
     assert client.stats()["queued"] == 0
 
 
-def deliver(client: Client, backend: SinkBackend) -> None:
+def deliver(client: Client, backend: Backend) -> None:
     assert client.flush(10)
     assert backend.wait_until_applied(10)
 
 
 def test_a_visit_signed_in_and_out_lands_on_the_right_people(
-    sankofa: Client, backend: SinkBackend
+    sankofa: Client, backend: Backend
 ) -> None:
     from django.test import Client as Browser
 
@@ -82,7 +82,11 @@ def test_a_visit_signed_in_and_out_lands_on_the_right_people(
     assert backend.aliases() == [(BROWSER_ID, "user_42")]
     person = backend.get_person("user_42")
     assert person is not None
-    assert person["traits"] == {"email": "ada@example.com", "name": "Ada Lovelace", "plan": "team"}
+    assert app_traits(person) == {
+        "email": "ada@example.com",
+        "name": "Ada Lovelace",
+        "plan": "team",
+    }
     assert BROWSER_ID in person["aliases"]
     assert event_names(backend, "user_42") == [
         "Viewed Pricing",
@@ -96,7 +100,7 @@ def test_a_visit_signed_in_and_out_lands_on_the_right_people(
 
 
 def test_the_async_request_path_scopes_identity_per_request(
-    sankofa: Client, backend: SinkBackend
+    sankofa: Client, backend: Backend
 ) -> None:
     from django.test import AsyncClient
 
@@ -125,7 +129,7 @@ def test_the_async_request_path_scopes_identity_per_request(
     assert event_names(backend, "user_43") == ["Signed In"]
 
 
-def test_without_settings_the_module_level_client_is_used(backend: SinkBackend) -> None:
+def test_without_settings_the_module_level_client_is_used(backend: Backend) -> None:
     from django.test import Client as Browser
     from django.test import override_settings
 

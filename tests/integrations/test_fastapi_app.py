@@ -11,7 +11,7 @@ import pytest
 
 from sankofa_sdk import Client
 
-from .conftest import SinkBackend, deliver, event_names, load_example
+from .conftest import Backend, app_traits, deliver, event_names, load_example
 from .test_asgi import Gate
 
 pytest.importorskip("fastapi")
@@ -29,7 +29,7 @@ def example() -> Any:
 
 
 def test_a_visit_signed_in_and_out_lands_on_the_right_people(
-    example: Any, client: Client, backend: SinkBackend
+    example: Any, client: Client, backend: Backend
 ) -> None:
     app = example.create_app(client)
     with TestClient(app, cookies={example.ANONYMOUS_ID_COOKIE: BROWSER_ID}) as browser:
@@ -46,7 +46,7 @@ def test_a_visit_signed_in_and_out_lands_on_the_right_people(
     deliver(client, backend)
     assert backend.aliases() == [(BROWSER_ID, "user_42")]
     person = backend.get_person("user_42")
-    assert person is not None and person["traits"] == {"email": "ada@example.com"}
+    assert person is not None and app_traits(person) == {"email": "ada@example.com"}
     assert BROWSER_ID in person["aliases"]
     # "Signed Out" was sent under the cookie's id (each request starts from it), which is
     # stitched to user_42; what came after reset() is a new visitor with nothing sent yet.
@@ -98,7 +98,7 @@ async def call(app: Any, path: str, body: dict[str, Any], cookie: str, gate: Gat
 
 
 def test_concurrent_sign_ins_and_their_background_tasks_never_mix(
-    example: Any, client: Client, backend: SinkBackend
+    example: Any, client: Client, backend: Backend
 ) -> None:
     app = example.create_app(client)
     gate = Gate(2)
@@ -124,7 +124,7 @@ def test_concurrent_sign_ins_and_their_background_tasks_never_mix(
 
 
 def test_a_websocket_connection_is_identified_for_itself_only(
-    example: Any, client: Client, backend: SinkBackend
+    example: Any, client: Client, backend: Backend
 ) -> None:
     app = example.create_app(client)
     with TestClient(app, cookies={example.ANONYMOUS_ID_COOKIE: "anon-ws-grace"}) as browser:

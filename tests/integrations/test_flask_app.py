@@ -13,7 +13,7 @@ import pytest
 from sankofa_sdk import Client
 from sankofa_sdk.integrations.flask import Sankofa, current_client
 
-from .conftest import EXAMPLES, SinkBackend, deliver, event_names, load_example
+from .conftest import EXAMPLES, Backend, app_traits, deliver, event_names, load_example
 
 flask = pytest.importorskip("flask")
 
@@ -27,7 +27,7 @@ def example() -> Any:
 
 
 def test_a_visit_signed_in_and_out_lands_on_the_right_people(
-    example: Any, client: Client, backend: SinkBackend
+    example: Any, client: Client, backend: Backend
 ) -> None:
     app = example.create_app(client)
     browser = app.test_client()
@@ -47,7 +47,11 @@ def test_a_visit_signed_in_and_out_lands_on_the_right_people(
     assert backend.aliases() == [(first, "user_42")]  # sign-in stitched once; later requests not
     person = backend.get_person("user_42")
     assert person is not None
-    assert person["traits"] == {"email": "ada@example.com", "name": "Ada Lovelace", "plan": "team"}
+    assert app_traits(person) == {
+        "email": "ada@example.com",
+        "name": "Ada Lovelace",
+        "plan": "team",
+    }
     assert first in person["aliases"]
     assert event_names(backend, "user_42") == [
         "Viewed Pricing",
@@ -58,7 +62,7 @@ def test_a_visit_signed_in_and_out_lands_on_the_right_people(
     ]
     assert event_names(backend, after_logout) == ["Viewed Pricing"]
     stranger = backend.get_person(after_logout)
-    assert stranger is not None and stranger["aliases"] == [] and stranger["traits"] == {}
+    assert stranger is not None and stranger["aliases"] == [] and app_traits(stranger) == {}
 
 
 class GatedClient(Client):
@@ -72,7 +76,7 @@ class GatedClient(Client):
             self.barrier.wait(10)
 
 
-def test_two_concurrent_sign_ins_never_mix(example: Any, backend: SinkBackend) -> None:
+def test_two_concurrent_sign_ins_never_mix(example: Any, backend: Backend) -> None:
     client = GatedClient(backend.api_key, host=backend.url, flush_interval=0.05)
     client.barrier = threading.Barrier(2)
     app = example.create_app(client)
@@ -116,7 +120,7 @@ def test_the_extension_stores_the_client_and_refuses_a_second_setup(client: Clie
         ext.init_app(app)
 
 
-def test_the_extension_builds_a_client_from_app_config(backend: SinkBackend) -> None:
+def test_the_extension_builds_a_client_from_app_config(backend: Backend) -> None:
     app = flask.Flask("t")
     app.config["SANKOFA"] = {
         "api_key": backend.api_key,
@@ -127,7 +131,7 @@ def test_the_extension_builds_a_client_from_app_config(backend: SinkBackend) -> 
 
     @app.post("/login")
     def login() -> str:
-        current_client().identify("user_config")
+        current_client().identify("user_config", {"plan": "pro"})
         return current_client().distinct_id
 
     client = Sankofa().init_app(app)
@@ -153,7 +157,7 @@ def test_a_user_id_callback_that_fails_leaves_the_request_anonymous(client: Clie
     assert response.status_code == 200 and len(response.get_data(as_text=True)) == 36
 
 
-def test_queued_calls_are_delivered_when_the_process_exits(backend: SinkBackend) -> None:
+def test_queued_calls_are_delivered_when_the_process_exits(backend: Backend) -> None:
     # No flush, no shutdown in the script: the client's atexit hook delivers.
     script = textwrap.dedent(
         f"""

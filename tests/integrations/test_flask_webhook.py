@@ -10,7 +10,7 @@ import pytest
 from sankofa_sdk import Client
 from sankofa_sdk.integrations.flask import current_client
 
-from .conftest import SinkBackend, deliver, event_names, load_example
+from .conftest import Backend, app_traits, deliver, event_names, load_example
 
 flask = pytest.importorskip("flask")
 
@@ -35,7 +35,7 @@ def post(app: Any, example: Any, payload: dict[str, Any], signature: Any = None)
 
 
 def test_a_plan_change_updates_the_mapped_user_and_never_the_request_identity(
-    example: Any, client: Client, backend: SinkBackend
+    example: Any, client: Client, backend: Backend
 ) -> None:
     app = example.create_app(client, webhook_secret=SECRET)
     identities: list[tuple[str, bool]] = []
@@ -64,7 +64,7 @@ def test_a_plan_change_updates_the_mapped_user_and_never_the_request_identity(
     deliver(client, backend)
     person = backend.get_person("user_42")
     assert person is not None
-    assert person["traits"] == {"plan": "team", "billing_status": "active"}
+    assert app_traits(person) == {"plan": "team", "billing_status": "active"}
     assert person["aliases"] == []
     assert event_names(backend, "user_42") == ["Subscription Changed", "Invoice Paid"]
     invoice = backend.events("user_42", event_name="Invoice Paid")[0]
@@ -78,7 +78,7 @@ def test_a_plan_change_updates_the_mapped_user_and_never_the_request_identity(
 
 @pytest.mark.parametrize("signature", ["sha256=deadbeef", "nope"])
 def test_a_badly_signed_delivery_is_refused_and_sends_nothing(
-    example: Any, client: Client, backend: SinkBackend, signature: str
+    example: Any, client: Client, backend: Backend, signature: str
 ) -> None:
     app = example.create_app(client, webhook_secret=SECRET)
     update = {"type": "subscription.updated", "customer": "cus_Ada0042", "plan": "free"}
