@@ -109,7 +109,9 @@ def setup_celery(
     try:
         signals = importlib.import_module("celery.signals")
     except ImportError as exc:
-        raise ImportError("sankofa_sdk.integrations.celery needs Celery: pip install celery") from exc
+        raise ImportError(
+            "sankofa_sdk.integrations.celery needs Celery: pip install celery"
+        ) from exc
     hooks = CeleryHooks(client, float(flush_timeout), bool(flush_after_task))
     hooks.connect(signals)
     return hooks
