@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote
 
 from .._operations import parse_rfc3339, to_epoch
 from . import _responses, _useragent
+from ._encoding import decode_body
 from ._faults import Fault, Faults
 from ._idempotency import MAX_KEY_LENGTH, IdempotencyCache
 from ._ingest import SINGLE_ROUTES, Plan, plan_batch, plan_single
@@ -31,6 +32,8 @@ from ._writer import Writer
 INGEST_PREFIX = "/api/v1"
 READ_PREFIX = "/reference/v1"
 MAX_LIST_LIMIT = 500
+ADMISSION_WAIT = 2.0
+"""Longest a request waits for the write buffer to drain below half before it is decoded."""
 
 
 class Request(NamedTuple):
@@ -188,11 +191,13 @@ class App:
         self, request: Request, kind: str, scope: Scope, idem_scope: str, idem_key: Optional[str]
     ) -> Response:
         project, environment = scope
+        self.writer.wait_for_room(ADMISSION_WAIT)
         device = _useragent.parse(request.headers.get("User-Agent") or "")
         received = now_us()
+        body = decode_body(request.body, request.headers.get("Content-Encoding"))
         if kind == "batch":
             plan = plan_batch(
-                request.body,
+                body,
                 device,
                 received,
                 {
@@ -202,9 +207,7 @@ class App:
                 },
             )
         else:
-            plan = plan_single(
-                kind, request.headers.get("Content-Type"), request.body, device, received
-            )
+            plan = plan_single(kind, request.headers.get("Content-Type"), body, device, received)
         if not isinstance(plan, Plan):
             return plan
         if plan.items and self.faults.buffer_is_full:
@@ -220,7 +223,17 @@ class App:
                 response.body,
                 time.time(),
             )
-        unit = Unit(project.id, environment, plan.items, received, plan.discarded, replayable)
+        unit = Unit(
+            project.id,
+            environment,
+            plan.items,
+            received,
+            plan.discarded,
+            replayable,
+            kind,
+            body,
+            device,
+        )
         if not self.writer.push(unit):
             return _responses.BUFFER_FULL
         return plan.response

@@ -34,14 +34,19 @@ def json_media_type(content_type: Optional[str]) -> bool:
 
 
 def plan_single(
-    kind: str, content_type: Optional[str], body: bytes, device: Device, received_us: int
+    kind: str,
+    content_type: Optional[str],
+    body: bytes,
+    device: Device,
+    received_us: int,
+    full: bool = False,
 ) -> Plan | Response:
     if not json_media_type(content_type):
         return _responses.BAD_REQUEST_TEXT
     for keep_pairs in (False, True):
         try:
             payload = _gojson.decode(body, keep_pairs=keep_pairs)
-            item = parse_item(kind, payload, device, received_us)
+            item = parse_item(kind, payload, device, received_us, 0, full)
         except (_gojson.DecodeError, InvalidPayload):
             return _responses.BAD_REQUEST_TEXT
         except AmbiguousKeys:
@@ -97,19 +102,24 @@ def _operations(body: bytes, keep_pairs: bool) -> list[tuple[str, Any]] | Respon
 
 
 def plan_batch(
-    body: bytes, device: Device, received_us: int, scope_info: dict[str, str]
+    body: bytes, device: Device, received_us: int, scope_info: dict[str, str], full: bool = False
 ) -> Plan | Response:
     """Validate a batch in array order; the first failure rejects all of it (section 9)."""
     for keep_pairs in (False, True):
         try:
-            return _plan_batch(body, device, received_us, scope_info, keep_pairs)
+            return _plan_batch(body, device, received_us, scope_info, keep_pairs, full)
         except AmbiguousKeys:
             continue
     raise AssertionError("keys are unambiguous once decoded in document order")
 
 
 def _plan_batch(
-    body: bytes, device: Device, received_us: int, scope_info: dict[str, str], keep_pairs: bool
+    body: bytes,
+    device: Device,
+    received_us: int,
+    scope_info: dict[str, str],
+    keep_pairs: bool,
+    full: bool,
 ) -> Plan | Response:
     operations = _operations(body, keep_pairs)
     if isinstance(operations, Response):
@@ -118,13 +128,13 @@ def _plan_batch(
     people: list[Item] = []
     events: list[Item] = []
     discarded = 0
-    for kind, payload in operations:
+    for index, (kind, payload) in enumerate(operations):
         if kind not in SINGLE_ROUTES:
             return _responses.unsupported_type(kind)
         if payload is _ABSENT:
             return _responses.INVALID_PAYLOAD[kind]
         try:
-            item = parse_item(kind, payload, device, received_us)
+            item = parse_item(kind, payload, device, received_us, index, full)
         except InvalidPayload:
             return _responses.INVALID_PAYLOAD[kind]
         if item is None:
@@ -149,3 +159,19 @@ def _plan_batch(
     )
     # Queued like the engine: all aliases, then all profiles, then all events.
     return Plan(aliases + people + events, response, discarded, len(operations))
+
+
+def rebuild_events(route: str, body: bytes, device: Device, received_us: int) -> dict[int, Event]:
+    """The events of a stored request with their property maps, by position in the request.
+
+    The store keeps accepted bodies as they came; decoding them again with the same rules,
+    User-Agent parse and receive time gives back exactly what was accepted.
+    """
+    info = {"environment": "", "project_id": "", "project_name": ""}
+    if route == "batch":
+        plan = plan_batch(body, device, received_us, info, full=True)
+    else:
+        plan = plan_single(route, "application/json", body, device, received_us, full=True)
+    if not isinstance(plan, Plan):
+        return {}
+    return {item.position: item for item in plan.items if isinstance(item, Event)}

@@ -7,6 +7,7 @@ are read, what the server adds (User-Agent keys), and which ids it silently disc
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Any, NamedTuple, Optional, Union
 
 from .._operations import (
@@ -25,13 +26,20 @@ class InvalidPayload(ValueError):
 
 
 class Event(NamedTuple):
+    """An accepted event. On the write path the property maps are left out (None): the store
+    keeps the request body and rebuilds them when an event is read, so accepting an event
+    never re-encodes its properties."""
+
     distinct_id: str
     event_name: str
-    properties: dict[str, Any]
-    default_properties: dict[str, Any]
     lib_version: str
     timestamp_us: int
     session_id: Optional[str]
+    insert_id: Optional[str]
+    position: int
+    """Position of the operation in its request (0 on the single route)."""
+    properties: Optional[dict[str, Any]] = None
+    default_properties: Optional[dict[str, Any]] = None
 
 
 class Profile(NamedTuple):
@@ -75,9 +83,13 @@ def _typed_fields(kind: str, payload: Any) -> dict[str, Any]:
         return {}
     if not isinstance(payload, dict):
         raise InvalidPayload(f"{kind} payload is not an object")
-    found, ambiguous = _gojson.fields(payload, _FIELDS[kind])
-    if ambiguous:
-        raise AmbiguousKeys
+    names = _FIELDS[kind]
+    if payload.keys() <= names and not isinstance(payload, _gojson.Pairs):
+        found = payload  # the usual case: exact field names only, nothing to fold
+    else:
+        found, ambiguous = _gojson.fields(payload, names)
+        if ambiguous:
+            raise AmbiguousKeys
     for name, value in found.items():
         if value is None:
             continue
@@ -93,6 +105,11 @@ def _timestamp_us(value: Optional[str]) -> Optional[int]:
     """The top-level timestamp in microseconds, or None when it counts as not sent."""
     if value is None:
         return None
+    return _parse_timestamp_us(value)
+
+
+@lru_cache(maxsize=4096)  # operations of a batch mostly share a few stamps
+def _parse_timestamp_us(value: str) -> Optional[int]:
     try:
         parsed = parse_rfc3339(value)
     except ValueError:
@@ -116,9 +133,12 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def parse_item(kind: str, payload: Any, device: Device, received_us: int) -> Optional[Item]:
+def parse_item(
+    kind: str, payload: Any, device: Device, received_us: int, index: int = 0, full: bool = False
+) -> Optional[Item]:
     """Decode one payload of ``kind``; ``None`` when the garbage-id rule discards it.
 
+    ``full`` also builds an event's property maps (reads need them, writes do not).
     Raises :class:`InvalidPayload` where the engine answers 400 and :class:`AmbiguousKeys`
     where the caller must decode again with document order.
     """
@@ -126,23 +146,28 @@ def parse_item(kind: str, payload: Any, device: Device, received_us: int) -> Opt
     timestamp = _timestamp_us(fields.get("timestamp"))
     distinct_id = fields.get("distinct_id") or ""
     if kind == "track":
-        properties = fields.get("properties") or {}
-        defaults = dict(fields.get("default_properties") or {})
-        # The engine always overwrites these three with its User-Agent parse (section 8).
-        defaults["$os"], defaults["$browser"], defaults["$device_model"] = device
         if is_garbage_id(distinct_id):
             return None
+        properties = fields.get("properties") or {}
         if timestamp is None:
             timestamp = _property_timestamp_us(properties)
         session = properties.get("$session_id")
+        insert_id = properties.get("$insert_id")
+        defaults = None
+        if full:
+            defaults = dict(fields.get("default_properties") or {})
+            # The engine always overwrites these three with its User-Agent parse (section 8).
+            defaults["$os"], defaults["$browser"], defaults["$device_model"] = device
         return Event(
             distinct_id,
             fields.get("event_name") or "",
-            properties,
-            defaults,
             fields.get("lib_version") or "",
             received_us if timestamp is None else timestamp,
             session if isinstance(session, str) else None,
+            insert_id if isinstance(insert_id, str) else None,
+            index,
+            properties if full else None,
+            defaults,
         )
     if kind == "people":
         properties = dict(fields.get("properties") or {})

@@ -9,6 +9,7 @@ graph in both directions, loop-safe, as the engine's readers do (spec section 15
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 import time
@@ -17,7 +18,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, Optional
 
 from .._operations import format_epoch
+from ._ingest import rebuild_events
 from ._payloads import Alias, Event, Item, Profile
+from ._useragent import Device
 
 MAX_DISPLAY_HOPS = 10
 RESERVED_TRAITS = ("name", "email", "avatar", "phone")
@@ -51,11 +54,15 @@ CREATE TABLE IF NOT EXISTS aliases (
     PRIMARY KEY (project_id, environment, alias_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS aliases_target ON aliases (project_id, environment, distinct_id);
+CREATE TABLE IF NOT EXISTS bodies (
+    id INTEGER PRIMARY KEY, route TEXT NOT NULL, body BLOB NOT NULL, device TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, event_id TEXT NOT NULL, project_id TEXT NOT NULL,
     environment TEXT NOT NULL, distinct_id TEXT NOT NULL, event_name TEXT NOT NULL,
-    properties TEXT NOT NULL, default_properties TEXT NOT NULL, lib_version TEXT NOT NULL,
-    ts INTEGER NOT NULL, received_at INTEGER NOT NULL, session_id TEXT, insert_id TEXT
+    lib_version TEXT NOT NULL, ts INTEGER NOT NULL, received_at INTEGER NOT NULL,
+    session_id TEXT, insert_id TEXT, body_id INTEGER NOT NULL, idx INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_person ON events (project_id, environment, distinct_id);
 CREATE TABLE IF NOT EXISTS counters (
@@ -81,6 +88,10 @@ class Unit(NamedTuple):
     discarded: int = 0
     replayable: Optional[tuple[str, str, int, str, bytes, float]] = None
     """(scope, Idempotency-Key, status, content type, body, time) to remember the answer by."""
+    route: str = "batch"
+    body: bytes = b""
+    """The request body as decoded (events are rebuilt from it when read)."""
+    device: Device = Device("Other", "Other", "Other")
 
 
 class Person(NamedTuple):
@@ -93,10 +104,8 @@ def _iso(us: Optional[int]) -> Optional[str]:
 
 
 def _event_id() -> str:
-    import secrets
-
-    alphabet = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    return "evt_" + "".join(alphabet[b & 63] for b in secrets.token_bytes(21))
+    # The engine's ids are "evt_" and a 21-character nanoid (URL-safe alphabet).
+    return "evt_" + secrets.token_urlsafe(16)[:21]
 
 
 class PeopleStore:
@@ -138,10 +147,14 @@ class PeopleStore:
         project, env = unit.project_id, unit.environment
         events: list[tuple[Any, ...]] = []
         seen: dict[str, list[int]] = {}  # distinct_id -> [first, last, events]
+        body_id: Optional[int] = None
         for item in unit.items:
             if isinstance(item, Event):
-                properties = item.properties
-                insert_id = properties.get("$insert_id")
+                if body_id is None:
+                    body_id = db.execute(
+                        "INSERT INTO bodies (route, body, device, received_at) VALUES (?,?,?,?)",
+                        (unit.route, unit.body, "\t".join(unit.device), unit.received_us),
+                    ).lastrowid
                 events.append(
                     (
                         _event_id(),
@@ -149,13 +162,13 @@ class PeopleStore:
                         env,
                         item.distinct_id,
                         item.event_name,
-                        _dumps(properties),
-                        _dumps(item.default_properties),
                         item.lib_version,
                         item.timestamp_us,
                         unit.received_us,
                         item.session_id,
-                        insert_id if isinstance(insert_id, str) else None,
+                        item.insert_id,
+                        body_id,
+                        item.position,
                     )
                 )
                 span = seen.get(item.distinct_id)
@@ -176,8 +189,8 @@ class PeopleStore:
         if events:
             db.executemany(
                 "INSERT INTO events (event_id, project_id, environment, distinct_id, event_name,"
-                " properties, default_properties, lib_version, ts, received_at, session_id,"
-                " insert_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " lib_version, ts, received_at, session_id, insert_id, body_id, idx)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 events,
             )
             db.executemany(
@@ -240,6 +253,7 @@ class PeopleStore:
     def clear(self) -> None:
         with self._lock:
             for table in (
+                "bodies",
                 "identities",
                 "traits",
                 "profile_updates",
@@ -391,9 +405,8 @@ class PeopleStore:
         """Events newest first; ``None`` when ``distinct_id`` names no visible person."""
         with self._lock:
             sql = (
-                "SELECT event_id, event_name, distinct_id, properties, default_properties,"
-                " lib_version, ts, received_at, session_id FROM events"
-                " WHERE project_id = ? AND environment = ?"
+                "SELECT event_id, event_name, distinct_id, lib_version, ts, received_at,"
+                " session_id, body_id, idx FROM events WHERE project_id = ? AND environment = ?"
             )
             args: list[Any] = [project, env]
             if distinct_id is not None:
@@ -408,20 +421,40 @@ class PeopleStore:
             sql += " ORDER BY ts DESC, id DESC LIMIT ? OFFSET ?"
             args += [limit, offset]
             rows = self._db.execute(sql, args).fetchall()
-        return [
-            {
-                "event_id": r[0],
-                "event_name": r[1],
-                "distinct_id": r[2],
-                "properties": json.loads(r[3]),
-                "default_properties": json.loads(r[4]),
-                "lib_version": r[5],
-                "timestamp": _iso(r[6]),
-                "received_at": _iso(r[7]),
-                "session_id": r[8],
-            }
-            for r in rows
-        ]
+            rebuilt = self._rebuild({r[7] for r in rows})
+        result = []
+        for event_id, name, did, lib_version, ts, received, session, body_id, idx in rows:
+            event = rebuilt.get(body_id, {}).get(idx)
+            result.append(
+                {
+                    "event_id": event_id,
+                    "event_name": name,
+                    "distinct_id": did,
+                    "properties": event.properties if event else None,
+                    "default_properties": event.default_properties if event else None,
+                    "lib_version": lib_version,
+                    "timestamp": _iso(ts),
+                    "received_at": _iso(received),
+                    "session_id": session,
+                }
+            )
+        return result
+
+    def _rebuild(self, body_ids: set[int]) -> dict[int, dict[int, Event]]:
+        """Decode stored request bodies again to get their events' property maps."""
+        rebuilt: dict[int, dict[int, Event]] = {}
+        ids = sorted(body_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for body_id, route, body, device, received in self._db.execute(
+                f"SELECT id, route, body, device, received_at FROM bodies"
+                f" WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                rebuilt[body_id] = rebuild_events(
+                    route, body, Device(*device.split("\t")), received
+                )
+        return rebuilt
 
     def trait_history(
         self, project: str, env: str, distinct_id: str, key: Optional[str] = None

@@ -73,6 +73,18 @@ class Writer:
             self._work.notify()
         return True
 
+    def wait_for_room(self, timeout: float) -> None:
+        """Hold a request back while the buffer is over half full, at most ``timeout`` s.
+
+        Handlers decode on the same interpreter lock the writer needs; without this, a few
+        busy clients starve the writer, fill the buffer and get 503s for work that was
+        already decoded. Waiting here only adds latency, as a loaded engine does.
+        """
+        half = self.capacity // 2
+        with self._lock:
+            if max(self._held) >= half:
+                self._done.wait_for(lambda: max(self._held) < half or self._stopping, timeout)
+
     @property
     def pending_items(self) -> int:
         return sum(self._held)
