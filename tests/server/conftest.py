@@ -190,8 +190,29 @@ def user_traits(person: Optional[dict]) -> dict:  # type: ignore[type-arg]
 SERVER_TRAITS = ("$os", "$browser", "$device_model")
 
 
+@pytest.fixture(scope="session")
+def _shared_server() -> Iterator[ReferenceServer]:
+    with ReferenceServer(rate_limit=None) as srv:
+        yield srv
+
+
 @pytest.fixture
-def server() -> Iterator[ReferenceServer]:
+def server(_shared_server: ReferenceServer) -> Iterator[ReferenceServer]:
+    """A running server without rate limit, emptied (data, requests, faults) for each test.
+
+    One server is shared by the session because starting one per test costs more than the
+    tests themselves; a test that adds projects or changes settings uses ``fresh`` instead.
+    """
+    _shared_server.clear()
+    projects = len(_shared_server.projects.all())
+    yield _shared_server
+    assert len(_shared_server.projects.all()) == projects, "use the `fresh` fixture"
+    assert _shared_server.wait_until_applied(10)
+
+
+@pytest.fixture
+def fresh() -> Iterator[ReferenceServer]:
+    """A server of its own, for tests that add projects."""
     with ReferenceServer(rate_limit=None) as srv:
         yield srv
 

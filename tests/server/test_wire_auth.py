@@ -124,7 +124,8 @@ def test_generated_keys_have_the_engine_format(server: ReferenceServer) -> None:
     assert re.fullmatch(r"sk_test_[0-9a-f]{32}", server.test_api_key)
 
 
-def test_each_project_key_answers_with_its_project(server: ReferenceServer) -> None:
+def test_each_project_key_answers_with_its_project(fresh: ReferenceServer) -> None:
+    server = fresh
     other = server.add_project("Other <&> Co", project_id="proj_other")
     reply = post(server, "/api/v1/batch", batch(track()), key=other.api_key)
     assert reply.status == 200
@@ -138,7 +139,8 @@ def test_each_project_key_answers_with_its_project(server: ReferenceServer) -> N
     assert server.stats(project_id="proj_other")["events"] == 1
 
 
-def test_a_key_can_belong_to_one_project_only(server: ReferenceServer) -> None:
+def test_a_key_can_belong_to_one_project_only(fresh: ReferenceServer) -> None:
+    server = fresh
     with pytest.raises(ValueError):
         server.add_project("Dup", api_key=server.api_key)
     with pytest.raises(ValueError):
