@@ -133,6 +133,12 @@ class Transport:
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
+        # What Session.request would look up in the environment on every call (proxies,
+        # REQUESTS_CA_BUNDLE...), looked up once: that lookup was a quarter of the CPU the
+        # background thread spent per request. Environment changes after this are not seen.
+        self._send_settings = session.merge_environment_settings(
+            self.url, {}, False, self._verify, None
+        )
         return session
 
     def _interruptible_sleep(self, seconds: float) -> None:
@@ -177,6 +183,7 @@ class Transport:
         """Send one batch body until it gets a final answer, retries run out or the deadline passes."""
         data = gzip_module.compress(body, compresslevel=6) if self._gzip else body
         headers = self._headers(uuid.uuid4().hex)
+        request = requests.Request("POST", self.url, data=data, headers=headers).prepare()
         waits = backoff.expo(base=2, factor=self._backoff_base, max_value=self._backoff_max)
         waits.send(None)
         started = self._clock()
@@ -189,7 +196,9 @@ class Transport:
                 self._timeout if remaining is None else max(0.05, min(self._timeout, remaining))
             )
             try:
-                response = self._session.post(self.url, data=data, headers=headers, timeout=timeout)
+                response = self._session.send(
+                    request, timeout=timeout, allow_redirects=False, **self._send_settings
+                )
             except (requests.RequestException, OSError) as exc:
                 verdict, status, detail = Verdict(Outcome.RETRY), None, type(exc).__name__
             else:
@@ -237,6 +246,8 @@ class Transport:
             404: "the host does not serve /api/v1/batch; check the host option",
             405: "the host does not accept POST /api/v1/batch; check the host option",
         }.get(status, "the engine refused the request")
+        if 300 <= status < 400:
+            hint = "the host redirects; set the host option to the URL it redirects to"
         logger.error(
             "sankofa_sdk: the engine answered %s to %s (%s): %s. Operations are dropped and "
             "reported to on_error until this is fixed.",

@@ -168,3 +168,29 @@ def test_backoff_never_waits_past_the_deadline(rsps: responses.RequestsMock) -> 
     attempt = transport.post(BODY)
     assert attempt.outcome is Outcome.ABANDONED
     assert sleeps == [10.0]
+
+
+def test_a_redirect_is_a_configuration_error_and_is_not_followed(
+    rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Following it would send the API key to wherever the redirect points.
+    rsps.add(
+        responses.POST, BATCH_URL, status=301, headers={"Location": "https://elsewhere.example/"}
+    )
+    with caplog.at_level(logging.ERROR, logger="sankofa_sdk"):
+        attempt = make_transport([]).post(BODY)
+    assert attempt.outcome is Outcome.MISCONFIGURED and attempt.status == 301
+    assert len(rsps.calls) == 1
+    assert "redirects" in caplog.text and API_KEY not in caplog.text
+
+
+def test_proxy_settings_from_the_environment_are_used(
+    rsps: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    transport = make_transport([])
+    rsps.add(responses.POST, BATCH_URL, status=200)
+    assert transport.post(BODY).outcome is Outcome.DELIVERED
+    assert rsps.calls[0].request.req_kwargs["proxies"].get("https") == "http://proxy.example:3128"
