@@ -28,8 +28,7 @@ RESERVED_TRAITS = ("name", "email", "avatar", "phone")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS identities (
     project_id TEXT NOT NULL, environment TEXT NOT NULL, distinct_id TEXT NOT NULL,
-    first_seen INTEGER, last_seen INTEGER, event_count INTEGER NOT NULL DEFAULT 0,
-    has_profile INTEGER NOT NULL DEFAULT 0, traits_updated INTEGER, deleted_at INTEGER,
+    first_seen INTEGER, last_seen INTEGER, has_profile INTEGER NOT NULL DEFAULT 0, traits_updated INTEGER, deleted_at INTEGER,
     PRIMARY KEY (project_id, environment, distinct_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS traits (
@@ -103,9 +102,13 @@ def _iso(us: Optional[int]) -> Optional[str]:
     return None if us is None else format_epoch(us / 1_000_000)
 
 
-def _event_id() -> str:
-    # The engine's ids are "evt_" and a 21-character nanoid (URL-safe alphabet).
-    return "evt_" + secrets.token_urlsafe(16)[:21]
+def _event_ids(count: int) -> str:
+    """Random text for ``count`` event ids, 21 characters each (slice it).
+
+    The engine's ids are "evt_" and a 21-character nanoid; one call for a whole batch is much
+    cheaper than one per event.
+    """
+    return secrets.token_urlsafe(16 * count + 16)
 
 
 class PeopleStore:
@@ -145,61 +148,44 @@ class PeopleStore:
 
     def _apply_unit(self, db: sqlite3.Connection, unit: Unit, applied_at: int) -> None:
         project, env = unit.project_id, unit.environment
-        events: list[tuple[Any, ...]] = []
-        seen: dict[str, list[int]] = {}  # distinct_id -> [first, last, events]
-        body_id: Optional[int] = None
+        events = [item for item in unit.items if type(item) is Event]
         for item in unit.items:
-            if isinstance(item, Event):
-                if body_id is None:
-                    body_id = db.execute(
-                        "INSERT INTO bodies (route, body, device, received_at) VALUES (?,?,?,?)",
-                        (unit.route, unit.body, "\t".join(unit.device), unit.received_us),
-                    ).lastrowid
-                events.append(
-                    (
-                        _event_id(),
-                        project,
-                        env,
-                        item.distinct_id,
-                        item.event_name,
-                        item.lib_version,
-                        item.timestamp_us,
-                        unit.received_us,
-                        item.session_id,
-                        item.insert_id,
-                        body_id,
-                        item.position,
-                    )
-                )
-                span = seen.get(item.distinct_id)
-                ts = item.timestamp_us
-                if span is None:
-                    seen[item.distinct_id] = [ts, ts, 1]
-                else:
-                    span[0], span[1], span[2] = min(span[0], ts), max(span[1], ts), span[2] + 1
-            elif isinstance(item, Profile):
+            if type(item) is Profile:
                 self._apply_profile(db, project, env, item, applied_at)
-            else:
-                assert isinstance(item, Alias)
+            elif type(item) is Alias:
                 db.execute(
                     "INSERT INTO aliases VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET "
                     "distinct_id = excluded.distinct_id, ts = excluded.ts",
                     (project, env, item.alias_id, item.distinct_id, item.timestamp_us),
                 )
         if events:
+            body_id = db.execute(
+                "INSERT INTO bodies (route, body, device, received_at) VALUES (?,?,?,?)",
+                (unit.route, unit.body, "\t".join(unit.device), unit.received_us),
+            ).lastrowid
+            ids = _event_ids(len(events))
+            received = unit.received_us
             db.executemany(
                 "INSERT INTO events (event_id, project_id, environment, distinct_id, event_name,"
                 " lib_version, ts, received_at, session_id, insert_id, body_id, idx)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                events,
-            )
-            db.executemany(
-                "INSERT INTO identities (project_id, environment, distinct_id, first_seen,"
-                " last_seen, event_count) VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET"
-                " first_seen = min(coalesce(first_seen, excluded.first_seen), excluded.first_seen),"
-                " last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen),"
-                " event_count = event_count + excluded.event_count",
-                [(project, env, did, *span) for did, span in seen.items()],
+                [
+                    (
+                        "evt_" + ids[21 * n : 21 * n + 21],
+                        project,
+                        env,
+                        e.distinct_id,
+                        e.event_name,
+                        e.lib_version,
+                        e.timestamp_us,
+                        received,
+                        e.session_id,
+                        e.insert_id,
+                        body_id,
+                        e.position,
+                    )
+                    for n, e in enumerate(events)
+                ],
             )
         if unit.discarded:
             self._count(db, project, env, "discarded", unit.discarded)
@@ -304,25 +290,33 @@ class PeopleStore:
     def _person(self, project: str, env: str, person: Person) -> Optional[dict[str, Any]]:
         db = self._db
         marks = ",".join("?" * len(person.ids))
+        args = (project, env, *person.ids)
+        # Profiles keep their own first/last seen; events are counted where they are (keeping
+        # per-person counters up to date on every event halved the writer's speed).
         rows = db.execute(
-            f"SELECT first_seen, last_seen, event_count, has_profile, deleted_at FROM identities"
+            f"SELECT first_seen, last_seen, has_profile, deleted_at FROM identities"
             f" WHERE project_id = ? AND environment = ? AND distinct_id IN ({marks})",
-            (project, env, *person.ids),
+            args,
         ).fetchall()
-        if not rows or any(r[4] is not None for r in rows):
+        if any(r[3] is not None for r in rows):
             return None
-        if not any(r[2] or r[3] for r in rows):
+        first_event, last_event, event_count = db.execute(
+            f"SELECT min(ts), max(ts), count(*) FROM events"
+            f" WHERE project_id = ? AND environment = ? AND distinct_id IN ({marks})",
+            args,
+        ).fetchone()
+        if not event_count and not any(r[2] for r in rows):
             return None
         traits = self._traits(project, env, person.ids)
-        firsts = [r[0] for r in rows if r[0] is not None]
-        lasts = [r[1] for r in rows if r[1] is not None]
+        firsts = [r[0] for r in rows if r[0] is not None] + [first_event] * bool(event_count)
+        lasts = [r[1] for r in rows if r[1] is not None] + [last_event] * bool(event_count)
         result: dict[str, Any] = {
             "distinct_id": person.display_id,
             "aliases": [i for i in person.ids if i != person.display_id],
             "traits": traits,
             "first_seen": _iso(min(firsts)) if firsts else None,
             "last_seen": _iso(max(lasts)) if lasts else None,
-            "event_count": sum(r[2] for r in rows),
+            "event_count": event_count,
         }
         for key in RESERVED_TRAITS:  # decision D2: shown as the documents describe
             result[key] = traits.get(key)
@@ -357,8 +351,10 @@ class PeopleStore:
                 r[0]
                 for r in self._db.execute(
                     "SELECT distinct_id FROM identities WHERE project_id = ? AND environment = ?"
-                    " AND (has_profile = 1 OR event_count > 0) AND deleted_at IS NULL",
-                    (project, env),
+                    " AND has_profile = 1 AND deleted_at IS NULL"
+                    " UNION SELECT DISTINCT distinct_id FROM events"
+                    " WHERE project_id = ? AND environment = ?",
+                    (project, env, project, env),
                 )
             ]
             people: dict[str, dict[str, Any]] = {}
