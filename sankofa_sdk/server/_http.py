@@ -107,6 +107,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if len(self.raw_requestline) > 65536:
                     self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
                     return
+                if len(self.raw_requestline) > MAX_HEAD_BYTES:
+                    self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+                    return
                 if not self.parse_request():
                     return
                 self._serve()
@@ -228,6 +231,17 @@ class _Handler(BaseHTTPRequestHandler):
                 "reset" if status is None else status,
                 (time.perf_counter() - started) * 1000,
             )
+
+    def send_error(
+        self, code: int, message: Optional[str] = None, explain: Optional[str] = None
+    ) -> None:
+        # http.server's own refusals of an oversized request line or head (414, 431) are
+        # what fasthttp answers with 431 once the head passes its 4 KiB read buffer.
+        if code in (HTTPStatus.REQUEST_URI_TOO_LONG, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE):
+            self.close_connection = True
+            self._write(_responses.HEADERS_TOO_LARGE)
+            return
+        super().send_error(code, message, explain)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # requests are logged once, by _log, without headers (the API key stays out)

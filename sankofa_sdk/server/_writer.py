@@ -80,7 +80,7 @@ class Writer:
         busy clients starve the writer, fill the buffer and get 503s for work that was
         already decoded. Waiting here only adds latency, as a loaded engine does.
         """
-        half = self.capacity // 2
+        half = max(1, self.capacity // 2)
         with self._lock:
             if max(self._held) >= half:
                 self._done.wait_for(lambda: max(self._held) < half or self._stopping, timeout)
