@@ -21,7 +21,7 @@ JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 BASE_TIME = datetime(2026, 5, 9, 14, 0, 0, tzinfo=timezone.utc)
 
-Body = Union[bytes, str, dict, list, None]  # type: ignore[type-arg]
+Body = Union[bytes, str, dict[str, Any], list[Any], None]
 _DEFAULT = object()
 
 
@@ -69,9 +69,9 @@ def request(
         for name, value in (headers or {}).items():
             if value is not None:
                 conn.putheader(name, value)
-        if "content-length" not in sent and "transfer-encoding" not in sent:
-            if data or method in ("POST", "PUT", "PATCH"):
-                conn.putheader("Content-Length", str(len(data)))
+        framed = "content-length" in sent or "transfer-encoding" in sent
+        if not framed and (data or method in ("POST", "PUT", "PATCH")):
+            conn.putheader("Content-Length", str(len(data)))
         conn.endheaders(data or None)
         response = conn.getresponse()
         return Reply(response.status, response.headers, response.read())
@@ -137,20 +137,28 @@ def ts(seconds: float = 0) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def track(distinct_id: Any = "user_1", event_name: str = "Signed Up", **fields: Any) -> dict:  # type: ignore[type-arg]
-    return {"type": "track", "payload": {"distinct_id": distinct_id, "event_name": event_name, **fields}}
+def track(
+    distinct_id: Any = "user_1", event_name: str = "Signed Up", **fields: Any
+) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "payload": {"distinct_id": distinct_id, "event_name": event_name, **fields},
+    }
 
 
-def people(distinct_id: Any = "user_1", properties: Any = None, **fields: Any) -> dict:  # type: ignore[type-arg]
+def people(distinct_id: Any = "user_1", properties: Any = None, **fields: Any) -> dict[str, Any]:
     payload = {"distinct_id": distinct_id, "properties": properties or {}, **fields}
     return {"type": "people", "payload": payload}
 
 
-def alias(alias_id: Any, distinct_id: Any, **fields: Any) -> dict:  # type: ignore[type-arg]
-    return {"type": "alias", "payload": {"alias_id": alias_id, "distinct_id": distinct_id, **fields}}
+def alias(alias_id: Any, distinct_id: Any, **fields: Any) -> dict[str, Any]:
+    return {
+        "type": "alias",
+        "payload": {"alias_id": alias_id, "distinct_id": distinct_id, **fields},
+    }
 
 
-def batch(*operations: Any) -> dict:  # type: ignore[type-arg]
+def batch(*operations: Any) -> dict[str, Any]:
     return {"operations": list(operations)}
 
 
@@ -181,7 +189,7 @@ def applied(server: ReferenceServer) -> ReferenceServer:
     return server
 
 
-def user_traits(person: Optional[dict]) -> dict:  # type: ignore[type-arg]
+def user_traits(person: Optional[dict[str, Any]]) -> dict[str, Any]:
     """A person's traits without the three the server fills from the User-Agent."""
     assert person is not None
     return {k: v for k, v in person["traits"].items() if k not in SERVER_TRAITS}

@@ -32,7 +32,7 @@ def send(server: ReferenceServer, *operations: Any, key: Optional[str] = None) -
     assert reply.status == 200, reply.body
 
 
-def traits(server: ReferenceServer, distinct_id: str, **kw: Any) -> dict:  # type: ignore[type-arg]
+def traits(server: ReferenceServer, distinct_id: str, **kw: Any) -> dict[str, Any]:
     applied(server)
     return user_traits(server.get_person(distinct_id, **kw))
 
@@ -314,8 +314,16 @@ def test_projects_are_kept_apart(fresh: ReferenceServer) -> None:
 def crowd(server: ReferenceServer) -> Iterator[ReferenceServer]:
     send(
         server,
-        people("user_ama", {"name": "Ama Mensah", "email": "ama@shop.example", "plan": "pro"}, timestamp=ts(30)),
-        people("user_kofi", {"name": "Kofi", "email": "KOFI@Mail.example", "plan": "free", "seats": 3}, timestamp=ts(20)),
+        people(
+            "user_ama",
+            {"name": "Ama Mensah", "email": "ama@shop.example", "plan": "pro"},
+            timestamp=ts(30),
+        ),
+        people(
+            "user_kofi",
+            {"name": "Kofi", "email": "KOFI@Mail.example", "plan": "free", "seats": 3},
+            timestamp=ts(20),
+        ),
         people("user_yaw", {"plan": "pro", "note": "likes ama"}, timestamp=ts(10)),
         alias("anon_x1", "user_yaw"),
         track("user_esi", timestamp=ts(40)),
@@ -325,7 +333,7 @@ def crowd(server: ReferenceServer) -> Iterator[ReferenceServer]:
     yield server
 
 
-def ids(listing: dict) -> list[str]:  # type: ignore[type-arg]
+def ids(listing: dict[str, Any]) -> list[str]:
     return [p["distinct_id"] for p in listing["people"]]
 
 
@@ -382,7 +390,9 @@ def test_search_matches_ids_aliases_email_and_name(
     ],
 )
 def test_where_filters_on_trait_values(
-    crowd: ReferenceServer, where: dict, expected: list[str]  # type: ignore[type-arg]
+    crowd: ReferenceServer,
+    where: dict[str, Any],
+    expected: list[str],
 ) -> None:
     assert ids(crowd.list_people(where=where)) == expected
 
@@ -397,7 +407,7 @@ def test_updated_since_keeps_people_updated_at_or_after(crowd: ReferenceServer) 
     "kwargs",
     [{"limit": 501}, {"limit": 0}, {"limit": -1}, {"offset": -1}, {"updated_since": "yesterday"}],
 )
-def test_list_rejects_bad_arguments(crowd: ReferenceServer, kwargs: dict) -> None:  # type: ignore[type-arg]
+def test_list_rejects_bad_arguments(crowd: ReferenceServer, kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         crowd.list_people(**kwargs)
 
@@ -610,7 +620,11 @@ def test_http_reads_use_the_key_environment(server: ReferenceServer) -> None:
 
 @pytest.mark.parametrize(
     ("key", "status", "error"),
-    [(None, 401, b"Missing API Key"), ("", 401, b"Missing API Key"), ("sk_x", 403, b"Invalid API Key")],
+    [
+        (None, 401, b"Missing API Key"),
+        ("", 401, b"Missing API Key"),
+        ("sk_x", 403, b"Invalid API Key"),
+    ],
 )
 def test_http_reads_need_a_key(
     server: ReferenceServer, key: Any, status: int, error: bytes
@@ -634,7 +648,10 @@ def test_http_reads_refuse_another_projects_id(fresh: ReferenceServer) -> None:
 
 def test_http_unknown_read_route_is_404(server: ReferenceServer) -> None:
     reply = read(server, "GET", "/nope")
-    assert (reply.status, reply.body) == (404, b'{"error":"Cannot GET /reference/v1/nope","ok":false}')
+    assert (reply.status, reply.body) == (
+        404,
+        b'{"error":"Cannot GET /reference/v1/nope","ok":false}',
+    )
 
 
 def test_http_wrong_method_on_person_route_is_405(server: ReferenceServer) -> None:
@@ -652,7 +669,9 @@ def test_reads_are_not_ingest_requests(server: ReferenceServer) -> None:
 KEYS = ["k0", "k1", "k2"]
 update = st.tuples(
     st.sampled_from(KEYS),
-    st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=3), st.lists(st.booleans(), max_size=2)),
+    st.one_of(
+        st.none(), st.integers(-5, 5), st.text(max_size=3), st.lists(st.booleans(), max_size=2)
+    ),
     st.integers(0, 4),  # few distinct stamps: many ties
 )
 _person_ids = itertools.count()
@@ -664,13 +683,17 @@ def merge_server() -> Iterator[ReferenceServer]:
         yield srv
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     updates=st.lists(st.lists(update, min_size=1, max_size=4), min_size=1, max_size=6),
     per_request=st.integers(1, 3),
 )
 def test_merge_matches_the_model(
-    merge_server: ReferenceServer, updates: list, per_request: int  # type: ignore[type-arg]
+    merge_server: ReferenceServer,
+    updates: list[Any],
+    per_request: int,
 ) -> None:
     """Per key, the value of the update with the greatest (timestamp, apply order) wins."""
     distinct_id = f"merge_{next(_person_ids)}"
@@ -689,3 +712,18 @@ def test_merge_matches_the_model(
                 model[key] = (stamp, order, value)
     expected = {k: v for k, (_, _, v) in model.items() if v is not None}
     assert traits(merge_server, distinct_id) == expected
+
+
+def test_stats_count_repeated_insert_ids(server: ReferenceServer) -> None:
+    send(
+        server,
+        track("user_1", properties={"$insert_id": "i-1"}),
+        track("user_1", properties={"$insert_id": "i-1"}),
+        track("user_1", properties={"$insert_id": "i-2"}),
+        track("user_1", properties={"$insert_id": 7}),  # not a string: not an insert id
+        track("user_1"),
+    )
+    send(server, track("user_1", properties={"$insert_id": "i-2"}))
+    applied(server)
+    stats = server.stats()
+    assert (stats["events"], stats["duplicate_insert_ids"]) == (6, 2)

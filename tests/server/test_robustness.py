@@ -66,7 +66,9 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 properties = st.dictionaries(st.text(max_size=8), json_values, max_size=5)
@@ -75,7 +77,7 @@ stamps = st.sampled_from([None, "2026-05-09T14:32:01Z", "2026-05-09T14:32:01.123
 
 
 @st.composite
-def operations(draw: Any, prefix: str) -> tuple[dict, Optional[str]]:  # type: ignore[type-arg]
+def operations(draw: Any, prefix: str) -> tuple[dict[str, Any], Optional[str]]:
     """An operation and why it must be rejected (None when it is valid)."""
     kind = draw(st.sampled_from(["track", "people", "alias"]))
     if draw(st.integers(0, 4)) == 0:
@@ -111,10 +113,9 @@ def operations(draw: Any, prefix: str) -> tuple[dict, Optional[str]]:  # type: i
 _examples = itertools.count()
 
 
-def _expected(ops: list[tuple[dict, Optional[str]]]) -> Any:  # type: ignore[type-arg]
-    for op, broken in ops:
-        if broken is not None:
-            return 400
+def _expected(ops: list[tuple[dict[str, Any], Optional[str]]]) -> Any:
+    if any(broken is not None for _, broken in ops):
+        return 400
     kept = [op for op, _ in ops if not is_garbage_id(op["payload"]["distinct_id"])]
     if not kept:
         return 202
@@ -244,7 +245,17 @@ def test_random_operations_are_answered_from_the_spec(
 
 
 header_names = st.sampled_from(
-    ["Content-Length", "Transfer-Encoding", "Content-Type", "Content-Encoding", "x-api-key", "Origin", "Expect", "Connection", "X-Junk"]
+    [
+        "Content-Length",
+        "Transfer-Encoding",
+        "Content-Type",
+        "Content-Encoding",
+        "x-api-key",
+        "Origin",
+        "Expect",
+        "Connection",
+        "X-Junk",
+    ]
 )
 header_values = st.text(
     alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20
@@ -254,7 +265,17 @@ header_values = st.text(
 @SETTINGS
 @given(
     method=st.sampled_from(["POST", "GET", "PUT", "OPTIONS", "HEAD", "BREW", "post"]),
-    path=st.sampled_from(["/api/v1/batch", "/api/v1/track", "/health", "*", "/%", "/api/v1/%ZZ", "http://x/api/v1/batch"]),
+    path=st.sampled_from(
+        [
+            "/api/v1/batch",
+            "/api/v1/track",
+            "/health",
+            "*",
+            "/%",
+            "/api/v1/%ZZ",
+            "http://x/api/v1/batch",
+        ]
+    ),
     headers=st.lists(st.tuples(header_names, header_values), max_size=5),
     body=st.binary(max_size=64),
     version=st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/x"]),
@@ -290,7 +311,9 @@ def _nested(depth: int) -> bytes:
 def test_nesting_beyond_go_limit_is_400(server: ReferenceServer, kind: str) -> None:
     reply = post(server, f"/api/v1/{kind}", _nested(10_001))
     assert (reply.status, reply.body) == (400, b"Bad Request")
-    reply = post(server, "/api/v1/batch", b'{"operations":[' + b"[" * 20_000 + b"]" * 20_000 + b"]}")
+    reply = post(
+        server, "/api/v1/batch", b'{"operations":[' + b"[" * 20_000 + b"]" * 20_000 + b"]}"
+    )
     assert (reply.status, reply.body) == (400, b'{"error":"Invalid batch payload"}')
     assert_alive(server)
 
@@ -305,7 +328,12 @@ def test_moderate_nesting_is_stored_and_read_back(server: ReferenceServer) -> No
         value = value[0]
     assert value == []
     assert "x" in user_traits(server.get_person("user_1"))
-    assert request(server, "GET", "/reference/v1/people/user_1", b"", {"x-api-key": server.api_key}).status == 200
+    assert (
+        request(
+            server, "GET", "/reference/v1/people/user_1", b"", {"x-api-key": server.api_key}
+        ).status
+        == 200
+    )
 
 
 @pytest.mark.xfail(
@@ -332,7 +360,9 @@ def test_lone_surrogate_escapes_become_replacement_characters(server: ReferenceS
     assert event["properties"] == {"k\ufffd": "v\ufffd", "pair": "\U0001f600"}
     person = server.get_person("user_\ufffd")
     assert person is not None and person["name"] == "\ufffd"
-    reply = request(server, "GET", "/reference/v1/people/user_%EF%BF%BD", b"", {"x-api-key": server.api_key})
+    reply = request(
+        server, "GET", "/reference/v1/people/user_%EF%BF%BD", b"", {"x-api-key": server.api_key}
+    )
     assert reply.status == 200
     assert server.stats()["write_errors"] == 0
 
@@ -434,7 +464,9 @@ def test_pipelined_requests_on_one_connection(server: ReferenceServer) -> None:
             status_line = stream.readline()
             assert status_line.startswith(b"HTTP/1.1 200 ")
             headers = http.client.parse_headers(stream)
-            assert len(stream.read(int(headers["Content-Length"]))) == int(headers["Content-Length"])
+            assert len(stream.read(int(headers["Content-Length"]))) == int(
+                headers["Content-Length"]
+            )
     applied(server)
     assert server.stats()["events"] == 3
 
@@ -448,7 +480,9 @@ def test_concurrent_writers_lose_nothing(server: ReferenceServer) -> None:
         try:
             for b in range(batches):
                 operations = [track(f"writer_{n}", f"e{b}_{i}") for i in range(size)]
-                operations.append(people(f"writer_{n}", {"batch": b}, timestamp=f"2026-01-01T00:00:0{b}Z"))
+                operations.append(
+                    people(f"writer_{n}", {"batch": b}, timestamp=f"2026-01-01T00:00:0{b}Z")
+                )
                 conn.request(
                     "POST",
                     "/api/v1/batch",

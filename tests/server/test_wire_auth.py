@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ ROUTES = ["/api/v1/track", "/api/v1/people", "/api/v1/alias", "/api/v1/batch"]
 SINGLE = {"distinct_id": "user_1", "event_name": "x"}
 
 
-def _body(route: str) -> dict:  # type: ignore[type-arg]
+def _body(route: str) -> dict[str, Any]:
     return batch(track()) if route.endswith("batch") else SINGLE
 
 
@@ -58,9 +59,7 @@ def test_key_must_match_exactly(server: ReferenceServer) -> None:
 
 
 def test_header_name_is_case_insensitive(server: ReferenceServer) -> None:
-    reply = post(
-        server, "/api/v1/batch", batch(track()), {"X-API-KEY": server.api_key}, key=None
-    )
+    reply = post(server, "/api/v1/batch", batch(track()), {"X-API-KEY": server.api_key}, key=None)
     assert reply.status == 200
 
 
@@ -216,7 +215,9 @@ def test_domain_list_does_not_apply_without_origin() -> None:
 
 def test_allowlists_are_per_project(domains: ReferenceServer) -> None:
     other = domains.add_project("Open")
-    reply = post(domains, "/api/v1/batch", batch(track()), {"Origin": "https://x"}, key=other.api_key)
+    reply = post(
+        domains, "/api/v1/batch", batch(track()), {"Origin": "https://x"}, key=other.api_key
+    )
     assert reply.status == 200
 
 

@@ -93,7 +93,7 @@ def test_counts_leave_out_discarded_operations(server: ReferenceServer) -> None:
         [{"type": "alias", "payload": {"alias_id": "anon", "distinct_id": "*/*"}}],
     ],
 )
-def test_all_discarded_is_202(server: ReferenceServer, operations: list) -> None:  # type: ignore[type-arg]
+def test_all_discarded_is_202(server: ReferenceServer, operations: list[Any]) -> None:
     reply = post_batch(server, {"operations": operations})
     assert reply.status == 202
     assert reply.content_type == JSON
@@ -128,9 +128,9 @@ def test_envelope_and_operation_keys_match_case_insensitively(server: ReferenceS
 
 def test_duplicate_operations_key_last_one_wins(server: ReferenceServer) -> None:
     one = json.dumps([track("user_1")])
-    body = '{"operations":null,"operations":%s}' % one
+    body = '{"operations":null,"operations":' + one + "}"
     assert post_batch(server, body).body == batch_ok(server, n=1, events=1)
-    body = '{"operations":%s,"Operations":[]}' % one
+    body = '{"operations":' + one + ',"Operations":[]}'
     assert post_batch(server, body).body == NO_OPERATIONS
 
 
@@ -309,15 +309,32 @@ def test_absent_payload_is_an_error_but_null_payload_is_discarded(
 @pytest.mark.parametrize(
     ("operations", "error"),
     [
-        ([{"type": "x", "payload": {}}, {"type": "track", "payload": []}], b"Unsupported operation type: x"),
-        ([{"type": "track", "payload": []}, {"type": "x", "payload": {}}], b"Invalid track payload"),
-        ([{"type": "alias", "payload": 1}, {"type": "people", "payload": 1}], b"Invalid alias payload"),
-        ([track("a"), {"type": "people", "payload": 1}, {"type": "alias"}], b"Invalid people payload"),
-        ([track(), people(), {"type": "Alias", "payload": {}}], b"Unsupported operation type: Alias"),
+        (
+            [{"type": "x", "payload": {}}, {"type": "track", "payload": []}],
+            b"Unsupported operation type: x",
+        ),
+        (
+            [{"type": "track", "payload": []}, {"type": "x", "payload": {}}],
+            b"Invalid track payload",
+        ),
+        (
+            [{"type": "alias", "payload": 1}, {"type": "people", "payload": 1}],
+            b"Invalid alias payload",
+        ),
+        (
+            [track("a"), {"type": "people", "payload": 1}, {"type": "alias"}],
+            b"Invalid people payload",
+        ),
+        (
+            [track(), people(), {"type": "Alias", "payload": {}}],
+            b"Unsupported operation type: Alias",
+        ),
     ],
 )
 def test_first_failure_in_array_order_wins(
-    server: ReferenceServer, operations: list, error: bytes  # type: ignore[type-arg]
+    server: ReferenceServer,
+    operations: list[Any],
+    error: bytes,
 ) -> None:
     reply = post_batch(server, {"operations": operations})
     assert reply.status == 400

@@ -20,7 +20,7 @@ DISCARDED = b'{"ok":true,"status":"discarded"}'
 EVENT = {"distinct_id": "user_1", "event_name": "Signed Up", "properties": {"plan": "pro"}}
 PROFILE = {"distinct_id": "user_1", "properties": {"plan": "pro"}}
 ALIAS = {"alias_id": "anon_1", "distinct_id": "user_1"}
-VALID = {"track": EVENT, "people": PROFILE, "alias": ALIAS}
+VALID: dict[str, dict[str, Any]] = {"track": EVENT, "people": PROFILE, "alias": ALIAS}
 KINDS = ["track", "people", "alias"]
 
 
@@ -513,13 +513,18 @@ def test_zero_time_counts_as_not_sent(server: ReferenceServer, not_sent: Any) ->
         ({"$time": "2025-01-02T03:04:05Z"}, "2025-01-02T03:04:05.000Z"),
         ({"$time": "2025-01-02 03:04:05"}, "2025-01-02T03:04:05.000Z"),
         # $timestamp wins over $time.
-        ({"$timestamp": "2025-01-02T03:04:05Z", "$time": "2024-01-01T00:00:00Z"}, "2025-01-02T03:04:05.000Z"),
+        (
+            {"$timestamp": "2025-01-02T03:04:05Z", "$time": "2024-01-01T00:00:00Z"},
+            "2025-01-02T03:04:05.000Z",
+        ),
         # A non-string $timestamp is ignored, so $time is used.
         ({"$timestamp": 1735787045, "$time": "2025-01-02T03:04:05Z"}, "2025-01-02T03:04:05.000Z"),
     ],
 )
 def test_property_timestamp_fallback(
-    server: ReferenceServer, properties: dict, expected: str  # type: ignore[type-arg]
+    server: ReferenceServer,
+    properties: dict[str, Any],
+    expected: str,
 ) -> None:
     assert_ok(single(server, "track", {**EVENT, "properties": properties}))
     assert _event_time(server) == expected
@@ -536,7 +541,8 @@ def test_property_timestamp_fallback(
     ],
 )
 def test_event_without_usable_time_gets_server_time(
-    server: ReferenceServer, properties: dict  # type: ignore[type-arg]
+    server: ReferenceServer,
+    properties: dict[str, Any],
 ) -> None:
     before = _now_iso()
     assert_ok(single(server, "track", {**EVENT, "properties": properties}))
