@@ -344,6 +344,22 @@ def test_head_of_4096_bytes_is_read_and_4097_is_431(server: ReferenceServer) -> 
     assert_alive(server)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the head size is computed from parsed headers, so whitespace around values is not "
+    "counted; fasthttp counts the bytes received",
+)
+def test_head_size_counts_whitespace_in_header_values(server: ReferenceServer) -> None:
+    start = (
+        f"POST /api/v1/batch HTTP/1.1\r\nHost: x\r\nx-api-key: {server.api_key}\r\n"
+        "Content-Length: 0\r\nX-Pad:"
+    )
+    head = start + " " * (4200 - len(start) - 5) + "v\r\n\r\n"
+    assert len(head) == 4200
+    reply = raw_exchange(server, head.encode())
+    assert (reply.status, reply.body) == (431, HEAD_TOO_LARGE)
+
+
 def test_long_request_line_is_431(server: ReferenceServer) -> None:
     reply = request(server, "POST", "/api/v1/" + "a" * 5000, b"{}")
     assert (reply.status, reply.body) == (431, HEAD_TOO_LARGE)
