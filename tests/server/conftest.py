@@ -6,6 +6,7 @@ no Content-Type unless given, no Accept-Encoding, bodies sent exactly as written
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -72,7 +73,9 @@ def request(
         framed = "content-length" in sent or "transfer-encoding" in sent
         if not framed and (data or method in ("POST", "PUT", "PATCH")):
             conn.putheader("Content-Length", str(len(data)))
-        conn.endheaders(data or None)
+        # A server that answers early (413) closes while the body is going out: read its answer.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.endheaders(data or None)
         response = conn.getresponse()
         return Reply(response.status, response.headers, response.read())
     finally:

@@ -89,6 +89,13 @@ def test_equal_timestamps_go_to_the_update_applied_last(server: ReferenceServer)
     assert traits(server, "user_1") == {}
 
 
+def test_profile_zero_time_means_server_time(server: ReferenceServer) -> None:
+    send(server, people("user_1", {"plan": "old"}, timestamp="2000-01-01T00:00:00Z"))
+    send(server, people("user_1", {"plan": "now"}, timestamp="0001-01-01T00:00:00Z"))
+    send(server, people("user_1", {"plan": "older"}, timestamp="2001-01-01T00:00:00Z"))
+    assert traits(server, "user_1") == {"plan": "now"}
+
+
 def test_timestamps_compare_as_instants_not_text(server: ReferenceServer) -> None:
     send(server, people("user_1", {"plan": "later"}, timestamp="2026-05-09T10:00:00-05:00"))
     send(server, people("user_1", {"plan": "earlier"}, timestamp="2026-05-09T14:00:00Z"))
