@@ -12,10 +12,6 @@ from .conftest import JSON, batch, post, request, track
 RATE_LIMITED = b'{"error":"Rate limit exceeded. Please wait a moment."}'
 
 
-def test_rate_limited_body_is_54_bytes() -> None:
-    assert len(RATE_LIMITED) == 54
-
-
 def test_headers_count_down_then_429(limited: ReferenceServer) -> None:
     for remaining in ("2", "1", "0"):
         reply = post(limited, "/api/v1/batch", batch(track()))
