@@ -29,7 +29,8 @@ def garbage_id_reason(distinct_id: str) -> Optional[str]:
     """
     if len(distinct_id.encode("utf-8", "surrogatepass")) < MIN_ID_BYTES:
         return f"shorter than {MIN_ID_BYTES} bytes"
-    lowered = distinct_id.lower()
+    # Go's strings.ToLower maps U+0130 to a plain "i"; Python's lower() adds a combining dot.
+    lowered = distinct_id.replace("\u0130", "i").lower()
     for marker in GARBAGE_ID_MARKERS:
         if marker in lowered:
             return f"contains {marker!r}, which the engine treats as a garbage id"

@@ -105,7 +105,10 @@ def _replace_lone_surrogates(value: Any) -> Any:
 
 def fold(key: str) -> str:
     """Fold a key for Go's case-insensitive struct field matching."""
-    return key.lower().replace("\u017f", "s").replace("\u212a", "k")
+    # Go compares ToUpper(ToLower(r)) rune by rune (so dotless i U+0131, U+0130, long s U+017F
+    # and the Kelvin sign match
+    # ASCII letters); lower() then upper() then lower() gives the same for the field names here.
+    return key.replace("\u0130", "i").lower().upper().lower()
 
 
 def fields(obj: dict[str, Any], names: frozenset[str]) -> tuple[dict[str, Any], bool]:

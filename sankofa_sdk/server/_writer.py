@@ -100,6 +100,7 @@ class Writer:
         with self._lock:
             self._stopping = True
             self._work.notify()
+            self._done.notify_all()  # requests waiting for room stop waiting
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
