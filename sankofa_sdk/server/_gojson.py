@@ -105,9 +105,9 @@ def _replace_lone_surrogates(value: Any) -> Any:
 
 def fold(key: str) -> str:
     """Fold a key for Go's case-insensitive struct field matching."""
-    # Go compares ToUpper(ToLower(r)) rune by rune (so dotless i U+0131, U+0130, long s U+017F
-    # and the Kelvin sign match
-    # ASCII letters); lower() then upper() then lower() gives the same for the field names here.
+    # Go compares ToUpper(ToLower(r)) rune by rune, so dotless i (U+0131), U+0130, long s
+    # (U+017F) and the Kelvin sign match ASCII letters; lower() then upper() then lower() gives
+    # the same for the field names here.
     return key.replace("\u0130", "i").lower().upper().lower()
 
 
