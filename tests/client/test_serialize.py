@@ -145,3 +145,16 @@ def _has_nan(value: Any) -> bool:
     if isinstance(value, (list, tuple, frozenset)):
         return any(_has_nan(v) for v in value)
     return False
+
+
+def test_insert_ids_are_random_version_4_uuids() -> None:
+    import uuid
+
+    from sankofa_sdk._serialize import new_insert_id
+
+    ids = {new_insert_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
