@@ -2,7 +2,7 @@
 
 The browser keeps its anonymous id in the ``sankofa_anon`` cookie (a front-end SDK sets it, or
 this app does on the first visit). The extension gives every request its own identity seeded
-from that cookie, so:
+from that cookie when it holds an anonymous-looking id (a UUID), so:
 
 - ``GET /pricing`` by a visitor is tracked under the browser's anonymous id;
 - ``POST /login`` calls ``identify``, which sends one alias ``browser id → user``: the visit
@@ -55,9 +55,11 @@ def create_app(client: Optional[sankofa_sdk.Client] = None) -> Flask:
 
     @app.after_request
     def keep_anonymous_id(response: Response) -> Response:
-        # Give a new browser the anonymous id its requests used, so its next visit shares it.
-        if ANONYMOUS_ID_COOKIE not in request.cookies and "user_id" not in session:
-            response.set_cookie(ANONYMOUS_ID_COOKIE, current_client().distinct_id, httponly=True)
+        # Give the browser the anonymous id its request used, so its next visit shares it: a new
+        # browser, one whose cookie was not taken (only UUIDs are), and one that signed out.
+        anonymous_id = current_client().distinct_id
+        if "user_id" not in session and request.cookies.get(ANONYMOUS_ID_COOKIE) != anonymous_id:
+            response.set_cookie(ANONYMOUS_ID_COOKIE, anonymous_id, httponly=True)
         return response
 
     @app.get("/pricing")
@@ -95,10 +97,8 @@ def create_app(client: Optional[sankofa_sdk.Client] = None) -> Flask:
         analytics = current_client()
         analytics.track("Signed Out")
         session.pop("user_id", None)
-        analytics.reset()  # the rest of this request is a new anonymous visitor
-        response = jsonify(distinct_id=analytics.distinct_id)
-        response.set_cookie(ANONYMOUS_ID_COOKIE, analytics.distinct_id, httponly=True)
-        return response
+        analytics.reset()  # the rest of this request is a new anonymous visitor (new cookie)
+        return jsonify(distinct_id=analytics.distinct_id)
 
     return app
 

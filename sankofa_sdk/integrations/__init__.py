@@ -7,14 +7,16 @@
 - :mod:`sankofa_sdk.integrations.django`: ``SankofaMiddleware`` configured by ``settings.SANKOFA``.
 - :mod:`sankofa_sdk.integrations.celery`: ``setup_celery(client)``.
 
-The two middleware classes use the standard library only and are re-exported here. The framework
+The two middleware classes use the standard library only and are re-exported here, with
+:func:`looks_like_anonymous_id`, their default check of a browser's anonymous id. The framework
 modules import their framework when used, not when imported, and raise an ``ImportError`` naming
 the missing package.
 """
 
 from __future__ import annotations
 
+from ._common import looks_like_anonymous_id
 from .asgi import SankofaASGIMiddleware
 from .wsgi import SankofaWSGIMiddleware
 
-__all__ = ["SankofaASGIMiddleware", "SankofaWSGIMiddleware"]
+__all__ = ["SankofaASGIMiddleware", "SankofaWSGIMiddleware", "looks_like_anonymous_id"]

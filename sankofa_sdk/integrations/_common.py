@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Optional
 from urllib.parse import unquote
 
 from .._client import Client
 from .._default import get_client
-from .._log import logger
+from .._log import ThrottledWarning, logger
 from .._operations import is_garbage_id
 
 MAX_ANONYMOUS_ID_LENGTH = 200
 """A longer value in a cookie or header is not taken as an anonymous id."""
+
+AnonymousIdValidator = Callable[[str], object]
+"""``validator(value)``: truthy when ``value`` may be taken as a request's anonymous id."""
+
+_ANONYMOUS_ID = re.compile(
+    r"(?:anon_|\$device:)?"
+    r"(?i:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})",
+    re.ASCII,
+)
+_warnings = ThrottledWarning(interval=60.0)
+
+
+def looks_like_anonymous_id(value: str) -> bool:
+    """The default check of a browser's anonymous id: a UUID, optionally prefixed.
+
+    A UUID of any version in the canonical 8-4-4-4-12 hexadecimal form (any case), alone or
+    after ``anon_`` or ``$device:``: the ids front-end SDKs generate. Anything else (``user_43``,
+    an email, a number) may be a known user's id, and a request seeded with it would stitch that
+    user to whoever signs in.
+    """
+    return _ANONYMOUS_ID.fullmatch(value) is not None
 
 
 def resolve_client(client: Optional[Client]) -> Optional[Client]:
@@ -69,15 +91,28 @@ def cookie_value(cookie_header: str, name: str) -> Optional[str]:
 class AnonymousIdSource:
     """Where a request carries the browser's anonymous id: a header, a cookie, or neither.
 
-    The header is read first (a front end that sends it on purpose), then the cookie.
+    The header is read first (a front end that sends it on purpose), then the cookie. A value is
+    taken only when it is usable (:func:`clean_anonymous_id`) and ``anonymous_id_validator``
+    accepts it (by default :func:`looks_like_anonymous_id`).
     """
 
-    def __init__(self, cookie: Optional[str] = None, header: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        cookie: Optional[str] = None,
+        header: Optional[str] = None,
+        anonymous_id_validator: Optional[AnonymousIdValidator] = None,
+    ) -> None:
         for what, value in (("anonymous_id_cookie", cookie), ("anonymous_id_header", header)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ValueError(f"{what} must be a non-empty string or None")
+        if anonymous_id_validator is not None and not callable(anonymous_id_validator):
+            raise TypeError(
+                "anonymous_id_validator must be a function of the id returning true to accept "
+                f"it, not {type(anonymous_id_validator).__name__}"
+            )
         self.cookie = cookie.strip() if cookie else None
         self.header = header.strip() if header else None
+        self.validator: AnonymousIdValidator = anonymous_id_validator or looks_like_anonymous_id
 
     def __bool__(self) -> bool:
         return self.cookie is not None or self.header is not None
@@ -93,7 +128,7 @@ class AnonymousIdSource:
         returns a cookie's value, and defaults to parsing ``get_header("cookie")``.
         """
         if self.header is not None:
-            found = clean_anonymous_id(get_header(self.header))
+            found = self._accept(get_header(self.header))
             if found is not None:
                 return found
         if self.cookie is not None:
@@ -102,5 +137,23 @@ class AnonymousIdSource:
             else:
                 header = get_header("cookie")
                 raw = None if header is None else cookie_value(header, self.cookie)
-            return clean_anonymous_id(raw)
+            return self._accept(raw)
         return None
+
+    def _accept(self, raw: Optional[str]) -> Optional[str]:
+        value = clean_anonymous_id(raw)
+        if value is None:
+            return None
+        try:
+            accepted = self.validator(value)
+        except Exception as exc:
+            _warnings.warn(
+                "validator",
+                "sankofa_sdk: anonymous_id_validator raised %r; the request's id was ignored",
+                exc,
+            )
+            return None
+        if not accepted:
+            logger.debug("sankofa_sdk: ignoring an anonymous id the validator refused")
+            return None
+        return value

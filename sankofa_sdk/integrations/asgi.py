@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Iterable, MutableMapping
 from typing import Any, Callable, Optional
 
 from .._client import Client
-from ._common import AnonymousIdSource, cookie_value, resolve_client
+from ._common import AnonymousIdSource, AnonymousIdValidator, cookie_value, resolve_client
 
 __all__ = ["ASGIApp", "Receive", "SankofaASGIMiddleware", "Scope", "Send"]
 
@@ -39,6 +39,11 @@ class SankofaASGIMiddleware:
       id. When the request carries a usable one, the request's anonymous id is that id, so an
       ``identify(user)`` in the request sends the alias ``browser id → user``. Unusable values
       (empty, too long, whitespace, ids the engine would discard) are ignored.
+    - ``anonymous_id_validator``: which values may be taken, by default only anonymous-looking
+      ids (:func:`~sankofa_sdk.integrations.looks_like_anonymous_id`: a UUID, optionally
+      ``anon_``/``$device:`` prefixed). The id is stitched to whoever signs in during the
+      request, and the visitor chooses the cookie: accept only ids your front end generates,
+      never a shape a known user's id can have.
     """
 
     def __init__(
@@ -48,10 +53,13 @@ class SankofaASGIMiddleware:
         *,
         anonymous_id_cookie: Optional[str] = None,
         anonymous_id_header: Optional[str] = None,
+        anonymous_id_validator: Optional[AnonymousIdValidator] = None,
     ) -> None:
         self.app = app
         self.client = client
-        self._source = AnonymousIdSource(anonymous_id_cookie, anonymous_id_header)
+        self._source = AnonymousIdSource(
+            anonymous_id_cookie, anonymous_id_header, anonymous_id_validator
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") not in ("http", "websocket"):

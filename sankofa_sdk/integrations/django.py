@@ -7,6 +7,8 @@
         "api_key": os.environ["SANKOFA_API_KEY"],
         "host": "https://api.sankofa.dev",
         "anonymous_id_cookie": "sankofa_anon",  # optional: the browser's anonymous id
+        # optional: which cookie values to take (default: UUIDs, optionally anon_/$device:)
+        # "anonymous_id_validator": "myapp.analytics.is_our_anonymous_id",
         # any other Client option: "flush_at", "gzip", "sync_mode", "disabled", ...
     }
     MIDDLEWARE = [..., "sankofa_sdk.integrations.django.SankofaMiddleware"]
@@ -67,8 +69,15 @@ def get_client() -> Optional[Client]:
         if _client is None:
             _listen_for_setting_changes()
             options = dict(config)
+            validator = options.pop("anonymous_id_validator", None)
+            if isinstance(validator, str):
+                validator = importlib.import_module("django.utils.module_loading").import_string(
+                    validator
+                )
             _source = AnonymousIdSource(
-                options.pop("anonymous_id_cookie", None), options.pop("anonymous_id_header", None)
+                options.pop("anonymous_id_cookie", None),
+                options.pop("anonymous_id_header", None),
+                validator,
             )
             _client = _default.init(**options)
     return _client
@@ -107,7 +116,9 @@ class SankofaMiddleware:
 
     The browser's anonymous id is read from the cookie or header named by
     ``SANKOFA["anonymous_id_cookie"]`` / ``SANKOFA["anonymous_id_header"]``, so ``identify`` on
-    sign-in stitches it to the user.
+    sign-in stitches it to the user. Only anonymous-looking values are taken (a UUID, optionally
+    ``anon_``/``$device:`` prefixed) unless ``SANKOFA["anonymous_id_validator"]`` (a function of
+    the value, or its dotted path) accepts another shape.
     """
 
     sync_capable = True

@@ -22,6 +22,7 @@ from .._default import get_client
 from .._errors import ConfigurationError, ValidationError
 from .._identity import Identity
 from .._log import logger
+from ._common import AnonymousIdValidator
 from .wsgi import SankofaWSGIMiddleware
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ class Sankofa:
 
     ``anonymous_id_cookie`` / ``anonymous_id_header`` (arguments here, or keys of
     ``app.config["SANKOFA"]``) name where the browser keeps its anonymous id, which
-    ``identify`` then stitches to the user (see :class:`SankofaWSGIMiddleware`).
+    ``identify`` then stitches to the user; ``anonymous_id_validator`` (likewise) says which
+    values may be taken, by default only UUIDs (see :class:`SankofaWSGIMiddleware`).
 
     ``user_id``, a function of no arguments called at the start of each request (e.g.
     ``lambda: session.get("user_id")``), names the request's signed-in user: when it returns an
@@ -64,11 +66,13 @@ class Sankofa:
         client: Optional[Client] = None,
         anonymous_id_cookie: Optional[str] = None,
         anonymous_id_header: Optional[str] = None,
+        anonymous_id_validator: Optional[AnonymousIdValidator] = None,
         user_id: Optional[Callable[[], Optional[str]]] = None,
     ) -> None:
         self._client = client
         self._cookie = anonymous_id_cookie
         self._header = anonymous_id_header
+        self._validator = anonymous_id_validator
         self._user_id = user_id
         self.client: Optional[Client] = client
         """The client of the app last initialised (the only one, in the usual one-app case)."""
@@ -82,14 +86,18 @@ class Sankofa:
         config: dict[str, Any] = dict(app.config.get("SANKOFA") or {})
         cookie = config.pop("anonymous_id_cookie", self._cookie)
         header = config.pop("anonymous_id_header", self._header)
-        client = self._client_for(config)
-        app.extensions[EXTENSION_KEY] = client
-        app.wsgi_app = SankofaWSGIMiddleware(  # type: ignore[method-assign]
+        validator = config.pop("anonymous_id_validator", self._validator)
+        middleware = SankofaWSGIMiddleware(
             app.wsgi_app,
-            client,
+            None,
             anonymous_id_cookie=cookie,
             anonymous_id_header=header,
+            anonymous_id_validator=validator,
         )
+        client = self._client_for(config)
+        middleware.client = client
+        app.extensions[EXTENSION_KEY] = client
+        app.wsgi_app = middleware  # type: ignore[method-assign]
         if self._user_id is not None:
             app.before_request(self._enter_user_context)
             app.teardown_request(self._exit_user_context)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ContextManager, Optional
 
 from .._client import Client
 from .._identity import Identity
-from ._common import AnonymousIdSource, resolve_client
+from ._common import AnonymousIdSource, AnonymousIdValidator, resolve_client
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -37,6 +37,11 @@ class SankofaWSGIMiddleware:
       id. When the request carries a usable one, the request's anonymous id is that id, so an
       ``identify(user)`` in the request sends the alias ``browser id → user``. Unusable values
       (empty, too long, whitespace, ids the engine would discard) are ignored.
+    - ``anonymous_id_validator``: which values may be taken, by default only anonymous-looking
+      ids (:func:`~sankofa_sdk.integrations.looks_like_anonymous_id`: a UUID, optionally
+      ``anon_``/``$device:`` prefixed). The id is stitched to whoever signs in during the
+      request, and the visitor chooses the cookie: accept only ids your front end generates,
+      never a shape a known user's id can have.
     """
 
     def __init__(
@@ -46,10 +51,13 @@ class SankofaWSGIMiddleware:
         *,
         anonymous_id_cookie: Optional[str] = None,
         anonymous_id_header: Optional[str] = None,
+        anonymous_id_validator: Optional[AnonymousIdValidator] = None,
     ) -> None:
         self.app = app
         self.client = client
-        self._source = AnonymousIdSource(anonymous_id_cookie, anonymous_id_header)
+        self._source = AnonymousIdSource(
+            anonymous_id_cookie, anonymous_id_header, anonymous_id_validator
+        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         client = resolve_client(self.client)

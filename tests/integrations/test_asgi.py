@@ -11,7 +11,8 @@ from sankofa_sdk.integrations.asgi import Message, Receive, Scope, Send
 
 from .conftest import Backend, deliver, event_names
 
-BROWSER_ID = "2a4b6c8d-asgi-browser-0001"
+BROWSER_ID = "2a4b6c8d-0000-4a5b-8c9d-000000000001"
+WS_BROWSER_ID = "2a4b6c8d-0000-4a5b-8c9d-0000000000f5"
 
 
 class Gate:
@@ -83,7 +84,7 @@ def test_sign_in_with_an_anonymous_cookie_stitches_and_requests_never_mix(
 ) -> None:
     gate = Gate(2)
     app = SankofaASGIMiddleware(make_app(client, gate), client, anonymous_id_cookie="sk_anon")
-    other_browser = "2a4b6c8d-asgi-browser-0002"
+    other_browser = "2a4b6c8d-0000-4a5b-8c9d-000000000002"
 
     async def main() -> list[str]:
         outer = client.distinct_id
@@ -134,14 +135,18 @@ def test_a_websocket_connection_has_its_own_identity(client: Client, backend: Ba
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {"type": "websocket", "path": "/ws", "headers": [(b"cookie", b"sk_anon=ws-anon-01")]}
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "headers": [(b"cookie", f"sk_anon={WS_BROWSER_ID}".encode())],
+    }
     outer = client.distinct_id
     asyncio.run(app(scope, receive, send))
     assert client.distinct_id == outer
     assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
     assert sent[1]["text"] == "user_asgi_ws"
     deliver(client, backend)
-    assert backend.aliases() == [("ws-anon-01", "user_asgi_ws")]
+    assert backend.aliases() == [(WS_BROWSER_ID, "user_asgi_ws")]
     assert event_names(backend, "user_asgi_ws") == ["Chat Message Sent"]
 
 

@@ -17,7 +17,9 @@ from .conftest import EXAMPLES, Backend, app_traits, event_names
 django = pytest.importorskip("django")
 
 COOKIE = "sankofa_anon"
-BROWSER_ID = "9e8d7c6b-django-browser-1"
+BROWSER_ID = "9e8d7c6b-0000-4d1a-8e0b-000000000001"
+ADA_BROWSER = "9e8d7c6b-0000-4d1a-8e0b-0000000000a1"
+GRACE_BROWSER = "9e8d7c6b-0000-4d1a-8e0b-0000000000b2"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -106,8 +108,8 @@ def test_the_async_request_path_scopes_identity_per_request(
 
     async def main() -> list[Any]:
         ada, grace = AsyncClient(), AsyncClient()
-        ada.cookies[COOKIE] = "anon-django-ada"
-        grace.cookies[COOKIE] = "anon-django-grace"
+        ada.cookies[COOKIE] = ADA_BROWSER
+        grace.cookies[COOKIE] = GRACE_BROWSER
         answers = await asyncio.gather(
             ada.post("/login", {"email": "ada@example.com"}, content_type="application/json"),
             grace.post("/login", {"email": "grace@example.com"}, content_type="application/json"),
@@ -118,12 +120,12 @@ def test_the_async_request_path_scopes_identity_per_request(
     assert asyncio.run(main()) == [
         {"distinct_id": "user_42"},
         {"distinct_id": "user_43"},
-        {"distinct_id": "anon-django-ada"},
+        {"distinct_id": ADA_BROWSER},
     ]
     deliver(sankofa, backend)
     assert sorted(backend.aliases()) == [
-        ("anon-django-ada", "user_42"),
-        ("anon-django-grace", "user_43"),
+        (ADA_BROWSER, "user_42"),
+        (GRACE_BROWSER, "user_43"),
     ]
     assert sorted(event_names(backend, "user_42")) == ["Checked Status", "Signed In"]
     assert event_names(backend, "user_43") == ["Signed In"]
@@ -146,3 +148,25 @@ def test_without_settings_the_module_level_client_is_used(backend: Backend) -> N
         finally:
             sankofa_sdk.shutdown()
     assert [e["event_name"] for e in backend.events()] == ["Viewed Pricing"]
+
+
+def only_digits(value: str) -> bool:
+    return value.isdigit()
+
+
+@pytest.mark.parametrize("validator", [only_digits, f"{__name__}.only_digits", None])
+def test_settings_name_which_cookie_values_are_taken(backend: Backend, validator: Any) -> None:
+    from django.test import Client as Browser
+    from django.test import override_settings
+
+    config = {"api_key": backend.api_key, "host": backend.url, "anonymous_id_cookie": COOKIE}
+    if validator is not None:
+        config["anonymous_id_validator"] = validator
+    with override_settings(SANKOFA=config):
+        browser = Browser()
+        answers = []
+        for value in ("4242", "user_43", BROWSER_ID):
+            browser.cookies[COOKIE] = value
+            answers.append(browser.get("/pricing").json()["distinct_id"] == value)
+    # by default only anonymous-looking ids (UUIDs) are taken, never a known id like user_43
+    assert answers == ([True, False, False] if validator else [False, False, True])

@@ -20,7 +20,9 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 for its test c
     warnings.filterwarnings("ignore", message=".*httpx.*", category=Warning)
     from starlette.testclient import TestClient
 
-BROWSER_ID = "5d1e7f3a-fastapi-browser-1"
+BROWSER_ID = "5d1e7f3a-0000-4fa5-8a91-000000000001"
+ADA_BROWSER = "5d1e7f3a-0000-4fa5-8a91-0000000000a1"
+GRACE_BROWSER = "5d1e7f3a-0000-4fa5-8a91-0000000000b2"
 
 
 @pytest.fixture
@@ -106,15 +108,15 @@ def test_concurrent_sign_ins_and_their_background_tasks_never_mix(
     async def main() -> list[Any]:
         return list(
             await asyncio.gather(
-                call(app, "/login", {"email": "ada@example.com"}, "anon-ada-0001", gate),
-                call(app, "/login", {"email": "grace@example.com"}, "anon-grace-01", gate),
+                call(app, "/login", {"email": "ada@example.com"}, ADA_BROWSER, gate),
+                call(app, "/login", {"email": "grace@example.com"}, GRACE_BROWSER, gate),
             )
         )
 
     answers = asyncio.run(main())
     assert answers == [{"distinct_id": "user_42"}, {"distinct_id": "user_43"}]
     deliver(client, backend)
-    assert sorted(backend.aliases()) == [("anon-ada-0001", "user_42"), ("anon-grace-01", "user_43")]
+    assert sorted(backend.aliases()) == [(ADA_BROWSER, "user_42"), (GRACE_BROWSER, "user_43")]
     for user in ("user_42", "user_43"):
         events = backend.events(user)
         assert {e["distinct_id"] for e in events} == {user}
@@ -127,7 +129,7 @@ def test_a_websocket_connection_is_identified_for_itself_only(
     example: Any, client: Client, backend: Backend
 ) -> None:
     app = example.create_app(client)
-    with TestClient(app, cookies={example.ANONYMOUS_ID_COOKIE: "anon-ws-grace"}) as browser:
+    with TestClient(app, cookies={example.ANONYMOUS_ID_COOKIE: GRACE_BROWSER}) as browser:
         with browser.websocket_connect("/ws") as ws:
             ws.send_text("tok_grace")
             ws.send_text("hello")
@@ -135,12 +137,12 @@ def test_a_websocket_connection_is_identified_for_itself_only(
             ws.send_text("again")
             assert ws.receive_text() == "user_43"
         # a plain request of the same browser afterwards is anonymous again
-        assert browser.get("/pricing").json() == {"distinct_id": "anon-ws-grace"}
+        assert browser.get("/pricing").json() == {"distinct_id": GRACE_BROWSER}
     deliver(client, backend)
-    assert backend.aliases() == [("anon-ws-grace", "user_43")]
+    assert backend.aliases() == [(GRACE_BROWSER, "user_43")]
     # the later visit was sent under the browser's id, which is stitched to user_43
     assert [(e["event_name"], e["distinct_id"]) for e in reversed(backend.events("user_43"))] == [
         ("Chat Message Sent", "user_43"),
         ("Chat Message Sent", "user_43"),
-        ("Viewed Pricing", "anon-ws-grace"),
+        ("Viewed Pricing", GRACE_BROWSER),
     ]

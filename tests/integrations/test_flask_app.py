@@ -19,6 +19,11 @@ flask = pytest.importorskip("flask")
 
 ADA = {"email": "ada@example.com"}
 GRACE = {"email": "grace@example.com"}
+# Browsers' anonymous ids: the extension takes only anonymous-looking ids (UUIDs) by default.
+ADA_BROWSER = "ada0b0e1-4242-4e5e-9a5c-0000000000a1"
+GRACE_BROWSER = "9ace0b0e-4343-4e5e-9a5c-0000000000b2"
+HEADER_BROWSER = "4ead0000-0001-4a1e-8e1d-000000000001"
+EXIT_BROWSER = "e0170000-0001-4a1e-8e1d-000000000002"
 
 
 @pytest.fixture
@@ -80,7 +85,7 @@ def test_two_concurrent_sign_ins_never_mix(example: Any, backend: Backend) -> No
     client = GatedClient(backend.api_key, host=backend.url, flush_interval=0.05)
     client.barrier = threading.Barrier(2)
     app = example.create_app(client)
-    browsers = {"user_42": ("anon-browser-ada", ADA), "user_43": ("anon-browser-grace", GRACE)}
+    browsers = {"user_42": (ADA_BROWSER, ADA), "user_43": (GRACE_BROWSER, GRACE)}
     answers: dict[str, Any] = {}
 
     def sign_in(user: str) -> None:
@@ -99,10 +104,9 @@ def test_two_concurrent_sign_ins_never_mix(example: Any, backend: Backend) -> No
         deliver(client, backend)
     finally:
         client.shutdown()
-    assert sorted(backend.aliases()) == [
-        ("anon-browser-ada", "user_42"),
-        ("anon-browser-grace", "user_43"),
-    ]
+    assert sorted(backend.aliases()) == sorted(
+        [(ADA_BROWSER, "user_42"), (GRACE_BROWSER, "user_43")]
+    )
     for user in browsers:
         assert [e["distinct_id"] for e in backend.events(user)] == [user]
     ada, grace = backend.get_person("user_42"), backend.get_person("user_43")
@@ -137,12 +141,12 @@ def test_the_extension_builds_a_client_from_app_config(backend: Backend) -> None
     client = Sankofa().init_app(app)
     try:
         assert client.host == backend.url
-        answer = app.test_client().post("/login", headers={"X-Anonymous-Id": "hdr-anon-01"})
+        answer = app.test_client().post("/login", headers={"X-Anonymous-Id": HEADER_BROWSER})
         assert answer.get_data(as_text=True) == "user_config"
         deliver(client, backend)
     finally:
         client.shutdown()
-    assert backend.aliases() == [("hdr-anon-01", "user_config")]
+    assert backend.aliases() == [(HEADER_BROWSER, "user_config")]
 
 
 def test_a_user_id_callback_that_fails_leaves_the_request_anonymous(client: Client) -> None:
@@ -168,7 +172,7 @@ def test_queued_calls_are_delivered_when_the_process_exits(backend: Backend) -> 
         import flask_app
         app = flask_app.create_app()
         browser = app.test_client()
-        browser.set_cookie(flask_app.ANONYMOUS_ID_COOKIE, "anon-exit-01")
+        browser.set_cookie(flask_app.ANONYMOUS_ID_COOKIE, {EXIT_BROWSER!r})
         assert browser.post("/login", json={{"email": "ada@example.com"}}).status_code == 200
         """
     )
@@ -178,5 +182,5 @@ def test_queued_calls_are_delivered_when_the_process_exits(backend: Backend) -> 
     assert done.returncode == 0, done.stderr
     # the process exited, so its atexit hook has delivered already
     assert backend.wait_until_applied(10)
-    assert backend.aliases() == [("anon-exit-01", "user_42")]
+    assert backend.aliases() == [(EXIT_BROWSER, "user_42")]
     assert event_names(backend, "user_42") == ["Signed In"]

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 COOKIE = "sk_anon"
-BROWSER_ID = "6f1c9a7e-3b2d-4c55-9a0e-browser0001"
+BROWSER_ID = "6f1c9a7e-3b2d-4c55-9a0e-000000000001"
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -244,12 +244,22 @@ def test_header_is_read_before_the_cookie_and_values_are_unquoted(client: Client
         anonymous_id_cookie=COOKIE,
         anonymous_id_header="X-Anonymous-Id",
     )
-    both = {"HTTP_COOKIE": f"{COOKIE}=from-cookie", "HTTP_X_ANONYMOUS_ID": "from-header"}
-    assert call(app, "/pricing", **both)[1] == b"from-header"
-    bad_header = {"HTTP_COOKIE": f"{COOKIE}=from-cookie", "HTTP_X_ANONYMOUS_ID": "a"}
-    assert call(app, "/pricing", **bad_header)[1] == b"from-cookie"
-    assert call(app, "/pricing", HTTP_COOKIE=f'{COOKIE}="quoted-id"')[1] == b"quoted-id"
-    assert call(app, "/pricing", HTTP_COOKIE=f"{COOKIE}=anon%3Aid%C3%A9")[1] == "anon:idé".encode()
+    from_cookie, from_header = BROWSER_ID, BROWSER_ID[:-1] + "2"
+    both = {"HTTP_COOKIE": f"{COOKIE}={from_cookie}", "HTTP_X_ANONYMOUS_ID": from_header}
+    assert call(app, "/pricing", **both)[1] == from_header.encode()
+    bad_header = {"HTTP_COOKIE": f"{COOKIE}={from_cookie}", "HTTP_X_ANONYMOUS_ID": "a"}
+    assert call(app, "/pricing", **bad_header)[1] == from_cookie.encode()
+    quoted = f'{COOKIE}="{from_cookie}"'
+    assert call(app, "/pricing", HTTP_COOKIE=quoted)[1] == from_cookie.encode()
+    encoded = f"{COOKIE}=%24device%3A{from_cookie}"
+    assert call(app, "/pricing", HTTP_COOKIE=encoded)[1] == f"$device:{from_cookie}".encode()
+    # with a validator that takes any shape, values are still decoded as UTF-8
+    anything = SankofaWSGIMiddleware(
+        shop_app(client), client, anonymous_id_cookie=COOKIE, anonymous_id_validator=bool
+    )
+    assert call(anything, "/pricing", HTTP_COOKIE=f"{COOKIE}=anon%3Aid%C3%A9")[1] == (
+        "anon:idé".encode()
+    )
 
 
 def test_without_a_client_the_module_level_client_is_used(backend: Backend) -> None:
