@@ -3,6 +3,12 @@
 The state is an immutable tuple stored in a ``ContextVar`` and replaced, never changed in place:
 asyncio tasks start with a copy of their parent's context, so mutating a shared object would
 leak one task's ``identify`` into its siblings.
+
+The one exception is a request's identity, opened by the web integrations: there the variable
+holds a :class:`SharedIdentity`, a cell whose tuple is replaced in place, so that threads and
+tasks of the request (a framework's thread pool runs sync endpoints on a *copy* of the context)
+change the identity of the whole request, as one visitor. A ``client.context()`` opened inside
+the request is a plain, private identity again.
 """
 
 from __future__ import annotations
@@ -10,8 +16,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import NamedTuple, Optional
+from contextvars import ContextVar, Token
+from typing import NamedTuple, Optional, Union
 
 
 class Identity(NamedTuple):
@@ -28,26 +34,60 @@ def _anonymous() -> Identity:
     return Identity(anon, anon, False, False)
 
 
+class SharedIdentity:
+    """One request's identity, shared by every copy of the request's context."""
+
+    __slots__ = ("identity",)
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+
+
+Held = Union[Identity, SharedIdentity]
+"""What the context variable holds."""
+
+
+def _seeded(distinct_id: Optional[str], anonymous_id: Optional[str]) -> Identity:
+    identity = _anonymous()
+    if anonymous_id is not None:
+        identity = Identity(anonymous_id, anonymous_id, False, True)
+    if distinct_id is not None:
+        identity = identity._replace(distinct_id=distinct_id, identified=True)
+    return identity
+
+
 class IdentityScope:
     """Per-context identity of one client."""
 
     def __init__(self) -> None:
-        self._var: ContextVar[Identity] = ContextVar("sankofa_identity")
+        self._var: ContextVar[Held] = ContextVar("sankofa_identity")
+
+    def _get(self) -> Optional[Identity]:
+        held = self._var.get(None)
+        return held.identity if isinstance(held, SharedIdentity) else held
+
+    def _set(self, identity: Identity) -> None:
+        held = self._var.get(None)
+        if isinstance(held, SharedIdentity):
+            held.identity = identity
+        else:
+            self._var.set(identity)
 
     def current(self) -> Identity:
-        identity = self._var.get(None)
+        identity = self._get()
         if identity is None:
             identity = _anonymous()
-            self._var.set(identity)
+            self._set(identity)
         return identity
 
     def distinct_id_for_call(self) -> str:
         """The id to send for a call without ``distinct_id``; marks an anonymous id as used."""
-        identity = self._var.get(None)
+        held = self._var.get(None)  # _get() inlined: this runs for every call
+        identity = held.identity if isinstance(held, SharedIdentity) else held
         if identity is not None and (identity.identified or identity.anonymous_used):
             return identity.distinct_id
         identity = (identity or _anonymous())._replace(anonymous_used=True)
-        self._var.set(identity)
+        self._set(identity)
         return identity.distinct_id
 
     def identify(self, distinct_id: str, anonymous_id: Optional[str]) -> Optional[str]:
@@ -68,12 +108,12 @@ class IdentityScope:
         elif not current.identified and current.anonymous_used:
             source = current.anonymous_id
         anon = anonymous_id if anonymous_id is not None else current.anonymous_id
-        self._var.set(Identity(distinct_id, anon, True, True))
+        self._set(Identity(distinct_id, anon, True, True))
         return source
 
     def reset(self) -> None:
         """Forget the known id and start a fresh anonymous one."""
-        self._var.set(_anonymous())
+        self._set(_anonymous())
 
     @contextmanager
     def scope(
@@ -84,13 +124,30 @@ class IdentityScope:
         A given ``anonymous_id`` counts as used (it came from outside, e.g. a browser that sent
         events under it), so an ``identify`` in the block stitches it to the user.
         """
-        identity = _anonymous()
-        if anonymous_id is not None:
-            identity = Identity(anonymous_id, anonymous_id, False, True)
-        if distinct_id is not None:
-            identity = identity._replace(distinct_id=distinct_id, identified=True)
+        identity = _seeded(distinct_id, anonymous_id)
         token = self._var.set(identity)
         try:
             yield identity
         finally:
             self._var.reset(token)
+
+    # --- a request's identity, for the web integrations ----------------------------------
+
+    def open_request(self, anonymous_id: Optional[str]) -> Token[Held]:
+        """Give this context a new request's identity, shared by every copy of the context.
+
+        Returns the token for :meth:`restore`; a context made for the request alone may
+        instead simply be dropped.
+        """
+        return self._var.set(SharedIdentity(_seeded(None, anonymous_id)))
+
+    def held(self) -> Optional[Held]:
+        """What this context holds, to carry into code that runs outside it (see :meth:`hold`)."""
+        return self._var.get(None)
+
+    def hold(self, held: Held) -> Token[Held]:
+        """Hold what :meth:`held` returned elsewhere, until :meth:`restore` with the token."""
+        return self._var.set(held)
+
+    def restore(self, token: Token[Held]) -> None:
+        self._var.reset(token)

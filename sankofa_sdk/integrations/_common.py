@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Callable, Optional
 from urllib.parse import unquote
 
@@ -42,6 +44,31 @@ def resolve_client(client: Optional[Client]) -> Optional[Client]:
     Resolved per request, so ``sankofa_sdk.init()`` may run after the middleware was built.
     """
     return client if client is not None else get_client()
+
+
+@contextmanager
+def request_identity(client: Client, anonymous_id: Optional[str]) -> Iterator[None]:
+    """A request's identity for the ``with`` block, seeded with the browser's ``anonymous_id``.
+
+    Unlike ``client.context()``, the identity is shared by every copy of the context made in
+    the block, so an ``identify`` or ``reset`` in a thread-pool copy (a sync endpoint) or a task
+    of the request changes the identity of the whole request.
+    """
+    identities = client._identity
+    token = identities.open_request(anonymous_id)
+    try:
+        yield
+    finally:
+        identities.restore(token)
+
+
+def seed_request_identity(client: Client, anonymous_id: Optional[str]) -> None:
+    """Give the current context, made for one request only, the request's identity.
+
+    Nothing is undone afterwards: the context is dropped with the request (its copies, which
+    the request's threads may hold, share the identity as with :func:`request_identity`).
+    """
+    client._identity.open_request(anonymous_id)
 
 
 def clean_anonymous_id(raw: Optional[str]) -> Optional[str]:

@@ -7,9 +7,11 @@ Quart, ...). Standard library only.
 >>> app.add_middleware(SankofaASGIMiddleware, client=client, anonymous_id_cookie="sk_anon")
 
 The identity is opened around the whole call of the application, so everything the request or
-connection does in its task (and in tasks or threads it starts, which copy the context) uses the
-request's identity; ``identify``/``reset`` stay inside it. ``lifespan`` and other scope types
-pass through untouched.
+connection does in its task, and in the tasks and threads it starts (which copy the context),
+uses the request's identity. ``identify``/``reset`` stay inside the request but act on all of
+it, wherever they run: in a sync (``def``) endpoint or dependency, which Starlette runs in a
+thread pool on a copy of the context, they still hold for the rest of the request and its
+background tasks. ``lifespan`` and other scope types pass through untouched.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from collections.abc import Awaitable, Iterable, MutableMapping
 from typing import Any, Callable, Optional
 
 from .._client import Client
-from ._common import AnonymousIdSource, AnonymousIdValidator, cookie_value, resolve_client
+from ._common import (
+    AnonymousIdSource,
+    AnonymousIdValidator,
+    cookie_value,
+    request_identity,
+    resolve_client,
+)
 
 __all__ = ["ASGIApp", "Receive", "SankofaASGIMiddleware", "Scope", "Send"]
 
@@ -70,7 +78,7 @@ class SankofaASGIMiddleware:
             await self.app(scope, receive, send)
             return
         anonymous_id = self._anonymous_id(scope) if self._source else None
-        with client.context(anonymous_id=anonymous_id):
+        with request_identity(client, anonymous_id):
             await self.app(scope, receive, send)
 
     def _anonymous_id(self, scope: Scope) -> Optional[str]:

@@ -180,3 +180,34 @@ def test_lifespan_passes_through_without_a_request_identity(
         "Lifespan Startup",
         "Lifespan Shutdown",
     ]
+
+
+def test_identify_in_a_thread_of_the_request_holds_for_the_rest_of_it(
+    client: Client, backend: Backend
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        # asyncio.to_thread (like a framework's thread pool) runs on a copy of the context
+        await asyncio.to_thread(client.identify, "user_asgi_thread")
+        client.track("Tracked After The Thread")
+        with client.context("user_asgi_job"):  # a private identity inside the request
+            await asyncio.to_thread(client.identify, "user_asgi_job_2")
+            assert client.distinct_id == "user_asgi_job"
+        assert client.distinct_id == "user_asgi_thread"
+        await asyncio.to_thread(client.reset)
+        after_reset = client.distinct_id
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": after_reset.encode()})
+
+    middleware = SankofaASGIMiddleware(app, client, anonymous_id_header="X-Anonymous-Id")
+
+    async def main() -> tuple[str, str]:
+        outer = client.distinct_id
+        answer = await request(middleware, "/", [(b"x-anonymous-id", BROWSER_ID.encode())])
+        assert client.distinct_id == outer  # nothing leaked out of the request
+        return outer, answer
+
+    outer, after_reset = asyncio.run(main())
+    assert after_reset not in (outer, BROWSER_ID, "user_asgi_thread")
+    deliver(client, backend)
+    assert backend.aliases() == [(BROWSER_ID, "user_asgi_thread")]
+    assert event_names(backend, "user_asgi_thread") == ["Tracked After The Thread"]

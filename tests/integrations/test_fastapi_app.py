@@ -20,6 +20,8 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 for its test c
     warnings.filterwarnings("ignore", message=".*httpx.*", category=Warning)
     from starlette.testclient import TestClient
 
+from fastapi import BackgroundTasks  # at module level: FastAPI resolves annotations by name
+
 BROWSER_ID = "5d1e7f3a-0000-4fa5-8a91-000000000001"
 ADA_BROWSER = "5d1e7f3a-0000-4fa5-8a91-0000000000a1"
 GRACE_BROWSER = "5d1e7f3a-0000-4fa5-8a91-0000000000b2"
@@ -145,4 +147,57 @@ def test_a_websocket_connection_is_identified_for_itself_only(
         ("Chat Message Sent", "user_43"),
         ("Chat Message Sent", "user_43"),
         ("Viewed Pricing", GRACE_BROWSER),
+    ]
+
+
+def test_identify_and_reset_in_sync_endpoints_and_dependencies_hold_for_the_whole_request(
+    client: Client, backend: Backend
+) -> None:
+    # Starlette runs `def` endpoints, dependencies and background tasks in a thread pool, on a
+    # copy of the request's context: identify/reset there must still act on the request.
+    from fastapi import Depends, FastAPI
+
+    from sankofa_sdk.integrations import SankofaASGIMiddleware
+
+    app = FastAPI()
+    app.add_middleware(SankofaASGIMiddleware, client=client, anonymous_id_header="X-Anonymous-Id")
+
+    def after_response(path: str) -> None:
+        client.track("Background Ran", {"path": path})
+
+    def signed_in_user() -> str:  # a sync dependency, as auth dependencies often are
+        client.identify("user_dep")
+        return "user_dep"
+
+    @app.post("/login")
+    def login(background: BackgroundTasks) -> dict[str, Any]:  # a sync endpoint
+        client.identify("user_sync")
+        background.add_task(after_response, "/login")
+        return {"distinct_id": client.distinct_id}
+
+    @app.get("/me")
+    async def me(user: str = Depends(signed_in_user)) -> dict[str, Any]:
+        client.track("Viewed Account")
+        return {"distinct_id": client.distinct_id}
+
+    @app.post("/logout")
+    def logout(background: BackgroundTasks) -> dict[str, Any]:
+        client.track("Signed Out")
+        client.reset()
+        background.add_task(after_response, "/logout")
+        return {"distinct_id": client.distinct_id}
+
+    with TestClient(app) as browser:
+        login = browser.post("/login", headers={"X-Anonymous-Id": BROWSER_ID})
+        assert login.json() == {"distinct_id": "user_sync"}
+        assert browser.get("/me").json() == {"distinct_id": "user_dep"}
+        after = browser.post("/logout").json()["distinct_id"]
+    assert after not in (BROWSER_ID, "user_sync", "user_dep")
+    deliver(client, backend)
+    assert backend.aliases() == [(BROWSER_ID, "user_sync")]  # stitched by the sync endpoint
+    assert event_names(backend, "user_sync") == ["Background Ran"]
+    assert event_names(backend, "user_dep") == ["Viewed Account"]
+    # after the reset in the sync endpoint, its background task is the new visitor
+    assert [(e["event_name"], e["distinct_id"]) for e in backend.events(after)] == [
+        ("Background Ran", after)
     ]
