@@ -12,14 +12,16 @@ both run inside one ``contextvars.Context`` made for the request. Standard libra
 from __future__ import annotations
 
 import contextvars
-import sys
 from collections.abc import Iterable, Iterator
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, ContextManager, Optional
+from typing import TYPE_CHECKING, Optional
 
 from .._client import Client
-from .._identity import Identity
-from ._common import AnonymousIdSource, AnonymousIdValidator, resolve_client
+from ._common import (
+    AnonymousIdSource,
+    AnonymousIdValidator,
+    resolve_client,
+    seed_request_identity,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -64,29 +66,20 @@ class SankofaWSGIMiddleware:
         if client is None:
             return self.app(environ, start_response)
         anonymous_id = self._source.read(lambda name: _environ_header(environ, name))
+        # A context made for this request alone: the identity is set in it without a token, so
+        # nothing has to be undone, in any thread, when the request ends; it ends with the body.
         request_context = contextvars.copy_context()
-        scope = client.context(anonymous_id=anonymous_id)
-        request_context.run(scope.__enter__)
-        try:
-            body = request_context.run(self.app, environ, start_response)
-        except BaseException:
-            request_context.run(scope.__exit__, *sys.exc_info())
-            raise
-        return _ScopedBody(body, request_context, scope)
+        request_context.run(seed_request_identity, client, anonymous_id)
+        body = request_context.run(self.app, environ, start_response)
+        return _ScopedBody(body, request_context)
 
 
 class _ScopedBody:
     """The application's response body, iterated and closed inside the request's context."""
 
-    def __init__(
-        self,
-        body: Iterable[bytes],
-        request_context: contextvars.Context,
-        scope: ContextManager[Identity],
-    ) -> None:
+    def __init__(self, body: Iterable[bytes], request_context: contextvars.Context) -> None:
         self._body = body
         self._context = request_context
-        self._scope: Optional[ContextManager[Identity]] = scope
         self._iterator: Optional[Iterator[bytes]] = None
 
     def __iter__(self) -> Iterator[bytes]:
@@ -98,37 +91,28 @@ class _ScopedBody:
         return self._context.run(next, self._iterator)
 
     def close(self) -> None:
-        """Close the application's body (PEP 3333), then end the request's identity."""
-        exc: tuple[Optional[type[BaseException]], Optional[BaseException], Any] = (
-            None,
-            None,
-            None,
-        )
+        """Close the application's body (PEP 3333), in the request's context when possible.
+
+        A server may close the body from another thread while its serving thread is inside
+        ``next()`` (a client that went away from a stream); the context is then in use, and the
+        body is closed outside it rather than not at all.
+        """
+        close = getattr(self._body, "close", None)
+        if close is None:
+            return
+        started = False
+
+        def close_in_context() -> None:
+            nonlocal started
+            started = True
+            close()
+
         try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                self._context.run(close)
-        except BaseException:
-            exc = sys.exc_info()
-            raise
-        finally:
-            self._end(*exc)
-
-    def __del__(self) -> None:
-        # A server or test client that never calls close(): end the identity in the request's
-        # context rather than wherever the garbage collector happens to run.
-        if getattr(self, "_scope", None) is not None:
-            self._end(None, None, None)
-
-    def _end(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        scope, self._scope = self._scope, None
-        if scope is not None:
-            self._context.run(scope.__exit__, exc_type, exc, tb)
+            self._context.run(close_in_context)
+        except RuntimeError:
+            if started:  # raised by the body's close()
+                raise
+            close()  # "cannot enter context: ... is already entered"
 
 
 def _environ_header(environ: WSGIEnvironment, name: str) -> Optional[str]:

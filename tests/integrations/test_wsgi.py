@@ -310,3 +310,47 @@ def test_a_body_that_is_never_closed_ends_its_identity_cleanly(client: Client) -
     del body
     gc.collect()
     assert client.distinct_id == outer
+
+
+def test_a_body_closed_from_another_thread_while_it_streams_is_closed(client: Client) -> None:
+    # A server closing a long-lived response (server-sent events) from another thread when the
+    # client went away, while the serving thread is blocked in next() of the body.
+    waiting, released = threading.Event(), threading.Event()
+    closed: list[str] = []
+
+    class EventStream:
+        def __iter__(self) -> EventStream:
+            return self
+
+        def __next__(self) -> bytes:
+            if released.is_set() or waiting.is_set():
+                raise StopIteration  # one event only, even if close() never comes
+            waiting.set()
+            released.wait(10)  # until the next event, or close()
+            return client.distinct_id.encode()
+
+        def close(self) -> None:
+            closed.append("closed")
+            released.set()
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        client.identify("user_wsgi_sse")
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+        return EventStream()
+
+    outer = client.distinct_id
+    env: dict[str, Any] = {}
+    setup_testing_defaults(env)
+    body = SankofaWSGIMiddleware(app, client)(env, lambda *a: lambda data: None)
+    chunks: list[bytes] = []
+    serving = threading.Thread(target=lambda: chunks.extend(body), daemon=True)
+    serving.start()
+    assert waiting.wait(10)
+    body.close()  # type: ignore[attr-defined]
+    serving.join(10)
+    assert not serving.is_alive()
+    assert closed == ["closed"]
+    assert chunks == [b"user_wsgi_sse"]  # the serving thread kept the request's identity
+    assert client.distinct_id == outer
+    del body
+    gc.collect()  # no unraisable "Token ... created in a different Context" either
