@@ -6,7 +6,9 @@
 Inside a request, ``identify``/``reset`` and calls without ``distinct_id`` act on that request's
 identity only. The identity covers the application call *and* the iteration of the response body
 (a streaming response that tracks while it streams still sees its request's identity), because
-both run inside one ``contextvars.Context`` made for the request. Standard library only.
+both run inside one ``contextvars.Context`` made for the request. A body that is a list or a
+tuple, or the server's ``wsgi.file_wrapper``, needs no identity once the application returned
+and is handed to the server as it is. Standard library only.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ class SankofaWSGIMiddleware:
         request_context = contextvars.copy_context()
         request_context.run(seed_request_identity, client, anonymous_id)
         body = request_context.run(self.app, environ, start_response)
+        if type(body) in (list, tuple) or _is_file_wrapper(body, environ):
+            # Made already, or a file read as it is sent: no identity is needed any more, and
+            # the server sees the object itself (Content-Length from len(), sendfile()).
+            return body
         return _ScopedBody(body, request_context)
 
 
@@ -113,6 +119,11 @@ class _ScopedBody:
             if started:  # raised by the body's close()
                 raise
             close()  # "cannot enter context: ... is already entered"
+
+
+def _is_file_wrapper(body: Iterable[bytes], environ: WSGIEnvironment) -> bool:
+    wrapper = environ.get("wsgi.file_wrapper")
+    return isinstance(wrapper, type) and isinstance(body, wrapper)
 
 
 def _environ_header(environ: WSGIEnvironment, name: str) -> Optional[str]:

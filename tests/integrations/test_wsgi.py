@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import threading
 import urllib.request
 from collections.abc import Iterable, Iterator
@@ -10,7 +11,7 @@ from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-from wsgiref.util import setup_testing_defaults
+from wsgiref.util import FileWrapper, setup_testing_defaults
 
 import pytest
 
@@ -343,7 +344,7 @@ def test_a_body_closed_from_another_thread_while_it_streams_is_closed(client: Cl
     setup_testing_defaults(env)
     body = SankofaWSGIMiddleware(app, client)(env, lambda *a: lambda data: None)
     chunks: list[bytes] = []
-    serving = threading.Thread(target=lambda: chunks.extend(body), daemon=True)
+    serving = threading.Thread(target=chunks.extend, args=(body,), daemon=True)
     serving.start()
     assert waiting.wait(10)
     body.close()  # type: ignore[attr-defined]
@@ -354,3 +355,42 @@ def test_a_body_closed_from_another_thread_while_it_streams_is_closed(client: Cl
     assert client.distinct_id == outer
     del body
     gc.collect()  # no unraisable "Token ... created in a different Context" either
+
+
+def test_a_list_body_reaches_the_server_as_it_is(client: Client, serve: Callable[..., str]) -> None:
+    # A server sets Content-Length from a one-item list (it needs len()); a list needs no
+    # identity while it is iterated, so the middleware hands it over as it is.
+    url = serve(SankofaWSGIMiddleware(shop_app(client), client))
+    with urllib.request.urlopen(url + "/pricing", timeout=10) as response:
+        body = response.read()
+        assert response.headers["Content-Length"] == str(len(body)) == "36"
+    for made in ([b"a", b"b"], (b"one",)):
+
+        def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+            start_response("200 OK", [])
+            return made  # noqa: B023  (called before the next loop turn)
+
+        env: dict[str, Any] = {}
+        setup_testing_defaults(env)
+        assert SankofaWSGIMiddleware(app, client)(env, lambda *a: lambda data: None) is made
+
+
+def test_a_file_wrapper_body_reaches_the_server_as_it_is(client: Client) -> None:
+    # Servers send a wsgi.file_wrapper with sendfile() only if they recognise their own class.
+    wrapped: list[Any] = []
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        client.identify("user_wsgi_file")
+        start_response("200 OK", [])
+        wrapped.append(environ["wsgi.file_wrapper"](io.BytesIO(b"report"), 4))
+        return wrapped[-1]  # type: ignore[no-any-return]
+
+    env: dict[str, Any] = {"wsgi.file_wrapper": FileWrapper}
+    setup_testing_defaults(env)
+    body = SankofaWSGIMiddleware(app, client)(env, lambda *a: lambda data: None)
+    assert body is wrapped[0]
+    assert b"".join(body) == b"report"
+    # another server's wrapper class, or none at all: an ordinary iterable, wrapped
+    env["wsgi.file_wrapper"] = lambda filelike, size=8192: FileWrapper(filelike, size)
+    body = SankofaWSGIMiddleware(app, client)(env, lambda *a: lambda data: None)
+    assert body is not wrapped[-1] and b"".join(body) == b"report"
