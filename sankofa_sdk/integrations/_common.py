@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextvars
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 from urllib.parse import unquote
 
 from .._client import Client
 from .._default import get_client
+from .._identity import Held, IdentityScope
 from .._log import ThrottledWarning, logger
 from .._operations import is_garbage_id
 
@@ -69,6 +71,54 @@ def seed_request_identity(client: Client, anonymous_id: Optional[str]) -> None:
     the request's threads may hold, share the identity as with :func:`request_identity`).
     """
     client._identity.open_request(anonymous_id)
+
+
+T = TypeVar("T")
+
+
+class IterateInContext(Iterator[T]):
+    """``iterator`` stepped inside ``context``: a body iterated after its request's code returned.
+
+    Take ``context`` with ``contextvars.copy_context()`` inside :func:`request_identity`: it
+    then holds the request's identity (and whatever else the request set), and the body's
+    ``identify`` or nested ``client.context()`` stay in it across steps.
+    """
+
+    def __init__(self, iterator: Iterator[T], context: contextvars.Context) -> None:
+        self._iterator = iterator
+        self._context = context
+
+    def __next__(self) -> T:
+        return self._context.run(next, self._iterator)
+
+
+def aiterate_in_identity(client: Client, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
+    """``iterator`` stepped in the identity current now (call inside :func:`request_identity`).
+
+    Each step runs in the consumer's task with that identity held, and gives the consumer its
+    own back before yielding. What the body changed (a ``client.context()`` spanning a yield)
+    is carried to its next step.
+    """
+    identities = client._identity
+    held = identities.held()  # now: an async generator's code starts at its first step
+    if held is None:
+        return iterator
+    return _aiterate_holding(identities, held, iterator)
+
+
+async def _aiterate_holding(
+    identities: IdentityScope, held: Held, iterator: AsyncIterator[T]
+) -> AsyncIterator[T]:
+    while True:
+        token = identities.hold(held)
+        try:
+            item = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        finally:
+            held = identities.held() or held
+            identities.restore(token)
+        yield item
 
 
 def clean_anonymous_id(raw: Optional[str]) -> Optional[str]:

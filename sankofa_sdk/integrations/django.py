@@ -23,20 +23,26 @@ used as it is (``sankofa_sdk.init()`` or ``SANKOFA_API_KEY``). The middleware wo
 Django's sync (WSGI) and async (ASGI) request paths. This module imports Django only when the
 middleware or :func:`get_client` is used.
 
-A ``StreamingHttpResponse`` body is iterated after the middleware returned: calls made while
-streaming should pass ``distinct_id=``, or wrap the WSGI application in
-:class:`~sankofa_sdk.integrations.wsgi.SankofaWSGIMiddleware`, which covers the body too.
+A ``StreamingHttpResponse`` body, iterated by the server after the middleware returned, still
+runs in its request's identity (sync and async bodies): an ``identify`` while streaming stays
+in that request, and never reaches the next request served by the same thread.
 """
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import threading
 from typing import Any, Callable, Optional
 
 from .. import _default
 from .._client import Client
-from ._common import AnonymousIdSource
+from ._common import (
+    AnonymousIdSource,
+    IterateInContext,
+    aiterate_in_identity,
+    request_identity,
+)
 
 __all__ = ["SankofaMiddleware", "get_client"]
 
@@ -139,15 +145,19 @@ class SankofaMiddleware:
         client = get_client()
         if client is None:
             return self.get_response(request)
-        with client.context(anonymous_id=self._anonymous_id(request)):
-            return self.get_response(request)
+        with request_identity(client, self._anonymous_id(request)):
+            response = self.get_response(request)
+            _stream_in_request_identity(client, response)
+        return response
 
     async def _acall(self, request: Any) -> Any:
         client = get_client()
         if client is None:
             return await self.get_response(request)
-        with client.context(anonymous_id=self._anonymous_id(request)):
-            return await self.get_response(request)
+        with request_identity(client, self._anonymous_id(request)):
+            response = await self.get_response(request)
+            _stream_in_request_identity(client, response)
+        return response
 
     @staticmethod
     def _anonymous_id(request: Any) -> Optional[str]:
@@ -155,3 +165,19 @@ class SankofaMiddleware:
         if not source:
             return None
         return source.read(request.headers.get, request.COOKIES.get)
+
+
+def _stream_in_request_identity(client: Client, response: Any) -> None:
+    """Make a streamed body, iterated after the middleware returned, run in the request's identity.
+
+    Called inside the request's identity. A file (``FileResponse``) is left alone: reading it
+    needs no identity, and the server may send it with ``wsgi.file_wrapper``.
+    """
+    if not getattr(response, "streaming", False) or getattr(response, "file_to_stream", None):
+        return
+    if response.is_async:
+        response.streaming_content = aiterate_in_identity(client, response.streaming_content)
+    else:
+        response.streaming_content = IterateInContext(
+            iter(response.streaming_content), contextvars.copy_context()
+        )

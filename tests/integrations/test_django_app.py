@@ -170,3 +170,183 @@ def test_settings_name_which_cookie_values_are_taken(backend: Backend, validator
             answers.append(browser.get("/pricing").json()["distinct_id"] == value)
     # by default only anonymous-looking ids (UUIDs) are taken, never a known id like user_43
     assert answers == ([True, False, False] if validator else [False, False, True])
+
+
+# --- streamed responses: the body is iterated after the middleware returned ------------------
+
+
+def _stream_view(request: Any) -> Any:
+    """/stream?identify=<user>: a streamed body that tracks (and identifies) while it streams."""
+    from django.http import StreamingHttpResponse
+
+    import sankofa_sdk
+
+    def rows() -> Iterator[bytes]:
+        user = request.GET.get("identify")
+        if user:
+            sankofa_sdk.identify(user)
+        for part in ("a", "b"):
+            sankofa_sdk.track("Export Row Sent", {"part": part})
+            client = sankofa_sdk.get_client()
+            yield f"{client.distinct_id if client else None}:{part}\n".encode()
+
+    return StreamingHttpResponse(rows())
+
+
+async def _astream_view(request: Any) -> Any:
+    """/astream?identify=<user>: the same with an asynchronous body."""
+    from django.http import StreamingHttpResponse
+
+    import sankofa_sdk
+
+    async def rows() -> Any:
+        user = request.GET.get("identify")
+        if user:
+            sankofa_sdk.identify(user)
+        for part in ("a", "b"):
+            await asyncio.sleep(0)  # let other tasks run between rows
+            sankofa_sdk.track("Export Row Sent", {"part": part})
+            client = sankofa_sdk.get_client()
+            yield f"{client.distinct_id if client else None}:{part}\n".encode()
+
+    return StreamingHttpResponse(rows())
+
+
+def _file_view(request: Any) -> Any:
+    import io
+
+    from django.http import FileResponse
+
+    return FileResponse(io.BytesIO(b"report"))
+
+
+def _urlpatterns() -> list[Any]:
+    from django.urls import path
+
+    return [
+        path("stream", _stream_view),
+        path("astream", _astream_view),
+        path("file", _file_view),
+    ]
+
+
+class _StreamingUrls:
+    """A ROOT_URLCONF for the streaming views (Django reads ``urlpatterns`` from it)."""
+
+    @property
+    def urlpatterns(self) -> list[Any]:
+        return _urlpatterns()
+
+
+@pytest.fixture
+def streaming_urls() -> Iterator[None]:
+    from django.test import override_settings
+
+    with override_settings(ROOT_URLCONF=_StreamingUrls()):
+        yield
+
+
+def test_a_streamed_body_runs_in_its_request_identity_and_leaks_into_no_later_request(
+    sankofa: Client, backend: Backend, streaming_urls: None
+) -> None:
+    from django.test import Client as Browser
+
+    outer = sankofa.distinct_id
+    first = Browser()
+    response = first.get("/stream", {"identify": "user_alice"})
+    assert b"".join(response.streaming_content) == b"user_alice:a\nuser_alice:b\n"
+    assert sankofa.distinct_id == outer  # the body's identify stayed in its request
+    second = Browser()
+    second.cookies[COOKIE] = BROWSER_ID
+    response = second.get("/stream")
+    assert b"".join(response.streaming_content) == f"{BROWSER_ID}:a\n{BROWSER_ID}:b\n".encode()
+    deliver(sankofa, backend)
+    assert event_names(backend, "user_alice") == ["Export Row Sent"] * 2
+    assert event_names(backend, BROWSER_ID) == ["Export Row Sent"] * 2
+
+
+def test_a_streamed_body_served_by_a_real_server_thread_keeps_its_request_identity(
+    sankofa: Client, backend: Backend, streaming_urls: None
+) -> None:
+    # One server thread serves both requests, one after the other, as a WSGI server's worker
+    # thread does: the first body's identify must not be the second body's identity.
+    import threading
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from django.core.handlers.wsgi import WSGIHandler
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, WSGIHandler(), handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with urllib.request.urlopen(url + "/stream?identify=user_alice", timeout=10) as answer:
+            assert answer.read() == b"user_alice:a\nuser_alice:b\n"
+        request = urllib.request.Request(
+            url + "/stream", headers={"Cookie": f"{COOKIE}={BROWSER_ID}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.read() == f"{BROWSER_ID}:a\n{BROWSER_ID}:b\n".encode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    deliver(sankofa, backend)
+    assert event_names(backend, BROWSER_ID) == ["Export Row Sent"] * 2
+
+
+def test_an_async_streamed_body_runs_in_its_request_identity(
+    sankofa: Client, backend: Backend, streaming_urls: None
+) -> None:
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    async def read(browser: Any, path: str, **params: str) -> bytes:
+        response = await browser.get(path, params)
+        if not response.is_async:  # a sync body: Django's ASGI handler reads it in a thread
+            return await sync_to_async(b"".join)(response.streaming_content)  # type: ignore[no-any-return]
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    async def main() -> list[bytes]:
+        outer = sankofa.distinct_id
+        ada, grace = AsyncClient(), AsyncClient()
+        ada.cookies[COOKIE] = ADA_BROWSER
+        grace.cookies[COOKIE] = GRACE_BROWSER
+        answers = await asyncio.gather(
+            read(ada, "/astream", identify="user_42"),
+            read(grace, "/astream"),
+            read(grace, "/stream"),  # a sync body on the async path
+        )
+        assert sankofa.distinct_id == outer
+        return list(answers)
+
+    assert asyncio.run(main()) == [
+        b"user_42:a\nuser_42:b\n",
+        f"{GRACE_BROWSER}:a\n{GRACE_BROWSER}:b\n".encode(),
+        f"{GRACE_BROWSER}:a\n{GRACE_BROWSER}:b\n".encode(),
+    ]
+    deliver(sankofa, backend)
+    assert backend.aliases() == [(ADA_BROWSER, "user_42")]
+    assert event_names(backend, "user_42") == ["Export Row Sent"] * 2
+
+
+def test_a_file_response_is_left_for_the_server_to_send(
+    sankofa: Client, streaming_urls: None
+) -> None:
+    # Reading a file needs no identity; wrapping it would stop wsgi.file_wrapper (sendfile).
+    from wsgiref.util import FileWrapper, setup_testing_defaults
+
+    from django.core.handlers.wsgi import WSGIHandler
+
+    environ: dict[str, Any] = {"PATH_INFO": "/file", "wsgi.file_wrapper": FileWrapper}
+    setup_testing_defaults(environ)
+    body = WSGIHandler()(environ, lambda *args: lambda data: None)
+    try:
+        assert isinstance(body, FileWrapper)
+        assert b"".join(body) == b"report"
+    finally:
+        body.close()
