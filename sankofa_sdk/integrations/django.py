@@ -17,8 +17,9 @@
     import sankofa_sdk
     sankofa_sdk.identify(str(user.pk), {"email": user.email})   # on sign-in
 
-The client is created on first use from ``settings.SANKOFA`` and becomes the module-level client,
-so ``sankofa_sdk.track(...)`` in views uses it. Without ``SANKOFA`` the module-level client is
+The client is created from ``settings.SANKOFA`` when Django loads the middleware (a bad setting
+raises ``ImproperlyConfigured`` then, at start-up) and becomes the module-level client, so
+``sankofa_sdk.track(...)`` in views uses it. Without ``SANKOFA`` the module-level client is
 used as it is (``sankofa_sdk.init()`` or ``SANKOFA_API_KEY``). The middleware works in both
 Django's sync (WSGI) and async (ASGI) request paths. This module imports Django only when the
 middleware or :func:`get_client` is used.
@@ -33,6 +34,7 @@ from __future__ import annotations
 import contextvars
 import importlib
 import threading
+from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 from .. import _default
@@ -64,29 +66,40 @@ def _require_django() -> Any:
 
 def get_client() -> Optional[Client]:
     """The client configured by ``settings.SANKOFA`` (created once), else the module-level one."""
-    global _client, _source
     if _client is not None:
         return _client
     settings = _require_django()
     config = getattr(settings, "SANKOFA", None)
     if config is None:
         return _default.get_client()
+    return _client_from(config)
+
+
+def _client_from(config: Any) -> Client:
+    global _client, _source
     with _lock:
         if _client is None:
             _listen_for_setting_changes()
+            if not isinstance(config, Mapping):
+                raise TypeError(f"it must be a dict of Client options, not {type(config).__name__}")
             options = dict(config)
             validator = options.pop("anonymous_id_validator", None)
             if isinstance(validator, str):
-                validator = importlib.import_module("django.utils.module_loading").import_string(
-                    validator
-                )
-            _source = AnonymousIdSource(
+                module_loading = importlib.import_module("django.utils.module_loading")
+                try:
+                    validator = module_loading.import_string(validator)
+                except ImportError as exc:
+                    raise ImportError(
+                        f"anonymous_id_validator {validator!r} cannot be imported: {exc}"
+                    ) from exc
+            source = AnonymousIdSource(
                 options.pop("anonymous_id_cookie", None),
                 options.pop("anonymous_id_header", None),
                 validator,
             )
             _client = _default.init(**options)
-    return _client
+            _source = source
+        return _client
 
 
 def _anonymous_id_source() -> AnonymousIdSource:
@@ -131,8 +144,20 @@ class SankofaMiddleware:
     async_capable = True
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
-        _require_django()
+        settings = _require_django()
         from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+        # Build the client now, when Django loads its middleware: a bad setting stops the start
+        # with a clear message instead of failing every request.
+        config = getattr(settings, "SANKOFA", None)
+        if config is not None:
+            try:
+                _client_from(config)
+            except Exception as exc:
+                improperly_configured = importlib.import_module(
+                    "django.core.exceptions"
+                ).ImproperlyConfigured
+                raise improperly_configured(f"settings.SANKOFA is invalid: {exc}") from exc
 
         self.get_response = get_response
         self._async = iscoroutinefunction(get_response)

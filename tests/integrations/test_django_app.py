@@ -350,3 +350,30 @@ def test_a_file_response_is_left_for_the_server_to_send(
         assert b"".join(body) == b"report"
     finally:
         body.close()
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ({"api_key": None}, "api_key is required"),  # e.g. an unset environment variable
+        ({"api_key": "sk_test_1", "flush_at": 0}, "flush_at"),
+        ({"api_key": "sk_test_1", "flush_every": 5}, "flush_every"),
+        ({"disabled": True, "anonymous_id_validator": 42}, "anonymous_id_validator"),
+        ({"disabled": True, "anonymous_id_validator": "no.such.module.check"}, "no.such"),
+        ("sk_test_1", "dict"),
+    ],
+)
+def test_a_bad_sankofa_setting_stops_the_start_with_a_clear_message(bad: Any, why: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import Client as Browser
+    from django.test import override_settings
+
+    from sankofa_sdk.integrations.django import SankofaMiddleware
+
+    with override_settings(SANKOFA=bad):
+        # when Django loads its middleware (at start-up), not as a 500 on every request
+        with pytest.raises(ImproperlyConfigured, match=r"settings\.SANKOFA") as raised:
+            SankofaMiddleware(lambda request: None)
+        assert why in str(raised.value)
+        with pytest.raises(ImproperlyConfigured, match=r"settings\.SANKOFA"):
+            Browser().get("/pricing")
