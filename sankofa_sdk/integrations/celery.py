@@ -40,7 +40,7 @@ class CeleryHooks:
         self._flush_timeout = flush_timeout
         self._flush_after_task = flush_after_task
         self._lock = threading.Lock()
-        self._scopes: dict[Any, list[Any]] = {}
+        self._scopes: dict[tuple[Any, int], list[Any]] = {}
         self._signals: list[tuple[Any, Any]] = []
 
     @property
@@ -53,15 +53,19 @@ class CeleryHooks:
             return
         scope = client.context()
         scope.__enter__()
+        key = (task_id, threading.get_ident())
         with self._lock:
-            self._scopes.setdefault(task_id, []).append(scope)
+            self._scopes.setdefault(key, []).append(scope)
 
     def task_postrun(self, task_id: Any = None, **kwargs: Any) -> None:
+        # Keyed by thread too: a threads pool may run one task id twice at once (a redelivered
+        # acks_late task), and each run must end the identity its own thread opened.
+        key = (task_id, threading.get_ident())
         with self._lock:
-            stack = self._scopes.get(task_id)
+            stack = self._scopes.get(key)
             scope = stack.pop() if stack else None
             if stack == []:
-                del self._scopes[task_id]
+                del self._scopes[key]
         if scope is not None:
             try:
                 scope.__exit__(None, None, None)

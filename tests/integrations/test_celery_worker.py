@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -124,3 +125,41 @@ def test_setup_celery_with_an_explicit_client_and_no_flush(
         hooks.disconnect()
     assert client.flush(10) and backend.wait_until_applied(10)
     assert event_names(backend, "user_44") == ["Task Ran"]
+
+
+def test_the_same_task_id_on_two_threads_ends_each_threads_own_identity(client: Client) -> None:
+    # A threads pool can run one task id twice at once (a redelivered acks_late task): each
+    # thread's task_postrun must end the identity that thread's task_prerun opened.
+    from sankofa_sdk.integrations.celery import CeleryHooks
+
+    hooks = CeleryHooks(client, flush_timeout=2.0, flush_after_task=False)
+    a_started, b_started, a_ended = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, tuple[str, str, str]] = {}
+
+    def run(name: str, started: threading.Event, wait_for: threading.Event) -> None:
+        before = client.distinct_id
+        hooks.task_prerun(task_id="task-1", task=None)
+        client.identify(f"user_celery_{name}")
+        during = client.distinct_id
+        started.set()
+        assert wait_for.wait(10)
+        hooks.task_postrun(task_id="task-1", task=None)
+        seen[name] = (before, during, client.distinct_id)
+
+    def run_a() -> None:
+        run("a", a_started, b_started)
+        a_ended.set()
+
+    def run_b() -> None:
+        assert a_started.wait(10)
+        run("b", b_started, a_ended)
+
+    threads = [threading.Thread(target=run_a), threading.Thread(target=run_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    for name in ("a", "b"):
+        before, during, after = seen[name]
+        assert during == f"user_celery_{name}"
+        assert after == before  # the task's identity ended in its own thread
