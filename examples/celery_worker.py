@@ -37,7 +37,13 @@ setup_celery(flush_timeout=2.0)
 
 @app.task
 def process_signup(user_id: str, anonymous_id: str, email: str) -> str:
-    """Stitch the visitor's anonymous id to the new user; the rest of the task is the user's."""
+    """Stitch the visitor's anonymous id to the new user; the rest of the task is the user's.
+
+    ``anonymous_id`` is the id the sign-up request ran under (``client.distinct_id`` there,
+    before ``identify``), never a raw cookie value: whatever id is passed here is merged into
+    the user, so it must be one your front end generated (see README, "The browser's
+    anonymous id").
+    """
     sankofa_sdk.identify(user_id, {"email": email}, anonymous_id=anonymous_id)
     sankofa_sdk.track("Signup Processed")
     return user_id

@@ -1,4 +1,8 @@
-"""What the middleware of every framework shares: which client, and the anonymous id to seed."""
+"""What the middleware of every framework shares: the client, the anonymous id, the identity.
+
+Only this module reaches into the client's identity store (``client._identity``), to open a
+request's shared identity (see :mod:`sankofa_sdk._identity`) and carry it into a response body.
+"""
 
 from __future__ import annotations
 
