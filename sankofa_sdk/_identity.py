@@ -35,12 +35,21 @@ def _anonymous() -> Identity:
 
 
 class SharedIdentity:
-    """One request's identity, shared by every copy of the request's context."""
+    """One request's identity, shared by every copy of the request's context.
 
-    __slots__ = ("identity",)
+    It mirrors the fields the per-call fast path reads, so that path needs no type check.
+    """
+
+    __slots__ = ("anonymous_used", "distinct_id", "identified", "identity")
 
     def __init__(self, identity: Identity) -> None:
+        self.replace(identity)
+
+    def replace(self, identity: Identity) -> None:
         self.identity = identity
+        self.distinct_id = identity.distinct_id
+        self.identified = identity.identified
+        self.anonymous_used = identity.anonymous_used
 
 
 Held = Union[Identity, SharedIdentity]
@@ -69,7 +78,7 @@ class IdentityScope:
     def _set(self, identity: Identity) -> None:
         held = self._var.get(None)
         if isinstance(held, SharedIdentity):
-            held.identity = identity
+            held.replace(identity)
         else:
             self._var.set(identity)
 
@@ -82,11 +91,10 @@ class IdentityScope:
 
     def distinct_id_for_call(self) -> str:
         """The id to send for a call without ``distinct_id``; marks an anonymous id as used."""
-        held = self._var.get(None)  # _get() inlined: this runs for every call
-        identity = held.identity if isinstance(held, SharedIdentity) else held
-        if identity is not None and (identity.identified or identity.anonymous_used):
-            return identity.distinct_id
-        identity = (identity or _anonymous())._replace(anonymous_used=True)
+        held = self._var.get(None)  # an Identity or a SharedIdentity alike: runs for every call
+        if held is not None and (held.identified or held.anonymous_used):
+            return held.distinct_id
+        identity = (self._get() or _anonymous())._replace(anonymous_used=True)
         self._set(identity)
         return identity.distinct_id
 
