@@ -10,7 +10,7 @@ import contextvars
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Generic, Optional, TypeVar
 from urllib.parse import unquote
 
 from .._client import Client
@@ -238,3 +238,39 @@ class AnonymousIdSource:
             logger.debug("sankofa_sdk: ignoring an anonymous id the validator refused")
             return None
         return value
+
+
+AppT = TypeVar("AppT")
+
+
+class RequestIdentityMiddleware(Generic[AppT]):
+    """What the WSGI and ASGI middleware share: the client and where the anonymous id comes from.
+
+    - ``client``: the :class:`~sankofa_sdk.Client` whose identity is scoped; by default the
+      module-level client (``sankofa_sdk.init()``), looked up at each request. Without any
+      client the request passes through untouched.
+    - ``anonymous_id_cookie`` / ``anonymous_id_header``: where the browser keeps its anonymous
+      id. When the request carries a usable one, the request's anonymous id is that id, so an
+      ``identify(user)`` in the request sends the alias ``browser id → user``. Unusable values
+      (empty, too long, whitespace, ids the engine would discard) are ignored.
+    - ``anonymous_id_validator``: which values may be taken, by default only anonymous-looking
+      ids (:func:`~sankofa_sdk.integrations.looks_like_anonymous_id`: a UUID, optionally
+      ``anon_``/``$device:`` prefixed). The id is stitched to whoever signs in during the
+      request, and the visitor chooses the cookie: accept only ids your front end generates,
+      never a shape a known user's id can have.
+    """
+
+    def __init__(
+        self,
+        app: AppT,
+        client: Optional[Client] = None,
+        *,
+        anonymous_id_cookie: Optional[str] = None,
+        anonymous_id_header: Optional[str] = None,
+        anonymous_id_validator: Optional[AnonymousIdValidator] = None,
+    ) -> None:
+        self.app = app
+        self.client = client
+        self._source = AnonymousIdSource(
+            anonymous_id_cookie, anonymous_id_header, anonymous_id_validator
+        )

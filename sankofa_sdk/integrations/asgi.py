@@ -19,10 +19,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Iterable, MutableMapping
 from typing import Any, Callable, Optional
 
-from .._client import Client
 from ._common import (
-    AnonymousIdSource,
-    AnonymousIdValidator,
+    RequestIdentityMiddleware,
     cookie_value,
     request_identity,
     resolve_client,
@@ -37,37 +35,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class SankofaASGIMiddleware:
+class SankofaASGIMiddleware(RequestIdentityMiddleware[ASGIApp]):
     """Wrap an ASGI application so each request or WebSocket has its own Sankofa identity.
 
-    - ``client``: the :class:`~sankofa_sdk.Client` whose identity is scoped; by default the
-      module-level client (``sankofa_sdk.init()``), looked up at each request. Without any
-      client the request passes through untouched.
-    - ``anonymous_id_cookie`` / ``anonymous_id_header``: where the browser keeps its anonymous
-      id. When the request carries a usable one, the request's anonymous id is that id, so an
-      ``identify(user)`` in the request sends the alias ``browser id → user``. Unusable values
-      (empty, too long, whitespace, ids the engine would discard) are ignored.
-    - ``anonymous_id_validator``: which values may be taken, by default only anonymous-looking
-      ids (:func:`~sankofa_sdk.integrations.looks_like_anonymous_id`: a UUID, optionally
-      ``anon_``/``$device:`` prefixed). The id is stitched to whoever signs in during the
-      request, and the visitor chooses the cookie: accept only ids your front end generates,
-      never a shape a known user's id can have.
+    Options (``client``, ``anonymous_id_cookie``, ``anonymous_id_header``,
+    ``anonymous_id_validator``): see :class:`~sankofa_sdk.integrations._common.RequestIdentityMiddleware`.
     """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        client: Optional[Client] = None,
-        *,
-        anonymous_id_cookie: Optional[str] = None,
-        anonymous_id_header: Optional[str] = None,
-        anonymous_id_validator: Optional[AnonymousIdValidator] = None,
-    ) -> None:
-        self.app = app
-        self.client = client
-        self._source = AnonymousIdSource(
-            anonymous_id_cookie, anonymous_id_header, anonymous_id_validator
-        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") not in ("http", "websocket"):

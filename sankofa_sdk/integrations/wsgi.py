@@ -17,10 +17,8 @@ import contextvars
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Optional
 
-from .._client import Client
 from ._common import (
-    AnonymousIdSource,
-    AnonymousIdValidator,
+    RequestIdentityMiddleware,
     resolve_client,
     seed_request_identity,
 )
@@ -31,37 +29,18 @@ if TYPE_CHECKING:
 __all__ = ["SankofaWSGIMiddleware"]
 
 
-class SankofaWSGIMiddleware:
+if TYPE_CHECKING:
+    _Base = RequestIdentityMiddleware[WSGIApplication]
+else:  # the WSGI types exist only for type checkers
+    _Base = RequestIdentityMiddleware
+
+
+class SankofaWSGIMiddleware(_Base):
     """Wrap a WSGI application so each request has its own Sankofa identity.
 
-    - ``client``: the :class:`~sankofa_sdk.Client` whose identity is scoped; by default the
-      module-level client (``sankofa_sdk.init()``), looked up at each request. Without any
-      client the request passes through untouched.
-    - ``anonymous_id_cookie`` / ``anonymous_id_header``: where the browser keeps its anonymous
-      id. When the request carries a usable one, the request's anonymous id is that id, so an
-      ``identify(user)`` in the request sends the alias ``browser id → user``. Unusable values
-      (empty, too long, whitespace, ids the engine would discard) are ignored.
-    - ``anonymous_id_validator``: which values may be taken, by default only anonymous-looking
-      ids (:func:`~sankofa_sdk.integrations.looks_like_anonymous_id`: a UUID, optionally
-      ``anon_``/``$device:`` prefixed). The id is stitched to whoever signs in during the
-      request, and the visitor chooses the cookie: accept only ids your front end generates,
-      never a shape a known user's id can have.
+    Options (``client``, ``anonymous_id_cookie``, ``anonymous_id_header``,
+    ``anonymous_id_validator``): see :class:`~sankofa_sdk.integrations._common.RequestIdentityMiddleware`.
     """
-
-    def __init__(
-        self,
-        app: WSGIApplication,
-        client: Optional[Client] = None,
-        *,
-        anonymous_id_cookie: Optional[str] = None,
-        anonymous_id_header: Optional[str] = None,
-        anonymous_id_validator: Optional[AnonymousIdValidator] = None,
-    ) -> None:
-        self.app = app
-        self.client = client
-        self._source = AnonymousIdSource(
-            anonymous_id_cookie, anonymous_id_header, anonymous_id_validator
-        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         client = resolve_client(self.client)
