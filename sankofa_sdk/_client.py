@@ -309,11 +309,7 @@ class Client:
                 raise ValidationError(
                     "people_set needs a mapping of traits", reason="invalid_properties"
                 )
-            user = (
-                self._identity.distinct_id_for_call()
-                if distinct_id is None
-                else check_distinct_id(distinct_id)
-            )
+            user = self._user_for(distinct_id)
             stamp = call_time(timestamp)
         except ValidationError as exc:
             self._invalid(exc, {"type": "people_set", "distinct_id": distinct_id})
@@ -332,16 +328,18 @@ class Client:
             return
         try:
             names = check_keys(keys)
-            user = (
-                self._identity.distinct_id_for_call()
-                if distinct_id is None
-                else check_distinct_id(distinct_id)
-            )
+            user = self._user_for(distinct_id)
             stamp = call_time(timestamp)
         except ValidationError as exc:
             self._invalid(exc, {"type": "people_unset", "distinct_id": distinct_id})
             return
         self._enqueue(("people", user, None, dict.fromkeys(names), None, stamp))
+
+    def _user_for(self, distinct_id: Optional[str]) -> str:
+        # track() spells this out inline: one method call less on the hottest path.
+        if distinct_id is None:
+            return self._identity.distinct_id_for_call()
+        return check_distinct_id(distinct_id)
 
     def reset(self) -> None:
         """Forget this context's known user and start a fresh anonymous id (sign-out)."""
