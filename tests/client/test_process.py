@@ -11,20 +11,10 @@ from collections import Counter
 
 import pytest
 
+from ..scripts import run_script
 from ..sink import RecordingSink, closed_port
 
 KEY = "sk_test_0123456789abcdef0123456789abcdef"
-
-
-def run_script(body: str, *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    script = "import sankofa_sdk, os, sys, signal, time\n" + textwrap.dedent(body)
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_atexit_delivers_what_main_never_flushed() -> None:
@@ -97,7 +87,6 @@ def test_sigterm_handler_that_calls_shutdown_delivers() -> None:
 def test_forked_children_send_their_own_and_never_the_parents_queue(how: str) -> None:
     with RecordingSink().running() as sink:
         result = run_script(f"""
-            import multiprocessing
             client = sankofa_sdk.Client({KEY!r}, {sink.url!r}, flush_interval=60, flush_at=1000)
             for i in range(10):
                 client.track("Parent", {{"i": i}}, distinct_id="parent")
@@ -108,21 +97,7 @@ def test_forked_children_send_their_own_and_never_the_parents_queue(how: str) ->
                     client.track("Child", {{"n": n, "i": i}}, distinct_id=f"child_{{n}}")
                 client.shutdown()
 
-            if {how!r} == "os.fork":
-                pids = []
-                for n in range(3):
-                    pid = os.fork()
-                    if pid == 0:
-                        child(n)
-                        os._exit(0)
-                    pids.append(pid)
-                assert all(os.waitpid(pid, 0)[1] == 0 for pid in pids)
-            else:
-                ctx = multiprocessing.get_context("fork")
-                procs = [ctx.Process(target=child, args=(n,)) for n in range(3)]
-                for p in procs: p.start()
-                for p in procs: p.join()
-                assert all(p.exitcode == 0 for p in procs)
+            run_in_forked_children(child, {how!r})
             client.shutdown()
         """)
         assert result.returncode == 0, result.stderr

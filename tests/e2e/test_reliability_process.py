@@ -16,25 +16,14 @@ import pytest
 from sankofa_sdk import Client
 from sankofa_sdk.server import ReferenceServer
 
+from ..scripts import run_script
 from ..sink import closed_port
-
-
-def run_client_script(body: str, *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    script = "import sankofa_sdk, os, sys, signal, time\n" + textwrap.dedent(body)
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
 
 # --- 6. exit --------------------------------------------------------------------------------
 
 
 def test_returning_from_main_without_flush_delivers_via_atexit(server: ReferenceServer) -> None:
-    result = run_client_script(f"""
+    result = run_script(f"""
         client = sankofa_sdk.Client({server.api_key!r}, {server.url!r}, flush_interval=60)
         for n in range(40):
             client.track("Exit", {{"seq": n}}, distinct_id="exiting_user")
@@ -48,7 +37,7 @@ def test_returning_from_main_without_flush_delivers_via_atexit(server: Reference
 def test_unreachable_server_never_hangs_exit() -> None:
     # A hang guard, not a timing assertion: subprocess.run raises if exit takes > 20 s, while
     # shutdown_timeout is 1 s and every retry would otherwise go on for minutes.
-    result = run_client_script(
+    result = run_script(
         f"""
         client = sankofa_sdk.Client("sk_test_" + "0" * 32, "http://127.0.0.1:{closed_port()}",
                                     shutdown_timeout=1.0, max_retries=100, max_retry_time=600)
@@ -99,8 +88,7 @@ def test_sigterm_handler_calling_shutdown_delivers(server: ReferenceServer) -> N
 def test_forked_workers_deliver_their_own_and_the_parents_queue_once(
     server: ReferenceServer, how: str
 ) -> None:
-    result = run_client_script(f"""
-        import multiprocessing
+    result = run_script(f"""
         client = sankofa_sdk.Client({server.api_key!r}, {server.url!r}, flush_interval=60, flush_at=1000)
         for n in range(10):
             client.track("Parent", {{"seq": n}}, distinct_id="parent_proc")
@@ -112,21 +100,7 @@ def test_forked_workers_deliver_their_own_and_the_parents_queue_once(
                 client.track("Child", {{"seq": n}})
             client.shutdown()
 
-        if {how!r} == "os.fork":
-            pids = []
-            for w in range(3):
-                pid = os.fork()
-                if pid == 0:
-                    worker(w)
-                    os._exit(0)
-                pids.append(pid)
-            assert all(os.waitpid(pid, 0)[1] == 0 for pid in pids)
-        else:
-            ctx = multiprocessing.get_context("fork")
-            procs = [ctx.Process(target=worker, args=(w,)) for w in range(3)]
-            for p in procs: p.start()
-            for p in procs: p.join()
-            assert all(p.exitcode == 0 for p in procs)
+        run_in_forked_children(worker, {how!r})
     """)
     assert result.returncode == 0, result.stderr
     assert server.wait_until_applied(10)
