@@ -1,0 +1,142 @@
+"""Every option of a client, validated once and frozen.
+
+The client, the worker, the pacer and the transport read the same ``Options`` object instead of
+re-passing keyword arguments through three constructors. Each problem names the option it is
+about, so ``Client(timeout=-1)`` says ``timeout must be > 0``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Optional
+
+from ._errors import ConfigurationError
+from ._operations import MAX_REQUEST_BYTES
+from ._retry import RetryPolicy
+
+MAX_BATCH_OPERATIONS = 9_000
+"""The engine's buffer holds 10,000 items of each kind and answers 503 to a request that does
+not fit whole, so one batch must stay clearly below that."""
+
+DEFAULT_RATE_LIMIT = (500, 60)
+"""The engine's request budget per API key: 500 requests per 60 s window."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What a client was configured with. Build it with :meth:`from_kwargs`, which validates."""
+
+    flush_at: int = 100
+    flush_interval: float = 0.5
+    max_batch_size: int = 5_000
+    max_batch_bytes: int = MAX_REQUEST_BYTES - 64 * 1024
+    max_queue_size: int = 1_000_000
+    max_queue_bytes: int = 128 * 1024 * 1024
+    block_when_full: float = 0.0
+    gzip: Optional[bool] = None
+    timeout: float = 10.0
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
+    rate_limit: Optional[tuple[int, float]] = DEFAULT_RATE_LIMIT
+    shutdown_timeout: float = 5.0
+    sync_mode: bool = False
+    send: bool = True
+    disabled: bool = False
+    strict: bool = False
+    on_error: Optional[Callable[..., Any]] = None
+    debug: bool = False
+    verify: bool = True
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> Options:
+        """Validate ``kwargs`` (the client's keyword options) into one frozen object.
+
+        Raises :class:`ConfigurationError` listing every bad option at once.
+        """
+        retry_fields = {f.name for f in dataclasses.fields(RetryPolicy)}
+        retry_args = {k: kwargs.pop(k) for k in list(kwargs) if k in retry_fields}
+        problems: list[str] = []
+        try:
+            retry = RetryPolicy(**retry_args)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+            retry = RetryPolicy()
+        known = {f.name for f in dataclasses.fields(cls)} - {"retry"}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            problems.append(f"unknown option(s): {', '.join(unknown)}")
+        values = {k: v for k, v in kwargs.items() if k in known}
+        problems.extend(_problems(values))
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+        return cls(retry=retry, **_normalised(values))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _problems(values: dict[str, Any]) -> list[str]:
+    """What is wrong with ``values``, one sentence per option."""
+    problems = []
+
+    def need_int(name: str, low: int, high: int) -> None:
+        if name in values and not (_is_int(values[name]) and low <= values[name] <= high):
+            problems.append(f"{name} must be a whole number from {low:,} to {high:,}")
+
+    def need_seconds(name: str, *, zero_ok: bool) -> None:
+        if name not in values:
+            return
+        value = values[name]
+        if not _is_number(value) or value < 0 or (value == 0 and not zero_ok):
+            problems.append(f"{name} must be a number of seconds {'>= 0' if zero_ok else '> 0'}")
+
+    need_int("flush_at", 1, MAX_BATCH_OPERATIONS)
+    need_int("max_batch_size", 1, MAX_BATCH_OPERATIONS)
+    need_int("max_batch_bytes", 1024, MAX_REQUEST_BYTES - 1024)
+    need_int("max_queue_size", 1, 100_000_000)
+    need_int("max_queue_bytes", 64 * 1024, 1 << 40)
+    need_seconds("flush_interval", zero_ok=False)
+    need_seconds("timeout", zero_ok=False)
+    need_seconds("shutdown_timeout", zero_ok=True)
+    need_seconds("block_when_full", zero_ok=True)
+    for name in ("sync_mode", "send", "disabled", "strict", "debug", "verify"):
+        if name in values and not isinstance(values[name], bool):
+            problems.append(f"{name} must be True or False")
+    if "gzip" in values and values["gzip"] not in (None, True, False):
+        problems.append("gzip must be True, False or None (compress large batches)")
+    if "on_error" in values and values["on_error"] is not None and not callable(values["on_error"]):
+        problems.append("on_error must be callable")
+    if "rate_limit" in values and values["rate_limit"] is not None:
+        limit = values["rate_limit"]
+        if not (
+            isinstance(limit, (tuple, list))
+            and len(limit) == 2
+            and _is_int(limit[0])
+            and limit[0] >= 1
+            and _is_number(limit[1])
+            and limit[1] > 0
+        ):
+            problems.append("rate_limit must be (requests, seconds), e.g. (500, 60), or None")
+    if (
+        not problems
+        and "flush_at" in values
+        and values["flush_at"] > values.get("max_batch_size", Options.max_batch_size)
+    ):
+        problems.append("flush_at must not be larger than max_batch_size")
+    return problems
+
+
+def _normalised(values: dict[str, Any]) -> dict[str, Any]:
+    out = dict(values)
+    for name in ("flush_interval", "timeout", "shutdown_timeout", "block_when_full"):
+        if name in out:
+            out[name] = float(out[name])
+    if out.get("rate_limit") is not None:
+        requests, seconds = out["rate_limit"]
+        out["rate_limit"] = (int(requests), float(seconds))
+    return out
