@@ -1,0 +1,335 @@
+"""When the next request may start: spending one API key's request budget deliberately.
+
+The engine allows ``L`` requests per window of ``W`` seconds per API key (500 per 60 s), counted
+over every process that uses the key, and one batch costs one request whatever its size. The
+processes of a fleet do not talk to each other; each decides from what the engine tells it.
+Sending less often costs nothing but latency, because a batch takes everything queued: the
+pacer trades requests for bigger batches.
+
+The algorithm, per process (pure: a function of the answers and the times it is given):
+
+1. **Allowance.** The process may start at most ``rate`` requests per second. It starts at
+   ``L / W``: one process alone can spend the whole budget evenly, never faster.
+
+2. **With rate-limit headers** (``X-RateLimit-Limit/Remaining/Reset``, the open-source engine).
+   Two answers of the same window give the fleet's spending since the first: ``Remaining``
+   fell by ``used`` (our own requests included) in ``dt`` seconds, so the fleet spends
+   ``f = used / dt``. What the fleet may spend is ``g = 0.9 * min(Remaining / Reset, L / W)``:
+   the rest of this window spread evenly, and never more than the budget's own pace (so no
+   burst at a window's end carries into the next). Then:
+   - ``f > g``: every process scales its own actual rate by ``g / f``. All of them see about
+     the same ``f``, so the fleet lands on ``g`` in one step, each keeping its share
+     (multiplicative decrease, proportional to the overshoot).
+   - ``f <= g`` and this process is held back (it had a batch due before its allowance let it
+     go): it grows by ``min(1.5, g / f)``. Scaling only the held-back processes by ``g / f``
+     cannot overshoot: the others keep what they use.
+   - ``Remaining`` down to the last few requests: wait until the window resets.
+
+3. **Without headers** (the hosted engine sends none, not even ``Retry-After``), 429 is the
+   only signal. On a 429 the process waits a whole window (a fixed window that was exhausted
+   has certainly ended ``W`` seconds later), then resumes at 80% of what it managed to spend in
+   the last window (``0.8 * own successes in the last W / W``): if every process does that,
+   the fleet lands 20% under the budget. While held back without a 429, it grows by 5% a
+   window, so the fleet probes the limit again only every few windows, and each probe costs one
+   429 per process.
+
+4. **429 with ``Retry-After``** (the open-source engine): wait that long (capped), and shrink
+   as in 3.
+
+The rate never drops below one request per two windows, so a process always gets through; a
+fleet of more than ``2 * L`` processes sharing one key would exceed the budget on that floor
+alone (that is the documented limit, 1,000 processes per key at the engine's 500 per 60 s).
+
+``tests/client/test_pacer_simulation.py`` drives many pacers against a model of the engine's
+fixed-window limiter with a fake clock and checks requests per window, the share of 429s and
+delivery for 1 to 64 processes, with headers and without.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from collections.abc import Mapping
+from typing import NamedTuple, Optional
+
+from ._options import DEFAULT_RATE_LIMIT
+
+TARGET_SHARE = 0.9
+"""The share of the budget the fleet aims to spend, leaving room for noise and newcomers."""
+GROSS_OVERSHOOT = 2.0
+MIN_SAMPLE_SECONDS = 0.2
+"""Two answers closer together than this say too little about the fleet's spending."""
+INITIAL_SHARE = 0.25
+"""A new process starts at a quarter of the budget's pace: 2 requests a second at 500 per 60 s,
+which is what ``flush_interval`` (0.5 s) asks at low traffic anyway."""
+MAX_GROWTH = 1.5
+ADDITIVE_STEP = 1 / 200
+"""A step of the pace, as a share of the whole budget's pace (``L / W``)."""
+DEAD_BAND = 0.05
+"""Within 5% of the target the fleet's total is left alone and only shares move."""
+FULL = 0.8
+ROOMY = 0.4
+"""Batches at least this full (of ``max_batch_size``/``max_batch_bytes``) need more requests;
+batches less full than ``ROOMY`` can grow instead."""
+BLIND_GROWTH_PER_WINDOW = 0.02
+BLIND_RESUME_SHARE = 0.75
+SHRINK_ON_429 = 0.7
+NEED_HEADROOM = 1.25
+DEMAND_SECONDS = 10.0
+"""The arrival rate is a moving average over about this long."""
+
+
+class RateLimitHeaders(NamedTuple):
+    limit: int
+    remaining: int
+    reset: float
+    """Seconds until the window ends (whole seconds from the engine)."""
+
+
+def read_rate_limit(headers: Mapping[str, str]) -> Optional[RateLimitHeaders]:
+    """The ``X-RateLimit-*`` headers of an answer, or None when absent or unreadable."""
+    try:
+        limit = int(headers["X-RateLimit-Limit"])
+        remaining = int(headers["X-RateLimit-Remaining"])
+        reset = float(headers["X-RateLimit-Reset"])
+    except (KeyError, ValueError, TypeError):
+        return None
+    if limit < 1 or not 0 <= reset < 86_400:
+        return None
+    return RateLimitHeaders(limit, max(0, remaining), reset)
+
+
+class Pacer:
+    """One process's view of the key's request budget. Not thread-safe: the worker owns it."""
+
+    def __init__(
+        self,
+        budget: Optional[tuple[int, float]] = DEFAULT_RATE_LIMIT,
+        *,
+        batch_size: int = 5_000,
+        seed: Optional[int] = None,
+    ) -> None:
+        self.enabled = budget is not None
+        limit, window = budget if budget is not None else DEFAULT_RATE_LIMIT
+        self._limit = limit
+        self._window = float(window)
+        self._window_learned = False  # until then, the window assumed from ``budget``
+        self.rate = self._max_rate() * INITIAL_SHARE
+        self._next_start = 0.0
+        self._paused_until = 0.0
+        self._random = random.Random(seed)
+        self._sample: Optional[tuple[float, int]] = None  # (start time, Remaining)
+        self._own_since_sample = 0
+        self._held_back = False
+        self._fullness = 0.0
+        self._first_start: Optional[float] = None
+        self._batch_size = batch_size
+        self._headers_seen = False
+        self._arrivals = 0.0
+        self._arrivals_at = 0.0
+        self._successes: deque[float] = deque()
+        self._last_start: Optional[float] = None
+        self._shrunk_since_success = False
+
+    # --- what the worker asks -------------------------------------------------------------
+
+    def ready_at(self) -> float:
+        """The earliest (monotonic) time the next request may start."""
+        if not self.enabled:
+            return 0.0
+        return max(self._next_start, self._paused_until)
+
+    def started(self, now: float, *, held_back: bool, fullness: float = 0.0) -> None:
+        """A request starts at ``now``.
+
+        ``held_back``: its batch was due before ``ready_at``. ``fullness``: how full the batch
+        is (0 to 1 of ``max_batch_size`` or ``max_batch_bytes``); a process whose batches are
+        full needs more requests, one with small batches only needs patience.
+        """
+        self._held_back = held_back
+        self._fullness = min(1.0, max(0.0, fullness))
+        if self._first_start is None:
+            self._first_start = now
+        self._last_start = now
+        self._next_start = now + 1.0 / self._allowance(now)
+
+    def answered(
+        self,
+        started_at: float,
+        status: Optional[int],
+        headers: Mapping[str, str],
+        retry_after: Optional[float],
+    ) -> None:
+        """Learn from the answer to the request started at ``started_at``."""
+        if not self.enabled:
+            return
+        rate = self.rate
+        try:
+            self._learn(started_at, status, headers, retry_after)
+        finally:
+            if self.rate != rate and self._last_start is not None:
+                # The next start follows the new rate at once, so the next measurement shows
+                # the fleet after this change rather than before it.
+                self._next_start = self._last_start + 1.0 / self._allowance(started_at)
+
+    def _learn(
+        self,
+        started_at: float,
+        status: Optional[int],
+        headers: Mapping[str, str],
+        retry_after: Optional[float],
+    ) -> None:
+        if status == 429:
+            self._on_rate_limited(started_at, retry_after)
+            return
+        if status is None:
+            return  # no answer: says nothing about the budget
+        self._forget_before(started_at - self._window)
+        self._successes.append(started_at)
+        self._shrunk_since_success = False
+        info = read_rate_limit(headers)
+        if info is not None:
+            self._headers_seen = True
+            self._on_headers(started_at, info)
+        elif self._held_back:
+            # No headers: grow slowly (5% per window of being held back), and by a step per
+            # request while batches are full (bigger batches no longer help), never past L / W.
+            grown = self.rate * (1 + BLIND_GROWTH_PER_WINDOW / (self._window * self.rate))
+            self.rate = min(self._max_rate(), grown)
+
+    def arrived(self, now: float, count: int) -> None:
+        """``count`` operations were queued at about ``now`` (to learn the steady demand)."""
+        kept = math.exp(-(now - self._arrivals_at) / DEMAND_SECONDS) if self._arrivals else 0.0
+        self._arrivals = self._arrivals * kept + count
+        self._arrivals_at = now
+
+    def _allowance(self, now: float) -> float:
+        """Requests per second this process may start now.
+
+        Blind (no headers), never less than what carries the steady arrival rate in batches
+        two-thirds full: the pace above that is what the fleet probes and shrinks, the need
+        itself is not, or a busy process would fall behind its own arrivals for good. With
+        headers the measured budget decides alone (full batches get their share there).
+        """
+        if self._headers_seen:
+            return self.rate
+        return max(self.rate, min(self._max_rate(), self._needed_rate(now) * NEED_HEADROOM))
+
+    def _needed_rate(self, now: float) -> float:
+        """Requests per second that would carry the recent arrival rate in full batches."""
+        if not self._arrivals:
+            return 0.0
+        kept = math.exp(-(now - self._arrivals_at) / DEMAND_SECONDS)
+        ops_per_second = self._arrivals * kept / DEMAND_SECONDS
+        return ops_per_second / (self._batch_size * FULL)
+
+    def pause(self, now: float, seconds: float) -> None:
+        """Send nothing for ``seconds`` (a quota answer, or a shutdown that must not hurry)."""
+        self._paused_until = max(self._paused_until, now + seconds)
+
+    @property
+    def window(self) -> float:
+        return self._window
+
+    # --- the rules ------------------------------------------------------------------------
+
+    def _max_rate(self) -> float:
+        return self._limit / self._window
+
+    def _min_rate(self) -> float:
+        return 1.0 / (2 * self._window)
+
+    def _on_headers(self, now: float, info: RateLimitHeaders) -> None:
+        self._limit = info.limit
+        # The window is the longest Reset seen (the first request of a window sees all of it);
+        # once the engine speaks, what it says replaces the window assumed from ``budget``.
+        # A process that joins late in a window underestimates it for that window only, and
+        # the R / T term below keeps it from spending more than that window has left.
+        if not self._window_learned or info.reset > self._window:
+            self._window = max(1.0, info.reset)
+            self._window_learned = True
+        reserve = max(1, int(info.limit * 0.02))
+        if info.remaining <= reserve:
+            # The window is nearly spent: whatever is sent now would be refused. Wait it out.
+            self._paused_until = max(self._paused_until, now + info.reset + 0.5)
+        self._own_since_sample += 1  # this answer's Remaining already counts its request
+        measured = self._measure(now, info)
+        if measured is None:
+            return
+        fleet_rate, own_rate, reliable = measured
+        target = TARGET_SHARE * min(info.remaining / max(info.reset, 1.0), self._max_rate())
+        if not reliable and fleet_rate <= GROSS_OVERSHOOT * target:
+            return  # a rough view only acts on a gross overshoot (a fleet starting together)
+        step = self._max_rate() * ADDITIVE_STEP
+        if fleet_rate > target * (1 + DEAD_BAND):
+            # Over: every process scales its own pace by the same factor.
+            self.rate = min(self.rate, own_rate) * target / fleet_rate
+        elif not self._held_back:
+            pass  # this process sends less than its allowance: nothing to change
+        elif fleet_rate < target * (1 - DEAD_BAND):
+            # Under: fill the budget fast (multiplicatively), at least by one step.
+            grown = self.rate * (min(MAX_GROWTH, target / fleet_rate) if fleet_rate else MAX_GROWTH)
+            self.rate = max(grown, self.rate + step)
+        elif self._fullness >= FULL:
+            # On target: requests go where bigger batches no longer help. A process whose
+            # batches are full takes a step...
+            self.rate += step
+        elif self._fullness < ROOMY:
+            # ...and one whose batches have room to grow gives half a step back.
+            self.rate -= step / 2
+        self.rate = min(self._max_rate(), max(self._min_rate(), self.rate))
+
+    def _measure(self, now: float, info: RateLimitHeaders) -> Optional[tuple[float, float, bool]]:
+        """The fleet's and this process's request rates lately, and whether the view is sound.
+
+        Two answers of one window at least ``MIN_SAMPLE_SECONDS`` apart give the freshest view.
+        Otherwise the window so far is the view: ``Limit - Remaining`` requests since it began.
+        That needs no second answer (a process sending less than twice a window never has
+        two), but ``Reset`` is in whole seconds, so early in a window it is rough: off by up to
+        twice, enough to see 200 processes starting together, not to fine-tune.
+        """
+        previous = self._sample
+        same_window = previous is not None and info.remaining < previous[1]
+        if previous is not None and same_window and now - previous[0] >= MIN_SAMPLE_SECONDS:
+            dt = now - previous[0]
+            used, own = previous[1] - info.remaining, self._own_since_sample
+            self._sample, self._own_since_sample = (now, info.remaining), 0
+            return used / dt, own / dt, True
+        if not same_window:
+            self._sample, self._own_since_sample = (now, info.remaining), 0
+        # The window began between elapsed and elapsed + 1 s ago.
+        elapsed = max(0.5, self._window - info.reset + 0.5)
+        began = now - elapsed
+        own = sum(1 for started in self._successes if started > began)
+        # A process that only just started measures its own pace over its own life, or it
+        # would read as idle and be squeezed to nothing; one request is one interval's worth.
+        life = now - self._first_start if self._first_start is not None else 0.0
+        own_span = max(min(elapsed, life), 1.0 / self.rate)
+        reliable = elapsed >= max(1.0, self._window / 6) and life >= MIN_SAMPLE_SECONDS
+        return (info.limit - info.remaining) / elapsed, own / own_span, reliable
+
+    def _on_rate_limited(self, now: float, retry_after: Optional[float]) -> None:
+        self._forget_before(now - self._window)
+        if not self._shrunk_since_success:
+            # Once per exhaustion: 429s in a row before anything gets through again are the
+            # same event, and shrinking on each would sink the rate to the floor.
+            self._shrunk_since_success = True
+            recent = len(self._successes)
+            shrunk = self.rate * SHRINK_ON_429
+            if recent:
+                shrunk = min(shrunk, BLIND_RESUME_SHARE * recent / self._window)
+            self.rate = min(self._max_rate(), max(self._min_rate(), shrunk))
+        self._sample = None
+        if retry_after is None:
+            # No word on when the window ends: a whole window from now certainly is past it.
+            wait = self._window * (1 + 0.1 * self._random.random())
+        else:
+            # Spread the fleet's return a little instead of all at the same instant.
+            wait = retry_after + self._random.random() * min(1.0, 0.1 + retry_after / 4)
+        self._paused_until = max(self._paused_until, now + wait)
+
+    def _forget_before(self, cutoff: float) -> None:
+        successes = self._successes
+        while successes and successes[0] < cutoff:
+            successes.popleft()
