@@ -7,6 +7,7 @@ import atexit
 import ipaddress
 import logging
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,6 +20,7 @@ from ._errors import ConfigurationError, DeliveryError, SankofaError, Validation
 from ._identity import Identity, IdentityScope
 from ._log import ThrottledWarning, logger
 from ._operations import MAX_REQUEST_BYTES
+from ._options import DEFAULT_RATE_LIMIT, Options
 from ._serialize import Operation, describe_operation
 from ._stats import Stats
 from ._transport import Transport
@@ -31,7 +33,7 @@ from ._validate import (
     copy_mapping,
 )
 from ._version import __version__
-from ._worker import Worker
+from ._worker import Clock, Worker
 
 DEFAULT_HOST = "https://api.sankofa.dev"
 LIB_VERSION = f"python-{__version__}"
@@ -89,16 +91,24 @@ class Client:
     >>> client.track("Plan Upgraded", {"plan": "pro"})
     >>> client.shutdown()
 
-    Options (all keyword-only):
+    Options (all keyword-only; README "Configuration" says more):
 
     - ``flush_at`` (100): send when this many operations are queued.
     - ``flush_interval`` (0.5 s): send at least this often while anything is queued.
-    - ``max_queue_size`` (10,000): calls beyond this are dropped and counted, never blocked.
-    - ``max_batch_bytes`` (1,000,000): a batch's JSON size limit (the engine takes 4 MiB).
-    - ``gzip`` (False): compress request bodies.
-    - ``timeout`` (10 s): per HTTP request.
+    - ``max_batch_size`` (5,000), ``max_batch_bytes`` (4 MiB - 64 KiB): what one request may
+      carry. A send takes everything queued up to these, so batches grow with the backlog.
+    - ``max_queue_size`` (1,000,000) and ``max_queue_bytes`` (128 MiB): the queue's bounds;
+      calls beyond them are dropped and counted (``queue_full``).
+    - ``block_when_full`` (0 s): how long a call may wait for room when the queue is full,
+      instead of being dropped at once (for scripts and batch jobs).
+    - ``gzip`` (None): compress request bodies; None compresses bodies of 32 KiB and more.
+    - ``timeout`` (10 s): wall-clock limit of one HTTP request, answer included.
     - ``max_retries`` (10), ``backoff_base`` (0.5 s), ``backoff_max`` (30 s),
-      ``max_retry_time`` (300 s): retry policy for 429, 5xx and network errors.
+      ``max_retry_time`` (300 s), ``max_retry_after`` (60 s): retries after 5xx, timeouts and
+      connection errors; a 429 waits ``Retry-After`` (at most ``max_retry_after``) and does
+      not use up retries.
+    - ``rate_limit`` ((500, 60)): the key's request budget (requests, seconds) assumed until the
+      engine's answers say otherwise; None turns pacing off.
     - ``shutdown_timeout`` (5 s): how long :meth:`shutdown` (and so interpreter exit) may take.
     - ``sync_mode`` (False): send each call on the caller's thread (scripts, serverless).
     - ``send`` (True): False accepts calls and drops them (tests).
@@ -117,14 +127,19 @@ class Client:
         *,
         flush_at: int = 100,
         flush_interval: float = 0.5,
-        max_queue_size: int = 10_000,
-        max_batch_bytes: int = 1_000_000,
-        gzip: bool = False,
+        max_batch_size: int = 5_000,
+        max_batch_bytes: int = MAX_REQUEST_BYTES - 64 * 1024,
+        max_queue_size: int = 1_000_000,
+        max_queue_bytes: int = 128 * 1024 * 1024,
+        block_when_full: float = 0.0,
+        gzip: Optional[bool] = None,
         timeout: float = 10.0,
         max_retries: int = 10,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         max_retry_time: float = 300.0,
+        max_retry_after: float = 60.0,
+        rate_limit: Optional[tuple[int, float]] = DEFAULT_RATE_LIMIT,
         shutdown_timeout: float = 5.0,
         sync_mode: bool = False,
         send: bool = True,
@@ -133,7 +148,7 @@ class Client:
         on_error: Optional[ErrorHandler] = None,
         debug: bool = False,
         verify: bool = True,
-        sleep: Optional[Callable[[float], None]] = None,
+        clock: Optional[Clock] = None,
     ) -> None:
         self._disabled = bool(disabled)
         if not self._disabled and (not isinstance(api_key, str) or not api_key.strip()):
@@ -143,55 +158,58 @@ class Client:
             )
         self._api_key = api_key or ""
         self.host = _normalise_host(host)
-        _check_options(
-            flush_at,
-            flush_interval,
-            max_queue_size,
-            max_batch_bytes,
-            timeout,
-            max_retries,
-            shutdown_timeout,
-            on_error,
+        self.options = Options.from_kwargs(
+            flush_at=flush_at,
+            flush_interval=flush_interval,
+            max_batch_size=max_batch_size,
+            max_batch_bytes=max_batch_bytes,
+            max_queue_size=max_queue_size,
+            max_queue_bytes=max_queue_bytes,
+            block_when_full=block_when_full,
+            gzip=gzip,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_retry_time=max_retry_time,
+            max_retry_after=max_retry_after,
+            rate_limit=rate_limit,
+            shutdown_timeout=shutdown_timeout,
+            sync_mode=sync_mode,
+            send=send,
+            disabled=disabled,
+            strict=strict,
+            on_error=on_error,
+            debug=debug,
+            verify=verify,
         )
         if not verify:
             logger.warning("sankofa_sdk: TLS certificate verification is OFF (verify=False)")
         if debug:
             logger.setLevel(logging.DEBUG)
-        self._strict = bool(strict)
-        self._sync_mode = bool(sync_mode)
-        self._send = bool(send)
+        options = self.options
+        self._strict = options.strict
+        self._sync_mode = options.sync_mode
+        self._send = options.send
         self._on_error = on_error
-        self._shutdown_timeout = float(shutdown_timeout)
+        self._shutdown_timeout = options.shutdown_timeout
         self._closed = False
+        self._shutdown_lock = threading.Lock()
         self._warnings = ThrottledWarning()
         self._identity = IdentityScope()
         self._stats = Stats()
-        self._transport = Transport(
-            self._api_key,
-            self.host,
-            timeout=timeout,
-            gzip=gzip,
-            verify=verify,
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            max_retry_time=max_retry_time,
-            sleep=sleep,
-            on_retry=self._stats.add_retry,
-        )
+        self._transport = Transport(self._api_key, self.host, options)
         self._worker = Worker(
+            options=options,
             transport=self._transport,
             stats=self._stats,
             report=self._report_delivery_failure,
-            flush_at=flush_at,
-            flush_interval=flush_interval,
-            max_queue_size=max_queue_size,
-            max_batch_bytes=max_batch_bytes,
             lib_version=LIB_VERSION,
-            debug=debug,
+            clock=clock,
         )
         _register_at_fork(self)
-        atexit.register(self._shutdown_at_exit)
+        _live_clients.add(self)
+        _register_exit_hook()
 
     def __repr__(self) -> str:
         mode = "disabled" if self._disabled else "sync" if self._sync_mode else "background"
@@ -388,12 +406,24 @@ class Client:
         unsent and never hangs at exit. Operations left when the time is up are reported as
         dropped with reason ``"shutdown"``.
         """
-        if self._closed:
-            return
+        seconds = self._shutdown_timeout if timeout is None else max(0.0, float(timeout))
+        deadline = time.monotonic() + seconds
+        # A second call (another thread, or atexit after an explicit call) waits for the first.
+        with self._shutdown_lock:
+            if self._closed:
+                return
+            self._begin_shutdown(deadline)
+            self._finish_shutdown(deadline)
+
+    def _begin_shutdown(self, deadline: float) -> None:
         self._closed = True
-        atexit.unregister(self._shutdown_at_exit)
+        _live_clients.discard(self)
         if not self._disabled:
-            self._worker.shutdown(self._shutdown_timeout if timeout is None else float(timeout))
+            self._worker.begin_stop(deadline)
+
+    def _finish_shutdown(self, deadline: float) -> None:
+        if not self._disabled:
+            self._worker.finish_stop(deadline)
         self._transport.close()
 
     async def aflush(self, timeout: Optional[float] = None) -> bool:
@@ -429,7 +459,24 @@ class Client:
         elif not self._send:
             self._stats.add_not_sent()
         elif not self._worker.submit(op):
-            self._drop("queue_full", op, "queue is full (max_queue_size); call dropped")
+            wait = self.options.block_when_full
+            if not (wait and self._worker.submit_waiting(op, wait)):
+                self._queue_full(op)
+
+    def _queue_full(self, op: Operation) -> None:
+        dropped = self._stats.add_dropped("queue_full")
+        options = self.options
+        if options.block_when_full:
+            hint = f"no room within block_when_full={options.block_when_full:g}s"
+        else:
+            hint = "pass block_when_full=SECONDS to wait for room instead"
+        message = (
+            f"queue is full (max_queue_size={options.max_queue_size:,}, "
+            f"max_queue_bytes={options.max_queue_bytes:,}): call dropped, {dropped:,} so far; "
+            f"{hint}"
+        )
+        self._warnings.warn("queue_full", "sankofa_sdk: %s", message)
+        self._call_on_error(DeliveryError(message, reason="queue_full"), describe_operation(op))
 
     def _drop(self, reason: str, op: Operation, message: str) -> None:
         self._stats.add_dropped(reason)
@@ -465,12 +512,6 @@ class Client:
         except Exception:
             logger.exception("sankofa_sdk: the on_error callback raised")
 
-    def _shutdown_at_exit(self) -> None:
-        try:
-            self.shutdown()
-        except Exception:
-            logger.exception("sankofa_sdk: error while shutting down at exit")
-
     def _after_fork_in_child(self) -> None:
         self._stats.reset()
         self._transport.reset_after_fork()
@@ -490,32 +531,42 @@ def _register_at_fork(client: Client) -> None:
         os.register_at_fork(after_in_child=after_in_child)
 
 
-def _check_options(
-    flush_at: int,
-    flush_interval: float,
-    max_queue_size: int,
-    max_batch_bytes: int,
-    timeout: float,
-    max_retries: int,
-    shutdown_timeout: float,
-    on_error: Optional[ErrorHandler],
-) -> None:
-    problems = []
-    if not 1 <= flush_at <= 1000:
-        problems.append("flush_at must be between 1 and 1000")
-    if not flush_interval > 0:
-        problems.append("flush_interval must be > 0")
-    if max_queue_size < 1:
-        problems.append("max_queue_size must be >= 1")
-    if not 1024 <= max_batch_bytes <= MAX_REQUEST_BYTES - 1024:
-        problems.append(f"max_batch_bytes must be between 1024 and {MAX_REQUEST_BYTES - 1024}")
-    if not timeout > 0:
-        problems.append("timeout must be > 0")
-    if max_retries < 0:
-        problems.append("max_retries must be >= 0")
-    if shutdown_timeout < 0:
-        problems.append("shutdown_timeout must be >= 0")
-    if on_error is not None and not callable(on_error):
-        problems.append("on_error must be callable")
-    if problems:
-        raise ConfigurationError("; ".join(problems))
+_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+"""Clients not shut down yet, held weakly: a client dropped without shutdown() can be freed."""
+_exit_hook_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def _shutdown_all_at_exit() -> None:
+    """At interpreter exit: stop every live client against one deadline, not one after another.
+
+    Each client gets its own ``shutdown_timeout`` from the same start, so N clients exit within
+    the longest of them (plus a moment to cut requests still in flight), not their sum.
+    """
+    clients = [client for client in list(_live_clients) if not client._closed]
+    started = time.monotonic()
+    plans = []
+    for client in clients:
+        deadline = started + client._shutdown_timeout
+        try:
+            with client._shutdown_lock:
+                if client._closed:
+                    continue
+                client._begin_shutdown(deadline)
+            plans.append((client, deadline))
+        except Exception:
+            logger.exception("sankofa_sdk: error while shutting down at exit")
+    for client, deadline in plans:
+        try:
+            with client._shutdown_lock:
+                client._finish_shutdown(deadline)
+        except Exception:
+            logger.exception("sankofa_sdk: error while shutting down at exit")
+
+
+def _register_exit_hook() -> None:
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        if not _exit_hook_registered:
+            atexit.register(_shutdown_all_at_exit)
+            _exit_hook_registered = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Optional
 
 logger = logging.getLogger("sankofa_sdk")
 
@@ -19,13 +19,20 @@ class ThrottledWarning:
         self._next: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
-    def warn(self, key: str, message: str, *args: Any, level: int = logging.WARNING) -> None:
+    def warn(
+        self,
+        key: str,
+        message: str,
+        *args: Any,
+        level: int = logging.WARNING,
+        interval: Optional[float] = None,
+    ) -> None:
         now = time.monotonic()
         with self._lock:
             if now < self._next.get(key, 0.0):
                 self._held[key] = self._held.get(key, 0) + 1
                 return
-            self._next[key] = now + self._interval
+            self._next[key] = now + (self._interval if interval is None else interval)
             held = self._held.pop(key, 0)
         if held:
             message += " (%d similar messages suppressed)"

@@ -19,6 +19,8 @@ class Stats:
         self._lock = threading.Lock()
         self.delivered = 0
         self.retried = 0
+        self.rate_limited = 0
+        self.skipped = 0
         self.not_sent = 0
         self.dropped: Counter[str] = Counter()
 
@@ -30,9 +32,19 @@ class Stats:
         with self._lock:
             self.retried += 1
 
-    def add_dropped(self, reason: str, count: int = 1) -> None:
+    def add_rate_limited(self) -> None:
+        with self._lock:
+            self.rate_limited += 1
+
+    def add_skipped(self, count: int) -> None:
+        with self._lock:
+            self.skipped += count
+
+    def add_dropped(self, reason: str, count: int = 1) -> int:
+        """Count ``count`` more drops for ``reason``; returns the total for that reason."""
         with self._lock:
             self.dropped[reason] += count
+            return self.dropped[reason]
 
     def add_not_sent(self, count: int = 1) -> None:
         with self._lock:
@@ -46,6 +58,8 @@ class Stats:
                 "queued": queued,
                 "delivered": self.delivered,
                 "retried": self.retried,
+                "rate_limited": self.rate_limited,
+                "skipped": self.skipped,
                 "failed": failed,
                 "not_sent": self.not_sent,
                 "dropped": dict(self.dropped),

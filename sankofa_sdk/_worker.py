@@ -1,104 +1,201 @@
-"""The bounded queue and the background thread that turns it into batches.
+"""The delivery thread: the only place that owns a thread. It asks the policies what to do and
+the I/O parts to do it.
 
-The caller's thread only appends a tuple to a deque (``submit``). The worker wakes when a batch
-is full, when ``flush_interval`` passes, or on ``flush``/``shutdown``; it encodes each operation,
-groups them by count and bytes, and hands each batch to the transport, splitting on 400/413 so
-one bad operation never holds back the others. Nothing raises out of the thread.
+Each turn of the loop: encode what callers queued (``_queue.Backlog``), then pick the next
+request. A batch that failed and waits for its retry (``_retry.RetryPolicy``) does not hold the
+others back; a new batch takes everything waiting (up to ``max_batch_size`` and
+``max_batch_bytes``) once ``flush_at`` operations wait or ``flush_interval`` passed; and every
+request waits for the request budget (``_pacer.Pacer``). While it waits, the thread keeps
+encoding, so the next batch is ready when the budget allows.
+
+Shutdown is one state machine with one deadline: ``begin_stop`` tells the thread to send what it
+can before the deadline, ``finish_stop`` waits until then, cuts a request still in flight, and
+reports every operation left (``dropped["shutdown"]``). Nothing raises out of the thread.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
+import uuid
 from collections import deque
-from typing import Callable, NamedTuple, Optional, Union
+from typing import Callable, Optional
 
+from ._answers import Answer, Verdict, classify, failure_of, skipped_operations
 from ._errors import DeliveryError
 from ._log import ThrottledWarning, logger
 from ._operations import MAX_REQUEST_BYTES
+from ._options import Options
+from ._pacer import Pacer
+from ._queue import Backlog, Encoded, Marker, batch_due
 from ._serialize import Operation, batch_body, encode_operation
 from ._stats import Stats
-from ._transport import Outcome, Transport, delivery_error
+from ._transport import Transport
 
 Reporter = Callable[[DeliveryError, list[Operation]], None]
-_Item = Union[Operation, threading.Event]  # an Event is a flush marker
 
-# A single operation whose JSON is larger than this cannot be sent, even alone.
-_MAX_OPERATION_BYTES = MAX_REQUEST_BYTES - 64
+_ENVELOPE = batch_body([])
+_MAX_OPERATION_BYTES = MAX_REQUEST_BYTES - len(_ENVELOPE) - 64
+"""A single operation whose JSON is larger than this cannot be sent, even alone."""
+MAX_RETRYING = 2
+"""New batches are formed only while fewer batches than this wait for a retry: during an outage
+the rest waits in the queue (bounded by bytes) instead of multiplying failing requests."""
+_ENCODE_SLICE = 2_000
+"""Operations encoded per turn of the loop, so a backlog never delays a due request for long."""
 
 
-class _Encoded(NamedTuple):
-    data: bytes
-    op: Operation
+class Clock:
+    """Time for the delivery thread. Tests swap in one that jumps instead of sleeping."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep_until(self, when: float, wake: threading.Event) -> None:
+        """Wait until ``when`` or until ``wake`` is set, whichever comes first."""
+        wake.wait(max(0.0, when - self.now()))
+
+
+class _Batch:
+    """Operations sent together; the same body and Idempotency-Key on every retry."""
+
+    __slots__ = (
+        "first_failure_at",
+        "items",
+        "keep_on_429",
+        "key",
+        "next_try_at",
+        "retries",
+        "wire",
+    )
+
+    def __init__(self, items: list[Encoded], *, keep_on_429: bool = False) -> None:
+        self.items = items
+        self.keep_on_429 = keep_on_429
+        """Resend this very batch after a 429 (sync mode) instead of re-queueing its items."""
+        self.key = uuid.uuid4().hex
+        self.retries = 0
+        self.first_failure_at = 0.0
+        self.next_try_at = 0.0
+        self.wire: Optional[tuple[bytes, bool]] = None
+
+    @property
+    def ops(self) -> list[Operation]:
+        return [e.op for e in self.items]
 
 
 class Worker:
     def __init__(
         self,
         *,
+        options: Options,
         transport: Transport,
         stats: Stats,
         report: Reporter,
-        flush_at: int,
-        flush_interval: float,
-        max_queue_size: int,
-        max_batch_bytes: int,
         lib_version: str,
-        debug: bool = False,
+        clock: Optional[Clock] = None,
     ) -> None:
+        self._options = options
+        self._policy = options.retry
         self._transport = transport
         self._stats = stats
         self._report = report
-        self._flush_at = flush_at
-        self._flush_interval = flush_interval
-        self._max_queue_size = max_queue_size
-        self._max_batch_bytes = max_batch_bytes
         self._lib_version = lib_version
-        self._debug = debug
+        self._clock = clock if clock is not None else Clock()
+        self._random = random.Random()
         self._warnings = ThrottledWarning()
         self._init_state()
 
     def _init_state(self) -> None:
-        self._queue: deque[_Item] = deque()
+        self._backlog = Backlog(self._options)
+        self._raw = self._backlog.raw
+        self._wake_at = self._options.flush_at
         self._wake = threading.Event()
+        self._room_freed = threading.Condition()
+        self._blocked_callers = 0
         self._start_lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._stopping = False
-        self._popped = 0
-        self._carry: Optional[_Encoded] = None
+        self._deadline: Optional[float] = None
+        self._last_chance_used = False
+        self._held_back = False
+        self._closed_for_submit = False
+        self._state_lock = threading.Lock()
+        self._retrying: list[_Batch] = []
+        self._in_flight: Optional[_Batch] = None
+        self._abandoned = False
+        self._barriers: deque[tuple[int, Marker]] = deque()
+        self._waiting_since: Optional[float] = None
+        self._raw_empty_at = self._clock.now()
+        self._encoded_total = 0
         self._sync_lock = threading.Lock()
+        self._sync_wake = threading.Event()
+        self.pacer = Pacer(self._options.rate_limit)
 
     # --- the caller's side ----------------------------------------------------------------
 
     def submit(self, op: Operation) -> bool:
-        """Queue ``op``; False (and nothing queued) when the queue is full. Never blocks."""
-        queue = self._queue
-        if len(queue) >= self._max_queue_size:
+        """Queue ``op``; False (nothing queued) when the queue is full. Never blocks."""
+        raw = self._raw
+        if len(raw) >= self._backlog.room:
             return False
-        queue.append(op)
+        raw.append(op)
         if self._thread is None:
             self._start()
-        if len(queue) >= self._flush_at and not self._wake.is_set():
+        if len(raw) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
+        if self._closed_for_submit:
+            self._report_late()  # the worker is gone: whatever is left is reported, not lost
         return True
+
+    def submit_waiting(self, op: Operation, timeout: float) -> bool:
+        """``submit``, waiting up to ``timeout`` seconds for room when the queue is full."""
+        if self.submit(op):
+            return True
+        if threading.current_thread() is self._thread:
+            return False  # on_error calling track: waiting for ourselves would never end
+        end = time.monotonic() + timeout
+        with self._room_freed:
+            self._blocked_callers += 1
+            try:
+                while not self._stopping:
+                    if self.submit(op):
+                        return True
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._wake.set()  # room comes from the worker encoding and sending
+                    self._room_freed.wait(min(left, 0.05))
+            finally:
+                self._blocked_callers -= 1
+        return False
 
     @property
     def accepted(self) -> int:
-        """Operations taken so far: those the worker took off the queue plus those still on it."""
-        return self._popped + self.queued
+        """Operations taken so far: those the worker encoded plus those still raw."""
+        return self._encoded_total + self.raw_count
+
+    @property
+    def raw_count(self) -> int:
+        return sum(1 for item in list(self._raw) if type(item) is tuple)
 
     @property
     def queued(self) -> int:
-        # Flush markers may sit in the queue too; they are not operations.
-        return sum(1 for item in list(self._queue) if type(item) is tuple) + (
-            self._carry is not None
-        )
+        """Operations accepted and not yet finished (raw, encoded, retrying or in flight)."""
+        with self._state_lock:
+            held = sum(len(b.items) for b in self._retrying)
+            if self._in_flight is not None:
+                held += len(self._in_flight.items)
+        return self.raw_count + self._backlog.encoded_count + held
 
     def _start(self) -> None:
         with self._start_lock:
-            if self._thread is None:
+            if self._thread is None and not self._closed_for_submit:
                 thread = threading.Thread(target=self._run, name="sankofa-sdk-worker", daemon=True)
+                # The first operation's flush_interval runs from now, as if the queue had been
+                # seen empty just before it: no request for a lone first operation of a burst.
+                self._raw_empty_at = self._clock.now()
                 thread.start()
                 self._thread = thread
 
@@ -109,30 +206,41 @@ class Worker:
                 "sankofa_sdk: flush() called from the delivery thread (on_error?); ignored"
             )
             return False
-        if self._thread is None and not self._queue:
+        if self._thread is None and not self._raw:
             return True  # nothing was ever queued (or we are a fresh fork)
-        if self._stopping and (self._thread is None or not self._thread.is_alive()):
-            return not self._queue and self._carry is None  # no one left to deliver it
-        # Always a marker, even with an empty queue: the worker may hold a batch in flight.
-        marker = threading.Event()
-        self._queue.append(marker)
+        if self._closed_for_submit:
+            return self.queued == 0
+        marker = Marker()
+        self._raw.append(marker)
         if self._thread is None:
             self._start()
         self._wake.set()
         return marker.wait(timeout)
 
-    def shutdown(self, timeout: float) -> None:
-        """Deliver what is queued within ``timeout`` seconds, then stop; drop (and report) the rest."""
-        self._transport.deadline = time.monotonic() + timeout
+    def begin_stop(self, deadline: float) -> None:
+        """Start shutting down: send what can be sent before ``deadline`` (a ``time.monotonic``)."""
+        self._deadline = self._clock.now() + max(0.0, deadline - time.monotonic())
         self._stopping = True
         self._wake.set()
-        self._transport.interrupt()
+        self._sync_wake.set()
+        with self._room_freed:
+            self._room_freed.notify_all()
+
+    def finish_stop(self, deadline: float) -> None:
+        """Wait for the thread until ``deadline``, then report whatever is left. Idempotent."""
         thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            thread.join(timeout + 0.5)
-        elif self._queue or self._carry is not None:
-            # No thread to do it (never started, or we are at interpreter exit): drain here.
-            self._drain_safely()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                self._transport.abort()  # a request still in flight: cut it
+                thread.join(0.5)
+        elif thread is None and self._raw:
+            self._run()  # never started (queued from a fork child before its first wake)
+        if not self._sync_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            self._transport.abort()  # a sync-mode send still going: cut it, it reports itself
+            self._sync_lock.acquire()
+        self._sync_lock.release()
+        self._abandon_leftovers()
 
     def reset_after_fork(self) -> None:
         """In a forked child: a fresh, empty queue and no thread (started on the next call).
@@ -144,60 +252,121 @@ class Worker:
     # --- the worker's side ----------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            if not self._stopping and len(self._queue) < self._flush_at:
-                self._wake.wait(self._flush_interval)
-            self._wake.clear()
-            self._drain_safely()
-            if self._stopping and not self._queue and self._carry is None:
-                return
-
-    def _drain_safely(self) -> None:
         try:
-            self._drain()
-        except Exception:  # never let the thread die; what was taken is counted in _deliver
-            logger.exception(
-                "sankofa_sdk: unexpected error in the delivery thread; it keeps running"
-            )
-
-    def _drain(self) -> None:
-        while True:
-            batch, markers = self._take_batch()
-            if batch:
-                self._deliver(batch)
-            for marker in markers:
-                marker.set()
-            if not batch and not markers:
-                return
-
-    def _take_batch(self) -> tuple[list[_Encoded], list[threading.Event]]:
-        batch: list[_Encoded] = []
-        markers: list[threading.Event] = []
-        size = 0
-        while len(batch) < self._flush_at:
-            encoded = self._carry
-            if encoded is not None:
-                self._carry = None
-            else:
+            while True:
                 try:
-                    item = self._queue.popleft()
-                except IndexError:
-                    break
-                if type(item) is not tuple:
-                    markers.append(item)  # type: ignore[arg-type]
-                    break
-                self._popped += 1
-                encoded = self._encode(item)
-                if encoded is None:
-                    continue
-            if batch and size + len(encoded.data) + 1 > self._max_batch_bytes:
-                self._carry = encoded
-                break
-            batch.append(encoded)
-            size += len(encoded.data) + 1
-        return batch, markers
+                    if not self._turn():
+                        return
+                except BaseException:  # never let the thread die; on_error may raise SystemExit
+                    logger.exception(
+                        "sankofa_sdk: unexpected error in the delivery thread; it keeps running"
+                    )
+        finally:
+            if self._abandoned:
+                self._report_late()  # taken from the queue while shutdown was reporting
 
-    def _encode(self, op: Operation) -> Optional[_Encoded]:
+    def _turn(self) -> bool:
+        """One step of the loop; False when the thread should end."""
+        self._wake.clear()  # before looking at the queue: a call after this wakes the wait below
+        if self._abandoned:
+            return False
+        now = self._clock.now()
+        self._encode_raw(now)
+        self._release_barriers()
+        stopping = self._stopping
+        if stopping and (self._nothing_left() or self._past_deadline(now)):
+            return False
+        urgent = stopping or bool(self._barriers)
+        action_at, retry = self._next_action(now, urgent)
+        if action_at == float("inf"):
+            if stopping:
+                return False
+            self._wake.wait(self._options.flush_interval)  # idle: callers wake us
+            return True
+        if stopping and self._deadline is not None and action_at > self._deadline:
+            return False  # nothing more can go before the deadline
+        pacer_at = self.pacer.ready_at()
+        start_at = max(action_at, pacer_at)
+        if stopping and self._deadline is not None and start_at > self._deadline:
+            if self._last_chance_used:
+                return False
+            # The budget says wait past the deadline: one last request, since a 429 costs
+            # less than certain loss.
+            self._last_chance_used = True
+            start_at = now
+        if start_at > now:
+            if action_at <= now:
+                self._held_back = True  # due, but the request budget says wait
+            if self._raw and len(self._raw) >= self._wake_at:
+                return True  # more to encode first
+            self._clock.sleep_until(start_at, self._wake)
+            return True
+        held_back, self._held_back = self._held_back, False
+        if retry is not None:
+            self._retrying.remove(retry)
+            self._send(retry, held_back)
+        else:
+            self._send_new(now, held_back)
+        return True
+
+    def _next_action(self, now: float, urgent: bool) -> tuple[float, Optional[_Batch]]:
+        """When the next request is due, and the retry it is for (None: a new batch)."""
+        retry = min(self._retrying, key=lambda b: b.next_try_at, default=None)
+        retry_at = retry.next_try_at if retry is not None else float("inf")
+        new_at = float("inf")
+        if len(self._retrying) < MAX_RETRYING:
+            backlog = self._backlog
+            new_at = batch_due(
+                backlog.encoded_count, self._waiting_since, now, self._options, urgent
+            )
+        if retry_at <= new_at:
+            return retry_at, retry
+        return new_at, None
+
+    def _nothing_left(self) -> bool:
+        return not self._raw and not self._backlog.encoded and not self._retrying
+
+    def _past_deadline(self, now: float) -> bool:
+        return self._deadline is not None and now >= self._deadline
+
+    # --- encoding -------------------------------------------------------------------------
+
+    def _encode_raw(self, now: float) -> None:
+        backlog = self._backlog
+        raw = self._raw
+        was_empty = not backlog.encoded
+        for _ in range(_ENCODE_SLICE):
+            try:
+                item = raw.popleft()
+            except IndexError:
+                break
+            if type(item) is not tuple:
+                self._barriers.append((backlog.next_seq, item))  # type: ignore[arg-type]
+                continue
+            self._encoded_total += 1
+            data = self._encode(item)
+            if data is None:
+                backlog.skip_seq()
+            else:
+                backlog.add(data, item)
+        if not raw:
+            arrived_since = self._raw_empty_at
+            self._raw_empty_at = now
+        else:
+            arrived_since = now
+        if was_empty and backlog.encoded:
+            # These arrived after the raw queue was last seen empty: their flush_interval runs
+            # from then, so at low traffic a batch goes as soon as the periodic wake finds it.
+            self._waiting_since = arrived_since
+        self._update_room()
+
+    def _update_room(self) -> None:
+        self._backlog.update_room()
+        if self._blocked_callers:
+            with self._room_freed:
+                self._room_freed.notify_all()
+
+    def _encode(self, op: Operation) -> Optional[bytes]:
         try:
             data, problems = encode_operation(op, self._lib_version)
         except Exception as exc:
@@ -206,46 +375,271 @@ class Worker:
             )
             return None
         if problems:
-            logger.warning(
-                "sankofa_sdk: %s %r: some values were cut: %s", op[0], op[2], "; ".join(problems)
+            self._warnings.warn(
+                "cut:" + op[0],
+                "sankofa_sdk: %s %r: some values were cut: %s",
+                op[0],
+                op[2],
+                "; ".join(problems),
             )
         if len(data) > _MAX_OPERATION_BYTES:
-            message = f"operation is {len(data)} bytes of JSON; the engine takes at most {MAX_REQUEST_BYTES}"
+            message = (
+                f"operation is {len(data)} bytes of JSON; the engine takes at most "
+                f"{MAX_REQUEST_BYTES} per request"
+            )
             self._fail([op], DeliveryError(message, reason="too_large"))
             return None
-        if self._debug and logger.isEnabledFor(logging.DEBUG):
+        if logger.isEnabledFor(logging.DEBUG) and self._options.debug:
             logger.debug("sankofa_sdk: queued %s", data.decode("utf-8", "replace"))
-        return _Encoded(data, op)
+        return data
 
-    def _deliver(self, batch: list[_Encoded]) -> None:
-        try:
-            attempt = self._transport.post(batch_body([e.data for e in batch]))
-        except Exception as exc:
-            logger.exception("sankofa_sdk: unexpected error while sending a batch")
-            self._fail(
-                [e.op for e in batch], DeliveryError(f"internal error: {exc!r}", reason="failed")
-            )
+    # --- sending --------------------------------------------------------------------------
+
+    def _send_new(self, now: float, held_back: bool) -> None:
+        options = self._options
+        items = self._backlog.take(options.max_batch_size, options.max_batch_bytes, len(_ENVELOPE))
+        # What is left waits for its own trigger: flush_at more, or flush_interval from now.
+        # A small remainder does not go right behind a full batch.
+        self._waiting_since = now if self._backlog.encoded else None
+        self._update_room()
+        if items:
+            self._send(_Batch(items), held_back)
+
+    def _send(self, batch: _Batch, held_back: bool) -> None:
+        if batch.wire is None:
+            batch.wire = self._transport.encode(batch_body([e.data for e in batch.items]))
+        data, gzipped = batch.wire
+        if len(data) > MAX_REQUEST_BYTES:
+            self._split_or_fail(batch, DeliveryError("batch too large", reason="too_large"))
             return
-        if attempt.outcome is Outcome.DELIVERED:
-            self._stats.add_delivered(len(batch))
-        elif attempt.outcome in (Outcome.TOO_LARGE, Outcome.REJECTED) and len(batch) > 1:
-            middle = len(batch) // 2
-            self._deliver(batch[:middle])
-            self._deliver(batch[middle:])
-        else:
-            self._fail([e.op for e in batch], delivery_error(attempt))
+        with self._state_lock:
+            self._in_flight = batch
+        started = self._clock.now()
+        self.pacer.started(started, held_back=held_back)
+        time_left = None if self._deadline is None else self._deadline - started
+        answer = self._transport.send(data, gzipped, batch.key, time_left)
+        with self._state_lock:
+            self._in_flight = None
+            if self._abandoned:
+                return  # shutdown already reported these as not delivered
+        self._handle(batch, answer, started)
 
-    def _fail(self, ops: list[Operation], error: DeliveryError) -> None:
+    def _handle(self, batch: _Batch, answer: Answer, started: float) -> None:
+        verdict = classify(answer)
+        now = self._clock.now()
+        retry_after = self._policy.retry_after(answer.headers.get("Retry-After"))
+        self.pacer.answered(
+            started, answer.status, answer.headers, retry_after if answer.status == 429 else None
+        )
+        if verdict is Verdict.DELIVERED:
+            self._delivered(batch, answer, now)
+        elif verdict is Verdict.RATE_LIMITED:
+            self._stats.add_rate_limited()
+            if batch.retries == 0 and not batch.keep_on_429:
+                # Refused before the engine looked at it: the operations rejoin the queue and
+                # go again in a bigger batch once the budget allows.
+                self._backlog.put_back(batch.items)
+                self._waiting_since = now
+            else:
+                # It may have been applied in part by an earlier attempt (a 503): keep the
+                # body and the key so the engine can recognise it.
+                batch.next_try_at = now
+                self._retrying.append(batch)
+        elif verdict is Verdict.RETRY:
+            self._retry_later(batch, answer, now, retry_after)
+        elif verdict in (Verdict.TOO_LARGE, Verdict.REJECTED):
+            self._split_or_fail(batch, self._error(answer, verdict))
+        else:
+            if verdict is Verdict.QUOTA_EXCEEDED:
+                # Retrying cannot succeed before the plan's quota turns: probe once a window.
+                self.pacer.pause(now, self.pacer.window)
+            self._log_refusal(answer, verdict)
+            self._fail(batch.ops, self._error(answer, verdict), batch)
+
+    def _delivered(self, batch: _Batch, answer: Answer, now: float) -> None:
+        count = len(batch.items)
+        self._stats.add_delivered(count)
+        skipped = skipped_operations(answer, count)
+        if skipped:
+            self._stats.add_skipped(skipped)
+            self._warnings.warn(
+                "skipped",
+                "sankofa_sdk: the engine accepted a batch but discarded %d of its %d operations "
+                "(ids it treats as garbage); counted as skipped in stats()",
+                skipped,
+                count,
+            )
+        self._backlog.release(batch.items)
+        for waiting in self._retrying:
+            waiting.next_try_at = min(waiting.next_try_at, now)  # the engine answers again
+        self._update_room()
+
+    def _retry_later(
+        self, batch: _Batch, answer: Answer, now: float, retry_after: Optional[float]
+    ) -> None:
+        batch.retries += 1
+        if batch.retries == 1:
+            batch.first_failure_at = now
+        wait = self._policy.wait(failure_of(answer), batch.retries, self._random.random())
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        if self._policy.gives_up(batch.retries, now - batch.first_failure_at, wait):
+            error = self._error(answer, Verdict.RETRY, retries=batch.retries - 1)
+            self._fail(batch.ops, error, batch)
+            return
+        self._stats.add_retry()
+        logger.debug(
+            "sankofa_sdk: batch of %d answered %s (%s); retry %d in %.2fs",
+            len(batch.items),
+            answer.status,
+            answer.detail,
+            batch.retries,
+            wait,
+        )
+        batch.next_try_at = now + wait
+        self._retrying.append(batch)
+
+    def _split_or_fail(self, batch: _Batch, error: DeliveryError) -> None:
+        items = batch.items
+        if len(items) < 2:
+            self._fail(batch.ops, error, batch)
+            return
+        middle = len(items) // 2
+        now = self._clock.now()
+        for half in (items[:middle], items[middle:]):
+            part = _Batch(half)
+            part.next_try_at = now  # each half goes as soon as the budget allows
+            self._retrying.append(part)
+
+    def _error(self, answer: Answer, verdict: Verdict, retries: int = 0) -> DeliveryError:
+        status = answer.status
+        reason = {
+            Verdict.RETRY: "retries_exhausted",
+            Verdict.TOO_LARGE: "too_large",
+            Verdict.REJECTED: "rejected",
+            Verdict.QUOTA_EXCEEDED: "quota_exceeded",
+            Verdict.MISCONFIGURED: "unauthorized" if status in (401, 403) else "misconfigured",
+        }.get(verdict, "failed")
+        said = f"HTTP {status}" if status is not None else "no answer"
+        detail = answer.detail
+        if verdict is Verdict.RETRY:
+            detail = f"gave up after {retries} retries: {detail}"
+        return DeliveryError(f"not delivered ({said}): {detail}", reason=reason, status=status)
+
+    def _log_refusal(self, answer: Answer, verdict: Verdict) -> None:
+        status = answer.status
+        if verdict is Verdict.QUOTA_EXCEEDED:
+            hint = "the project's plan quota is used up; nothing is accepted until it renews"
+        else:
+            hint = {
+                401: "no API key was sent",
+                403: "the API key is not valid for this engine, or the IP/origin is not allowed",
+                404: "the host does not serve /api/v1/batch; check the host option",
+                405: "the host does not accept POST /api/v1/batch; check the host option",
+            }.get(status or 0, "the engine refused the request")
+            if status is not None and 300 <= status < 400:
+                hint = "the host redirects; set the host option to the URL it redirects to"
+        self._warnings.warn(
+            f"refused:{status}",
+            "sankofa_sdk: the engine answered %s to %s (%s): %s. Operations are dropped and "
+            "reported to on_error until this is fixed.",
+            status,
+            self._transport.url,
+            answer.detail,
+            hint,
+            level=logging.ERROR,
+            interval=300.0,
+        )
+
+    def _fail(
+        self, ops: list[Operation], error: DeliveryError, batch: Optional[_Batch] = None
+    ) -> None:
+        if batch is not None:
+            self._backlog.release(batch.items)
+            self._update_room()
         self._stats.add_dropped(error.reason, len(ops))
         try:
             self._report(error, ops)
-        except Exception:
+        except BaseException:
             logger.exception("sankofa_sdk: error while reporting a failed delivery")
 
+    def _release_barriers(self) -> None:
+        barriers = self._barriers
+        if not barriers:
+            return
+        pending = [b.items[0].seq for b in self._retrying if b.items]
+        oldest = self._backlog.oldest_seq()
+        if oldest is not None:
+            pending.append(oldest)
+        first_unfinished = min(pending, default=None)
+        while barriers and (first_unfinished is None or barriers[0][0] <= first_unfinished):
+            barriers.popleft()[1].set()
+
+    # --- the end --------------------------------------------------------------------------
+
+    def _abandon_leftovers(self) -> None:
+        """Report everything not finished as dropped by the shutdown; later calls too."""
+        with self._state_lock:
+            self._abandoned = True
+            self._closed_for_submit = True
+            batches = list(self._retrying)
+            if self._in_flight is not None:
+                batches.append(self._in_flight)
+            self._retrying.clear()
+            self._in_flight = None
+        ops = [op for batch in batches for op in batch.ops]
+        encoded, raw, markers = self._backlog.drain_all()
+        self._encoded_total += len(raw)  # accepted, though the worker never took them
+        ops.extend(encoded)
+        ops.extend(raw)
+        for _, marker in self._barriers:
+            marker.set()
+        self._barriers.clear()
+        for marker in markers:
+            marker.set()
+        if ops:
+            logger.error(
+                "sankofa_sdk: shutdown: %d operation(s) could not be delivered in time and are "
+                "dropped (reported to on_error, counted as dropped['shutdown'])",
+                len(ops),
+            )
+            self._fail(ops, DeliveryError("not delivered before shutdown", reason="shutdown"))
+
+    def _report_late(self) -> None:
+        """A call that raced the end of shutdown: report it (and anything like it) now."""
+        encoded, raw, markers = self._backlog.drain_all()
+        self._encoded_total += len(raw)
+        ops = encoded + raw
+        for marker in markers:
+            marker.set()
+        if ops:
+            self._fail(ops, DeliveryError("not delivered before shutdown", reason="shutdown"))
+
+    # --- sync mode ------------------------------------------------------------------------
+
     def deliver_now(self, op: Operation) -> None:
-        """sync_mode: encode and send one operation on the caller's thread."""
+        """sync_mode: encode and send one operation on the caller's thread, with retries.
+
+        It waits for the request budget and for backoffs like the thread would, at most
+        ``max_retry_time`` in all, and never past a shutdown.
+        """
         with self._sync_lock:  # the transport's session is used by one thread at a time
-            self._popped += 1
-            encoded = self._encode(op)
-            if encoded is not None:
-                self._deliver([encoded])
+            self._encoded_total += 1
+            data = self._encode(op)
+            if data is None:
+                return
+            batch = _Batch([Encoded(data, op, 0)], keep_on_429=True)
+            give_up_at = self._clock.now() + self._policy.max_retry_time
+            while True:
+                wait_until = max(batch.next_try_at, self.pacer.ready_at())
+                if wait_until > give_up_at or self._stopping:
+                    reason = "shutdown" if self._stopping else "retries_exhausted"
+                    self._fail([op], DeliveryError("not delivered in time", reason=reason))
+                    return
+                if wait_until > self._clock.now():
+                    self._clock.sleep_until(wait_until, self._sync_wake)
+                    continue
+                self._send(batch, held_back=False)
+                if batch not in self._retrying:
+                    return  # delivered, or failed and reported
+                self._retrying.remove(batch)

@@ -1,9 +1,11 @@
-"""Fixtures shared by the client tests: a client wired to `responses`, with a fake sleep."""
+"""Fixtures shared by the client tests: a client wired to `responses`, with a fake clock."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -11,6 +13,7 @@ import pytest
 import responses
 
 from sankofa_sdk import Client
+from sankofa_sdk._worker import Clock
 
 API_KEY = "sk_test_0123456789abcdef0123456789abcdef"
 HOST = "https://engine.test"
@@ -38,17 +41,41 @@ def rsps() -> Iterator[responses.RequestsMock]:
         yield mock
 
 
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
+class FakeClock(Clock):
+    """The delivery thread's time, jumping instead of sleeping; every jump is kept in ``waits``.
+
+    Waiting for a caller (the idle wait) stays real, so an idle thread does not spin.
+    """
+
+    def __init__(self) -> None:
+        self._now = time.monotonic()
+        self._lock = threading.Lock()
+        self.waits: list[float] = []
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def sleep_until(self, when: float, wake: threading.Event) -> None:
+        if wake.is_set():
+            return
+        with self._lock:
+            if when > self._now:
+                self.waits.append(when - self._now)
+                self._now = when
 
 
 @pytest.fixture
-def make_client(sleeps: list[float]) -> Iterator[Callable[..., Client]]:
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_client(clock: FakeClock) -> Iterator[Callable[..., Client]]:
     clients: list[Client] = []
 
     def make(**options: Any) -> Client:
-        options.setdefault("sleep", sleeps.append)
+        options.setdefault("clock", clock)
         options.setdefault("flush_interval", 0.05)
         client = Client(options.pop("api_key", API_KEY), options.pop("host", HOST), **options)
         clients.append(client)

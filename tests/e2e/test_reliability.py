@@ -59,13 +59,17 @@ def send_seq(client: Client, count: int, start: int = 0) -> None:
 def test_outage_then_recovery_delivers_everything_once(
     server: ReferenceServer, e2e_client: MakeClient, status: int, retry_after: Any
 ) -> None:
-    client = e2e_client(flush_at=20)
-    server.faults.fail_next(12, status=status, retry_after=retry_after)
+    # A 429 without Retry-After waits a whole window (the hosted engine's only signal): a
+    # short assumed window and fewer of them keep this test short.
+    failures = 3 if status == 429 and retry_after is None else 12
+    client = e2e_client(flush_at=20, rate_limit=(500, 2))
+    server.faults.fail_next(failures, status=status, retry_after=retry_after)
     send_seq(client, 150)
     settle(client, server)
     assert_each_seq_once(server, 150)
     stats = client.stats()
-    assert stats["delivered"] == 150 and stats["failed"] == 0 and stats["retried"] >= 12
+    assert stats["delivered"] == 150 and stats["failed"] == 0
+    assert stats["retried"] + stats["rate_limited"] >= failures
 
 
 def test_timed_outage_is_ridden_out(server: ReferenceServer, e2e_client: MakeClient) -> None:
