@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_RATE_LIMIT,
         help="requests per key: N (per 60 s), N/SECONDS, or off (default 500/60, the engine's)",
     )
+    parser.add_argument(
+        "--no-rate-limit-headers",
+        dest="rate_limit_headers",
+        action="store_false",
+        help="answer like the hosted engine: no X-RateLimit-* headers, no Retry-After on 429",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     return parser
 
@@ -69,6 +75,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             api_key=args.api_key,
             test_api_key=args.test_key,
             rate_limit=args.rate_limit,
+            rate_limit_headers=args.rate_limit_headers,
         ).start()
     except (OSError, ValueError) as exc:
         print(f"sankofa-server: cannot start: {exc}", file=sys.stderr)

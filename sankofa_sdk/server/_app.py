@@ -17,7 +17,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 from urllib.parse import parse_qs, unquote
 
 from .._operations import parse_rfc3339, to_epoch
-from . import _responses, _useragent
+from . import _fault_control, _responses, _useragent
 from ._encoding import decode_body
 from ._faults import Fault, Faults
 from ._idempotency import MAX_KEY_LENGTH, IdempotencyCache
@@ -249,18 +249,24 @@ class App:
             return _responses.INVALID_KEY  # another project's data: the engine's 403
         parts = [unquote(p) for p in path.split("/")[3:] if p]
         try:
-            return self._read_route(request.method, parts, query, scope)
+            return self._read_route(request.method, parts, query, scope, request.body)
         except _ReadError as exc:
             return exc.response
 
     def _read_route(
-        self, method: str, parts: list[str], query: dict[str, str], scope: Scope
+        self, method: str, parts: list[str], query: dict[str, str], scope: Scope, body: bytes
     ) -> Response:
         project, env = scope.project.id, scope.environment
         store = self.store
         name = [p.lower() if i % 2 == 0 else p for i, p in enumerate(parts)]
         if name == ["stats"] and method == "GET":
             return _json(store.stats(project, env))
+        if name == ["faults"] and method == "POST":
+            try:
+                _fault_control.apply(self.faults, body)
+            except ValueError as exc:  # FaultRequestError, or a share Faults refuses
+                raise _bad(str(exc)) from None
+            return _json({"ok": True})
         if name == ["wait"] and method == "POST":
             applied = self.writer.wait_until_applied(_number(query, "timeout", 10.0, 0, 300))
             return _json({"applied": applied})

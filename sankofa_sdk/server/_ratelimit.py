@@ -20,12 +20,20 @@ class FixedWindowLimiter:
     """
 
     def __init__(
-        self, limit: int = 500, window: int = 60, clock: Callable[[], float] = time.time
+        self,
+        limit: int = 500,
+        window: int = 60,
+        clock: Callable[[], float] = time.time,
+        *,
+        headers: bool = True,
     ) -> None:
         if limit < 1 or window < 1:
             raise ValueError("rate limit and window must be positive")
         self.limit = limit
         self.window = window
+        self.headers = headers
+        """False answers like the hosted engine, whose docs promise no rate-limit headers and
+        no Retry-After: a 429 is all a client learns."""
         self._clock = clock
         self._lock = threading.Lock()
         self._buckets: dict[str, list[int]] = {}  # key -> [window end, hits]
@@ -42,6 +50,8 @@ class FixedWindowLimiter:
             bucket[1] += 1
             reset_in = bucket[0] - now
             remaining = self.limit - bucket[1]
+        if not self.headers:
+            return Verdict(remaining >= 0, ())
         if remaining < 0:
             return Verdict(False, (("Retry-After", str(reset_in)),))
         return Verdict(

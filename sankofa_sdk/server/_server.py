@@ -35,6 +35,8 @@ class ReferenceServer:
         api_key, test_api_key: keys of the default project (generated when None).
         rate_limit: requests per 60 s per key (the engine's 500), ``(requests, seconds)``, or
             None for no limit.
+        rate_limit_headers: False answers like the hosted engine: no ``X-RateLimit-*`` headers
+            and no ``Retry-After`` on 429.
         buffer_size: items of each kind the write buffer holds before answering 503.
         idempotency_window: seconds a repeated ``Idempotency-Key`` gets the first answer.
         max_body_bytes: larger bodies (as sent) get 413.
@@ -52,6 +54,7 @@ class ReferenceServer:
         project_id: str = "proj_reference",
         project_name: str = "Reference",
         rate_limit: RateLimit = DEFAULT_RATE_LIMIT,
+        rate_limit_headers: bool = True,
         buffer_size: int = 10_000,
         idempotency_window: float = 600.0,
         max_body_bytes: int = MAX_REQUEST_BYTES,
@@ -78,7 +81,7 @@ class ReferenceServer:
         limiter = None
         if rate_limit is not None:
             limit, window = (rate_limit, 60) if isinstance(rate_limit, int) else rate_limit
-            limiter = FixedWindowLimiter(limit, window)
+            limiter = FixedWindowLimiter(limit, window, headers=rate_limit_headers)
         self._app = App(
             self.projects, self._store, self._writer, limiter, self._idempotency, self.faults
         )
