@@ -225,7 +225,7 @@ class ReferenceServer:
 
         Keys: ``distinct_id`` (the display id), ``aliases``, ``traits``, ``first_seen``,
         ``last_seen``, ``event_count``, and the reserved traits ``name``, ``email``,
-        ``avatar``, ``phone``.
+        ``avatar``, ``phone`` (each from ``name`` or ``$name``, whichever was set last).
         """
         return self._store.get_person(*self._scope(project_id, environment), distinct_id)
 
@@ -242,7 +242,8 @@ class ReferenceServer:
     ) -> dict[str, Any]:
         """People, most recently seen first: ``{"people", "total", "limit", "offset"}``.
 
-        ``search`` matches ids, aliases, ``email`` and ``name`` (case-insensitive substring);
+        ``search`` matches ids, aliases, and the reserved ``email`` and ``name`` (either
+        spelling, the one set last; case-insensitive substring);
         ``where`` keeps people whose traits equal the given values; ``updated_since`` (RFC 3339)
         keeps people whose traits were updated by an update stamped at or after it.
         """

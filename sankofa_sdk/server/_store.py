@@ -24,6 +24,8 @@ from ._useragent import Device
 
 MAX_DISPLAY_HOPS = 10
 RESERVED_TRAITS = ("name", "email", "avatar", "phone")
+"""Traits a profile shows in their own place (decision D2). The official SDKs send them as
+``$name``, ``$email``, ``$avatar`` and ``$phone``; both spellings are the same reserved trait."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS identities (
@@ -307,7 +309,7 @@ class PeopleStore:
         ).fetchone()
         if not event_count and not any(r[2] for r in rows):
             return None
-        traits = self._traits(project, env, person.ids)
+        traits, reserved = self._traits(project, env, person.ids)
         firsts = [r[0] for r in rows if r[0] is not None] + [first_event] * bool(event_count)
         lasts = [r[1] for r in rows if r[1] is not None] + [last_event] * bool(event_count)
         result: dict[str, Any] = {
@@ -318,11 +320,13 @@ class PeopleStore:
             "last_seen": _iso(max(lasts)) if lasts else None,
             "event_count": event_count,
         }
-        for key in RESERVED_TRAITS:  # decision D2: shown as the documents describe
-            result[key] = traits.get(key)
+        result.update(reserved)  # decision D2: shown as the documents describe
         return result
 
-    def _traits(self, project: str, env: str, ids: Sequence[str]) -> dict[str, Any]:
+    def _traits(
+        self, project: str, env: str, ids: Sequence[str]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A person's traits, and the reserved ones each resolved from its two spellings."""
         marks = ",".join("?" * len(ids))
         best: dict[str, tuple[int, int, Optional[str]]] = {}
         for key, value, ts, update_id in self._db.execute(
@@ -333,7 +337,16 @@ class PeopleStore:
             current = best.get(key)
             if current is None or (ts, update_id) > current[:2]:
                 best[key] = (ts, update_id, value)
-        return {k: json.loads(v) for k, (_, _, v) in sorted(best.items()) if v is not None}
+        traits = {k: json.loads(v) for k, (_, _, v) in sorted(best.items()) if v is not None}
+        reserved: dict[str, Any] = {}
+        for name in RESERVED_TRAITS:
+            # The spelling set last wins; one update sending both gives the bare name, the
+            # documents' spelling. A removed spelling leaves the other one in place.
+            candidates = [
+                (best[key][:2], key == name, key) for key in ("$" + name, name) if key in traits
+            ]
+            reserved[name] = traits[max(candidates)[2]] if candidates else None
+        return traits, reserved
 
     def list_people(
         self,
@@ -574,7 +587,7 @@ def _matches(
     if search:
         needle = search.casefold()
         haystack = [person["distinct_id"], *person["aliases"]]
-        haystack += [str(traits[k]) for k in ("email", "name") if traits.get(k) is not None]
+        haystack += [str(person[k]) for k in ("email", "name") if person.get(k) is not None]
         if not any(needle in text.casefold() for text in haystack):
             return False
     for key, wanted in where.items():
