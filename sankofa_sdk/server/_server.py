@@ -204,6 +204,7 @@ class ReferenceServer:
         self.wait_until_applied(None)
         self._store.clear()
         self._app.records.clear()
+        self._app.kept.clear()
         self._idempotency = IdempotencyCache(self._idempotency.window)
         self._app.idempotency = self._idempotency
         self.faults.clear()
