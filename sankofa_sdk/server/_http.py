@@ -226,7 +226,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     def _log(self, status: Optional[int], started: float) -> None:
-        if access_log.isEnabledFor(logging.INFO):
+        if access_log.isEnabledFor(logging.INFO) and not self.path.startswith("/console/"):
+            # The console polls a few times a second; its lines would bury the app's requests.
             access_log.info(
                 '%s "%s %s" %s %.1fms',
                 self.client_address[0],

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from types import TracebackType
 from typing import Any, Optional, Union
 
 from .._operations import MAX_REQUEST_BYTES, parse_rfc3339, to_epoch
 from ._app import App, RequestRecord
+from ._console import Console
+from ._console_api import ConsoleApi
 from ._faults import Faults
 from ._http import HTTPServer
 from ._idempotency import IdempotencyCache
@@ -82,6 +85,10 @@ class ReferenceServer:
         self._app = App(
             self.projects, self._store, self._writer, limiter, self._idempotency, self.faults
         )
+        self._console_token = secrets.token_urlsafe(32)
+        self._app.console = Console(
+            ConsoleApi(self._store, self.projects, self._app), self._console_token
+        )
         self._http: Optional[HTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self._closed = False
@@ -148,6 +155,15 @@ class ReferenceServer:
         """Base URL to give the client as ``host``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def console_url(self) -> str:
+        """The browser console's address, with the secret token that opens it.
+
+        The console shows people, a live stream of operations and every request answered;
+        without the token it answers 401. A new token is made for each server.
+        """
+        return f"{self.url}/?token={self._console_token}"
 
     # --- projects -----------------------------------------------------------------------------
 

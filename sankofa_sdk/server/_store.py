@@ -14,7 +14,8 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple, Optional
 
 from .._operations import format_epoch
@@ -131,6 +132,12 @@ class PeopleStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, held for a few reads that must see the same state (the console's)."""
+        with self._lock:
+            yield self._db
 
     # --- writes -------------------------------------------------------------------------
 
