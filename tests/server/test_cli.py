@@ -113,7 +113,11 @@ def test_serves_then_stops_on_signal_and_keeps_the_data(
     db = str(tmp_path / "people.db")
     process = cli("--port", "0", "--db", db, "--api-key", LIVE, "--test-key", TEST)
     url = process.banner()
-    assert process.output[1:4] == [f"  live key: {LIVE}", f"  test key: {TEST}", f"  data:     {db}"]
+    assert process.output[1:4] == [
+        f"  live key: {LIVE}",
+        f"  test key: {TEST}",
+        f"  data:     {db}",
+    ]
     assert re.fullmatch(re.escape(f"  console:  {url}/?token=") + r"[\w-]{40,}", process.output[4])
     assert requests.get(url + "/health", timeout=10).json() == {"status": "ok"}
     people = {"type": "people", "payload": {"distinct_id": "user_1", "properties": {"plan": "pro"}}}
