@@ -9,10 +9,7 @@ Chromium, like the browser tests.
 from __future__ import annotations
 
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from sankofa_sdk import Client
 from sankofa_sdk.server import ReferenceServer
@@ -35,20 +32,6 @@ def portrait(color: str) -> bytes:
         '<circle cx="32" cy="25" r="12" fill="#fde7d0"/>'
         '<path d="M10 64c2-14 12-20 22-20s20 6 22 20z" fill="#f8fafc"/></svg>'
     ).encode()
-
-
-class _Portraits(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        color = "#" + self.path.strip("/").split(".")[0]
-        body = portrait(color)
-        self.send_response(200)
-        self.send_header("Content-Type", "image/svg+xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 def feed(server: ReferenceServer, images: str) -> None:
@@ -75,12 +58,11 @@ def main() -> int:
     from playwright.sync_api import expect, sync_playwright
 
     DOCS.mkdir(exist_ok=True)
-    with ThreadingHTTPServer(("127.0.0.1", 0), _Portraits) as portraits, ReferenceServer(
-        rate_limit=None
-    ) as server, sync_playwright() as playwright:
-        threading.Thread(target=portraits.serve_forever, daemon=True).start()
-        feed(server, f"http://127.0.0.1:{portraits.server_address[1]}")
-        browser = chromium.launch(playwright)
+    # The colour is the image's name: /0e7490.svg
+    portraits = chromium.image_server(lambda path: portrait("#" + path.strip("/").split(".")[0]))
+    with portraits as images, ReferenceServer(rate_limit=None) as server, sync_playwright() as pw:
+        feed(server, images)
+        browser = chromium.launch(pw)
         page = browser.new_page(viewport=VIEWPORT, color_scheme="light")
         page.goto(server.console_url)
         page.get_by_role("link", name="Ama Mensah").click()
@@ -101,7 +83,6 @@ def main() -> int:
         expect(newest.locator("pre.json")).to_be_visible()
         page.screenshot(path=str(DOCS / "console-live.png"))
         browser.close()
-        portraits.shutdown()
     for name in ("console-profile.png", "console-live.png"):
         print(f"wrote docs/{name} ({(DOCS / name).stat().st_size:,} bytes)")
     return 0

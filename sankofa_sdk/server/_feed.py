@@ -52,8 +52,37 @@ def _iso(us: Optional[int]) -> Optional[str]:
     return None if us is None else format_epoch(us / 1_000_000)
 
 
-def _contains(column: str) -> str:
-    return f" AND instr(lower({column}), lower(?)) > 0"
+def _newer(
+    db: sqlite3.Connection,
+    sql: str,
+    args: list[Any],
+    contains: list[tuple[tuple[str, ...], str]],
+    order: str,
+    limit: int,
+) -> list[tuple[Any, ...]]:
+    """Run ``sql`` with, for each ``(columns, needle)``, "one of the columns contains it"."""
+    for columns, needle in contains:
+        if needle:
+            either = " OR ".join(f"instr(lower({c}), lower(?)) > 0" for c in columns)
+            sql += f" AND ({either})"
+            args = [*args, *[needle] * len(columns)]
+    return db.execute(f"{sql} ORDER BY {order} DESC LIMIT ?", [*args, limit]).fetchall()
+
+
+def _row(
+    ref: str, at_us: int, ts_us: int, distinct_id: str, name: str = "", summary: str = ""
+) -> dict[str, Any]:
+    """One stream row; ``_us`` orders rows of different kinds and is removed before sending."""
+    return {
+        "id": ref,
+        "kind": ref.partition(":")[0],
+        "at": _iso(at_us),
+        "timestamp": _iso(ts_us),
+        "distinct_id": distinct_id,
+        "name": name,
+        "summary": summary,
+        "_us": at_us,
+    }
 
 
 def stream(
@@ -84,52 +113,44 @@ def stream(
     )
     rows: list[dict[str, Any]] = []
     if "track" in filters.kinds:
-        rows += _events(db, scope, filters, start.track, now.track, limit)
+        found = _newer(
+            db,
+            "SELECT id, event_name, distinct_id, received_at, ts FROM events"
+            " WHERE project_id = ? AND environment = ? AND id > ? AND id <= ?",
+            [*scope, start.track, now.track],
+            [(("event_name",), filters.event_name), (("distinct_id",), filters.distinct_id)],
+            "id",
+            limit,
+        )
+        rows += event_rows(found)
     if "people" in filters.kinds and not filters.event_name:
         rows += _updates(db, scope, filters.distinct_id, start.people, now.people, limit)
     if "alias" in filters.kinds and not filters.event_name:
-        rows += _aliases(db, scope, filters.distinct_id, start.alias, now.alias, limit)
+        # Aliases are kept one row per alias id and ordered only by their own timestamp: one
+        # stamped earlier than the newest shown appears on the next full load, not live.
+        found = _newer(
+            db,
+            "SELECT alias_id, distinct_id, ts FROM aliases WHERE project_id = ?"
+            " AND environment = ? AND ts > ? AND ts <= ?",
+            [*scope, start.alias, now.alias],
+            [(("alias_id", "distinct_id"), filters.distinct_id)],
+            "ts",
+            limit,
+        )
+        rows += [
+            _row("alias:" + json.dumps([alias]), ts, ts, target, summary=f"{alias} \u2192 {target}")
+            for alias, target, ts in found
+        ]
     rows.sort(key=lambda row: (row["_us"], row["id"]), reverse=True)
     for row in rows:
         del row["_us"]
     return rows[:limit], now
 
 
-def _events(
-    db: sqlite3.Connection,
-    scope: tuple[str, str],
-    filters: Filters,
-    after: int,
-    upto: int,
-    limit: int,
-) -> list[dict[str, Any]]:
-    sql = (
-        "SELECT id, event_name, distinct_id, received_at, ts FROM events"
-        " WHERE project_id = ? AND environment = ? AND id > ? AND id <= ?"
-    )
-    args: list[Any] = [*scope, after, upto]
-    if filters.event_name:
-        sql += _contains("event_name")
-        args.append(filters.event_name)
-    if filters.distinct_id:
-        sql += _contains("distinct_id")
-        args.append(filters.distinct_id)
-    return event_rows(db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall())
-
-
 def event_rows(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """Stream rows for ``(id, event_name, distinct_id, received_at, ts)`` rows of ``events``."""
     return [
-        {
-            "id": f"track:{row_id}",
-            "kind": "track",
-            "at": _iso(received),
-            "timestamp": _iso(ts),
-            "distinct_id": distinct_id,
-            "name": name,
-            "summary": "",
-            "_us": received,
-        }
+        _row(f"track:{row_id}", received, ts, distinct_id, name)
         for row_id, name, distinct_id, received, ts in rows
     ]
 
@@ -142,15 +163,15 @@ def _updates(
     upto: int,
     limit: int,
 ) -> list[dict[str, Any]]:
-    sql = (
+    updates = _newer(
+        db,
         "SELECT id, distinct_id, applied_at, ts FROM profile_updates WHERE project_id = ?"
-        " AND environment = ? AND id > ? AND id <= ? AND source = 'ingest'"
+        " AND environment = ? AND id > ? AND id <= ? AND source = 'ingest'",
+        [*scope, after, upto],
+        [(("distinct_id",), distinct_id)],
+        "id",
+        limit,
     )
-    args: list[Any] = [*scope, after, upto]
-    if distinct_id:
-        sql += _contains("distinct_id")
-        args.append(distinct_id)
-    updates = db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
     keys: dict[int, list[str]] = {row[0]: [] for row in updates}
     if keys:
         marks = ",".join("?" * len(keys))
@@ -162,16 +183,7 @@ def _updates(
             if key not in SERVER_TRAITS:
                 keys[update_id].append(key if value is not None else f"-{key}")
     return [
-        {
-            "id": f"people:{update_id}",
-            "kind": "people",
-            "at": _iso(applied),
-            "timestamp": _iso(ts),
-            "distinct_id": did,
-            "name": "",
-            "summary": _keys_summary(keys[update_id]),
-            "_us": applied,
-        }
+        _row(f"people:{update_id}", applied, ts, did, summary=_keys_summary(keys[update_id]))
         for update_id, did, applied, ts in updates
     ]
 
@@ -181,42 +193,6 @@ def _keys_summary(keys: list[str], shown: int = 4) -> str:
         return "no traits of its own"
     more = f" (+{len(keys) - shown})" if len(keys) > shown else ""
     return ", ".join(keys[:shown]) + more
-
-
-def _aliases(
-    db: sqlite3.Connection,
-    scope: tuple[str, str],
-    distinct_id: str,
-    after: int,
-    upto: int,
-    limit: int,
-) -> list[dict[str, Any]]:
-    # Aliases are kept one row per alias id, ordered only by their own timestamp: one that
-    # arrives stamped earlier than the newest shown appears on the next full load, not live.
-    sql = (
-        "SELECT alias_id, distinct_id, ts FROM aliases WHERE project_id = ?"
-        " AND environment = ? AND ts > ? AND ts <= ?"
-    )
-    args: list[Any] = [*scope, after, upto]
-    if distinct_id:
-        sql += (
-            " AND (instr(lower(alias_id), lower(?)) > 0 OR instr(lower(distinct_id), lower(?)) > 0)"
-        )
-        args += [distinct_id, distinct_id]
-    rows = db.execute(sql + " ORDER BY ts DESC LIMIT ?", [*args, limit]).fetchall()
-    return [
-        {
-            "id": "alias:" + json.dumps([alias_id]),
-            "kind": "alias",
-            "at": _iso(ts),
-            "timestamp": _iso(ts),
-            "distinct_id": did,
-            "name": "",
-            "summary": f"{alias_id} \u2192 {did}",
-            "_us": ts,
-        }
-        for alias_id, did, ts in rows
-    ]
 
 
 def operation(db: sqlite3.Connection, project: str, env: str, ref: str) -> Optional[dict[str, Any]]:

@@ -9,7 +9,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from typing import TYPE_CHECKING, Optional
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
@@ -43,3 +47,30 @@ def launch(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(
         executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
     )
+
+
+@contextmanager
+def image_server(render: Callable[[str], bytes]) -> Iterator[str]:
+    """Serve SVG images made by ``render(path)`` on 127.0.0.1; yields the base URL.
+
+    Avatars live on other origins; this one is local, so the tests stay offline.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = render(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/svg+xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as images:
+        threading.Thread(target=images.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{images.server_address[1]}"
+        finally:
+            images.shutdown()

@@ -7,10 +7,7 @@ One browser serves the whole module; each test gets a fresh server and a fresh b
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -34,26 +31,10 @@ AVATAR = (
 )
 
 
-class _AvatarHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "image/svg+xml")
-        self.send_header("Content-Length", str(len(AVATAR)))
-        self.end_headers()
-        self.wfile.write(AVATAR)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def avatar_url() -> Iterator[str]:
-    """An image on another origin (as avatars are), served from 127.0.0.1."""
-    with ThreadingHTTPServer(("127.0.0.1", 0), _AvatarHandler) as images:
-        thread = threading.Thread(target=images.serve_forever, daemon=True)
-        thread.start()
-        yield f"http://127.0.0.1:{images.server_address[1]}/ada.svg"
-        images.shutdown()
+    with chromium.image_server(lambda path: AVATAR) as base:
+        yield base + "/ada.svg"
 
 
 @pytest.fixture(scope="module")
