@@ -107,16 +107,29 @@ class ConsoleApi:
         return project, env
 
     def project_list(self, query: dict[str, str]) -> dict[str, Any]:
+        """Projects with the number of people in each environment.
+
+        Only people are counted: counting events would scan every event while holding the
+        store, and the page asks on each view it opens.
+        """
+        projects = self.projects.all()
+        with self.store.reading() as db:
+            counts = {
+                (project, env): n
+                for project, env, n in db.execute(
+                    "SELECT project_id, environment, count(*) FROM identities"
+                    " WHERE has_profile = 1 AND deleted_at IS NULL"
+                    " GROUP BY project_id, environment"
+                )
+            }
         return {
             "projects": [
                 {
                     "id": project.id,
                     "name": project.name,
-                    "environments": {
-                        env: self.store.stats(project.id, env) for env in ("live", "test")
-                    },
+                    "people": {env: counts.get((project.id, env), 0) for env in ("live", "test")},
                 }
-                for project in self.projects.all()
+                for project in projects
             ]
         }
 

@@ -98,15 +98,15 @@ def stream(
     Returns them with the cursor to ask from next time. The caller holds the store's lock.
     """
     scope = (project, env)
+    # Event and update ids count across projects, so their newest is the rowid's (no scan);
+    # rows of other projects in a range are filtered out by the queries below.
     now = Cursor(
-        *(
-            db.execute(sql + " WHERE project_id = ? AND environment = ?", scope).fetchone()[0] or 0
-            for sql in (
-                "SELECT max(id) FROM events",
-                "SELECT max(id) FROM profile_updates",
-                "SELECT max(ts) FROM aliases",
-            )
-        )
+        db.execute("SELECT max(id) FROM events").fetchone()[0] or 0,
+        db.execute("SELECT max(id) FROM profile_updates").fetchone()[0] or 0,
+        db.execute(
+            "SELECT max(ts) FROM aliases WHERE project_id = ? AND environment = ?", scope
+        ).fetchone()[0]
+        or 0,
     )
     start = after or Cursor(
         max(now.track - SCAN_LIMIT, 0), max(now.people - SCAN_LIMIT, 0), -(2**63)

@@ -159,6 +159,22 @@ def test_deleting_from_the_console_uses_the_read_api_rules(server: ReferenceServ
     assert console(server, "person", {"id": "user_1"}).status == 404
 
 
+def test_projects_list_every_project_with_people_per_environment(
+    server: ReferenceServer,
+) -> None:
+    other = server.add_project("Other", project_id="proj_other")
+    send(server, people("user_1", {"plan": "pro"}), people("user_2", {"plan": "pro"}))
+    send(server, people("user_3", {"plan": "pro"}), key=server.test_api_key)
+    send(server, people("user_4", {"plan": "pro"}), key=other.api_key)
+
+    projects = data(server, "projects")["projects"]
+
+    assert [(p["id"], p["name"], p["people"]) for p in projects] == [
+        ("proj_reference", "Reference", {"live": 2, "test": 1}),
+        ("proj_other", "Other", {"live": 1, "test": 0}),
+    ]
+
+
 def test_a_missing_or_foreign_scope_is_refused(server: ReferenceServer) -> None:
     assert console(server, "people", {"project": "proj_missing"}).status == 400
     assert console(server, "people", {"env": "staging"}).status == 400
@@ -189,6 +205,20 @@ def test_stream_shows_new_operations_of_every_kind_after_the_cursor(
     assert rows["people"]["summary"] == "$name, plan"
     assert rows["alias"]["summary"] == "anon_1 \u2192 user_1"
     assert data(server, "stream", after=after["cursor"])["rows"] == []
+
+
+def test_stream_keeps_to_its_project_and_environment(server: ReferenceServer) -> None:
+    other = server.add_project("Other", project_id="proj_other")
+    start = data(server, "stream")["cursor"]
+    send(server, track("user_1", "Ours"))
+    send(server, track("user_1", "Test"), key=server.test_api_key)
+    send(server, track("user_1", "Theirs"), people("user_1", {"a": 1}), key=other.api_key)
+
+    ours = data(server, "stream", after=start)["rows"]
+    theirs = data(server, "stream", project="proj_other")["rows"]
+
+    assert [r["name"] for r in ours] == ["Ours"]
+    assert sorted(r["kind"] for r in theirs) == ["people", "track"]
 
 
 @pytest.mark.parametrize(

@@ -61,9 +61,9 @@ async function showCounts(projectId) {
   }
   const project = projects.find((p) => p.id === projectId);
   for (const span of document.querySelectorAll(".env .n")) {
-    const stats = project ? project.environments[span.dataset.env] : null;
-    span.textContent = stats ? `(${stats.people.toLocaleString()})` : "";
-    span.title = stats ? `${stats.people} people, ${stats.events} events` : "";
+    const people = project ? project.people[span.dataset.env] : null;
+    span.textContent = people === null ? "" : `(${people.toLocaleString()})`;
+    span.title = people === null ? "" : `${people.toLocaleString()} people`;
     span.setAttribute("aria-label", span.title);
   }
 }
