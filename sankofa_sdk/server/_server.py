@@ -30,7 +30,8 @@ class ReferenceServer:
     ``with ReferenceServer() as server:`` starts it on 127.0.0.1 on a free port; point a client
     at ``server.url`` with ``server.api_key``. What it accepts goes through a bounded buffer to
     an embedded SQLite People store (in memory unless ``db_path`` is given), which the read
-    methods below query. ``server.faults`` breaks it on purpose.
+    methods below query. ``server.faults`` breaks it on purpose. ``server.console_url`` opens a
+    console in the browser that shows people, a live stream and every request answered.
 
     Args:
         host, port: where to listen (port 0 picks a free one).
