@@ -3,7 +3,8 @@
 
 import { api, h, notice, Unauthorized } from "./dom.js";
 import { livePage } from "./live.js";
-import { peoplePage, personPage } from "./people.js";
+import { peoplePage } from "./people.js";
+import { personPage } from "./profile.js";
 import { requestsPage } from "./requests.js";
 
 const VIEWS = {

@@ -92,6 +92,11 @@ export function plural(n, one, many) {
   return `${n.toLocaleString()} ${n === 1 ? one : many}`;
 }
 
+// Which data a view shows; the test side is marked in its own colour everywhere.
+export function envChip(env) {
+  return h("span", { class: `chip env-${env}` }, env === "test" ? "Test data" : "Live data");
+}
+
 // A message in place of a view's content (errors, empty lists).
 export function notice(text, kind = "muted") {
   return h("p", { class: `notice ${kind}`, role: kind === "error" ? "alert" : null }, text);

@@ -2,7 +2,7 @@
 // JSON that arrived. New rows go on top only while the list is scrolled to the top and not
 // paused; otherwise they wait behind a counter, so nothing moves under the reader.
 
-import { api, clock, code, every, expandable, h, link, notice } from "./dom.js";
+import { api, clock, code, envChip, every, expandable, h, link, notice } from "./dom.js";
 
 const POLL_MS = 400;
 const MAX_ROWS = 500;
@@ -157,7 +157,7 @@ export async function livePage(main, ctx) {
   };
 
   main.replaceChildren(
-    h("div", { class: "page-head" }, h("h1", null, "Live events"), h("span", { class: `chip env-${env}` }, env === "test" ? "Test data" : "Live data")),
+    h("div", { class: "page-head" }, h("h1", null, "Live events"), envChip(env)),
     h(
       "form",
       { class: "toolbar live-filters", onsubmit: (e) => e.preventDefault(), "aria-label": "Filter the stream" },

@@ -1,7 +1,7 @@
 // Requests: every request the server answered, newest first, with the exact answer, the
 // operation counts and, for a refusal, the reason (for a 400: which operation, and why).
 
-import { api, clock, code, every, expandable, h, notice } from "./dom.js";
+import { api, clock, code, envChip, every, expandable, h, notice } from "./dom.js";
 
 const POLL_MS = 1000;
 const PAGE = 50;
@@ -90,7 +90,7 @@ export async function requestsPage(main, ctx) {
   });
 
   main.replaceChildren(
-    h("div", { class: "page-head" }, h("h1", null, "Requests"), h("span", { class: `chip env-${env}` }, env === "test" ? "Test data" : "Live data")),
+    h("div", { class: "page-head" }, h("h1", null, "Requests"), envChip(env)),
     h("p", { class: "muted" }, "Every request this server answered for this project and environment (and those whose key named no project), newest first. Open one for its answer, its body and, for a refusal, the operation refused."),
     list,
     older,
