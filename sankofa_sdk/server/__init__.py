@@ -3,7 +3,8 @@
 ``ReferenceServer`` answers ``/api/v1/track``, ``/people``, ``/alias``, ``/batch`` and ``/health``
 like the engine (the wire contract in the project's spec), stores what it accepts in an embedded
 SQLite People store, and adds a read API, a way to wait for writes and fault injection so that
-tests can check what arrived. Standard library only.
+tests can check what arrived, and a browser console (``ReferenceServer.console_url``) to watch
+it happen. Standard library only.
 
 Run it from a shell with ``sankofa-server`` or ``python -m sankofa_sdk.server``; use it from
 pytest through the ``sankofa_server`` and ``sankofa_client`` fixtures.

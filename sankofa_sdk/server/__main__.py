@@ -1,7 +1,8 @@
 """``sankofa-server`` / ``python -m sankofa_sdk.server``: run the reference server from a shell.
 
-Prints the URL and keys on start, logs one line per request, and on SIGINT or SIGTERM stops
-taking requests, applies everything it accepted to SQLite, then exits.
+Prints the URL, the keys and the console's address (with its token) on start, logs one line per
+request, and on SIGINT or SIGTERM stops taking requests, applies everything it accepted to
+SQLite, then exits.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"  live key: {server.api_key}", flush=True)
     print(f"  test key: {server.test_api_key}", flush=True)
     print(f"  data:     {args.db or 'in memory (lost on exit)'}", flush=True)
+    print(f"  console:  {server.console_url}", flush=True)
     while not stop.wait(0.5):
         pass
     print("stopping: applying what was accepted...", flush=True)

@@ -8,6 +8,7 @@ body, garbage id, buffer.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from ._encoding import decode_body
 from ._faults import Fault, Faults
 from ._idempotency import MAX_KEY_LENGTH, IdempotencyCache
 from ._ingest import SINGLE_ROUTES, Plan, plan_batch, plan_single
+from ._kept import KeptBodies
 from ._payloads import now_us
 from ._projects import Projects, Scope
 from ._ratelimit import FixedWindowLimiter
@@ -56,6 +58,18 @@ class RequestRecord(NamedTuple):
     environment: Optional[str]
     replayed: bool
     fault: bool
+    project_id: Optional[str] = None
+    """The project of the request's key (None when the key was missing or unknown)."""
+    received_at: float = 0.0
+    """Seconds since the epoch when the request was handed to the app."""
+    answer: bytes = b""
+    """The answer's body as sent (empty for a reset connection)."""
+    sequence: int = 0
+    """Increases by one with each request; names the request in the console."""
+
+
+ConsoleRoutes = Callable[[Request, str], Optional[Response]]
+"""Answers a request for the console, or None when the route is not the console's."""
 
 
 class _ReadError(Exception):
@@ -81,18 +95,28 @@ class App:
         self.idempotency = idempotency
         self.faults = faults
         self.records: deque[RequestRecord] = deque(maxlen=100_000)
+        self.kept = KeptBodies()
+        self.console: Optional[ConsoleRoutes] = None
         self.request_count = 0
+        self._sequence = itertools.count(1)  # next() is atomic: handler threads share it
         self._sleep = sleep
 
     # --- entry --------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response | Fault:
         """Answer one request (or say to reset its connection, for an injected fault)."""
-        self.request_count += 1
         path = request.target.split("?", 1)[0]
         route = path.lower()
         if len(route) > 1 and route.endswith("/"):
             route = route[:-1]
+        is_ingest = route == INGEST_PREFIX or route.startswith(INGEST_PREFIX + "/")
+        if not is_ingest and self.console is not None:
+            # The console's own requests stay out of the request log and the counters.
+            console_answer = self.console(request, route)
+            if console_answer is not None:
+                return console_answer
+        received_at = time.time()
+        self.request_count += 1
         origin = request.headers.get("Origin")
         if (
             request.method == "OPTIONS"
@@ -101,11 +125,9 @@ class App:
         ):
             return Response(204, b"", "", _responses.PREFLIGHT_HEADERS)
         replayed = False
-        environment: Optional[str] = None
-        idem_key = request.headers.get("Idempotency-Key")
+        scope: Optional[Scope] = None
         extra: tuple[tuple[str, str], ...] = ()
         answer: Response | Fault
-        is_ingest = route == INGEST_PREFIX or route.startswith(INGEST_PREFIX + "/")
         fault = self._fault() if is_ingest else None
         if fault is not None:
             answer = fault if fault.reset else fault.response  # type: ignore[assignment]
@@ -120,19 +142,55 @@ class App:
             else:
                 if verdict is not None:
                     extra = verdict.headers
-                answer, environment, replayed = self._route(request, route, path)
+                answer, scope, replayed = self._route(request, route, path)
         if isinstance(answer, Response):
             if origin:
                 extra += (("Access-Control-Allow-Origin", "*"),)
             if extra:
                 answer = answer._replace(headers=answer.headers + extra)
-        status = answer.status if isinstance(answer, Response) else None
+        self.record(request, path, answer, scope, replayed, fault is not None, received_at)
+        return answer
+
+    def record(
+        self,
+        request: Request,
+        path: str,
+        answer: Response | Fault,
+        scope: Optional[Scope] = None,
+        replayed: bool = False,
+        fault: bool = False,
+        received_at: Optional[float] = None,
+    ) -> None:
+        """Add a request to the log (the HTTP layer calls it for requests it refused unread)."""
+        sequence = next(self._sequence)
+        if isinstance(answer, Response):
+            status: Optional[int] = answer.status
+            body = answer.body
+        else:
+            status, body = None, b""
+        if status != 200:
+            headers = request.headers
+            self.kept.keep(
+                sequence,
+                request.body,
+                headers.get("Content-Type"),
+                headers.get("Content-Encoding"),
+            )
         self.records.append(
             RequestRecord(
-                request.method, path, status, idem_key, environment, replayed, fault is not None
+                request.method,
+                path,
+                status,
+                request.headers.get("Idempotency-Key"),
+                None if scope is None else scope.environment,
+                replayed,
+                fault,
+                None if scope is None else scope.project.id,
+                time.time() if received_at is None else received_at,
+                body,
+                sequence,
             )
         )
-        return answer
 
     def _fault(self) -> Optional[Fault]:
         delay = self.faults.latency()
@@ -142,7 +200,7 @@ class App:
 
     def _route(
         self, request: Request, route: str, path: str
-    ) -> tuple[Response, Optional[str], bool]:
+    ) -> tuple[Response, Optional[Scope], bool]:
         method = request.method
         if route == "/health":
             if method in ("GET", "HEAD"):
@@ -161,7 +219,7 @@ class App:
 
     # --- ingestion ----------------------------------------------------------------------
 
-    def _ingest(self, request: Request, kind: str) -> tuple[Response, Optional[str], bool]:
+    def _ingest(self, request: Request, kind: str) -> tuple[Response, Optional[Scope], bool]:
         scope = self.projects.authenticate(request.headers.get("x-api-key"))
         if isinstance(scope, Response):
             return scope, None, False
@@ -170,7 +228,7 @@ class App:
             project, request.headers.get("Origin"), request.peer
         )
         if refusal is not None:
-            return refusal, environment, False
+            return refusal, scope, False
         idem_key = request.headers.get("Idempotency-Key")
         if idem_key is not None and not (0 < len(idem_key) <= MAX_KEY_LENGTH):
             idem_key = None
@@ -178,11 +236,11 @@ class App:
         if idem_key is not None:
             remembered = self.idempotency.claim(idem_scope, idem_key)
             if remembered is not None:
-                return remembered, environment, True
+                return remembered, scope, True
         response: Optional[Response] = None
         try:
             response = self._accept(request, kind, scope, idem_scope, idem_key)
-            return response, environment, False
+            return response, scope, False
         finally:
             if idem_key is not None:
                 self.idempotency.release(idem_scope, idem_key, response)

@@ -127,13 +127,11 @@ class _Handler(BaseHTTPRequestHandler):
             + sum(len(k) + len(v) + 4 for k, v in self.headers.items())
         )
         if head > MAX_HEAD_BYTES:
-            self.close_connection = True
-            self._write(_responses.HEADERS_TOO_LARGE)
+            self._refuse_unread(_responses.HEADERS_TOO_LARGE)
             return
         body = self._read_body()
         if body is None:  # over the cap: answered without reading, connection closed
-            self.close_connection = True
-            self._write(_responses.TOO_LARGE)
+            self._refuse_unread(_responses.TOO_LARGE)
             self._log(413, started)
             return
         if not self.server.begin():
@@ -153,6 +151,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self._write(answer, head_only=self.command == "HEAD")
         self._log(answer.status, started)
+
+    def _refuse_unread(self, response: Response) -> None:
+        self.close_connection = True
+        self._write(response)
+        request = Request(self.command, self.path, self.headers, b"", self.client_address[0])
+        self.server.app.record(request, self.path.split("?", 1)[0], response)
 
     def _read_body(self) -> Optional[bytes]:
         limit = self.server.max_body_bytes
@@ -222,7 +226,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     def _log(self, status: Optional[int], started: float) -> None:
-        if access_log.isEnabledFor(logging.INFO):
+        if access_log.isEnabledFor(logging.INFO) and not self.path.startswith("/console/"):
+            # The console polls a few times a second; its lines would bury the app's requests.
             access_log.info(
                 '%s "%s %s" %s %.1fms',
                 self.client_address[0],

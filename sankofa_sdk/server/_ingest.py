@@ -59,10 +59,10 @@ def plan_single(
 
 _BATCH_FIELDS = frozenset({"operations"})
 _OPERATION_FIELDS = frozenset({"type", "payload"})
-_ABSENT = object()
+NO_PAYLOAD = object()
 
 
-def _operations(body: bytes, keep_pairs: bool) -> list[tuple[str, Any]] | Response:
+def batch_operations(body: bytes, keep_pairs: bool) -> list[tuple[str, Any]] | Response:
     """The (type, payload) pairs of a batch body, or the batch-level 400."""
     try:
         top = _gojson.decode(body, keep_pairs=keep_pairs)
@@ -87,7 +87,7 @@ def _operations(body: bytes, keep_pairs: bool) -> list[tuple[str, Any]] | Respon
     # anywhere wins over an unsupported type earlier in the array.
     for element in operations:
         if element is None:
-            pairs.append(("", _ABSENT))
+            pairs.append(("", NO_PAYLOAD))
             continue
         if not isinstance(element, dict):
             return _responses.INVALID_BATCH
@@ -97,7 +97,7 @@ def _operations(body: bytes, keep_pairs: bool) -> list[tuple[str, Any]] | Respon
         kind = op.get("type")
         if kind is not None and not isinstance(kind, str):
             return _responses.INVALID_BATCH
-        pairs.append((kind or "", op.get("payload", _ABSENT)))
+        pairs.append((kind or "", op.get("payload", NO_PAYLOAD)))
     return pairs
 
 
@@ -121,7 +121,7 @@ def _plan_batch(
     keep_pairs: bool,
     full: bool,
 ) -> Plan | Response:
-    operations = _operations(body, keep_pairs)
+    operations = batch_operations(body, keep_pairs)
     if isinstance(operations, Response):
         return operations
     aliases: list[Item] = []
@@ -131,7 +131,7 @@ def _plan_batch(
     for index, (kind, payload) in enumerate(operations):
         if kind not in SINGLE_ROUTES:
             return _responses.unsupported_type(kind)
-        if payload is _ABSENT:
+        if payload is NO_PAYLOAD:
             return _responses.INVALID_PAYLOAD[kind]
         try:
             item = parse_item(kind, payload, device, received_us, index, full)

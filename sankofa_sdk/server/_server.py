@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from types import TracebackType
 from typing import Any, Optional, Union
 
 from .._operations import MAX_REQUEST_BYTES, parse_rfc3339, to_epoch
 from ._app import App, RequestRecord
+from ._console import Console
+from ._console_api import ConsoleApi
 from ._faults import Faults
 from ._http import HTTPServer
 from ._idempotency import IdempotencyCache
@@ -27,7 +30,8 @@ class ReferenceServer:
     ``with ReferenceServer() as server:`` starts it on 127.0.0.1 on a free port; point a client
     at ``server.url`` with ``server.api_key``. What it accepts goes through a bounded buffer to
     an embedded SQLite People store (in memory unless ``db_path`` is given), which the read
-    methods below query. ``server.faults`` breaks it on purpose.
+    methods below query. ``server.faults`` breaks it on purpose. ``server.console_url`` opens a
+    console in the browser that shows people, a live stream and every request answered.
 
     Args:
         host, port: where to listen (port 0 picks a free one).
@@ -84,6 +88,10 @@ class ReferenceServer:
             limiter = FixedWindowLimiter(limit, window, headers=rate_limit_headers)
         self._app = App(
             self.projects, self._store, self._writer, limiter, self._idempotency, self.faults
+        )
+        self._console_token = secrets.token_urlsafe(32)
+        self._app.console = Console(
+            ConsoleApi(self._store, self.projects, self._app), self._console_token
         )
         self._http: Optional[HTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -152,6 +160,15 @@ class ReferenceServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def console_url(self) -> str:
+        """The browser console's address, with the secret token that opens it.
+
+        The console shows people, a live stream of operations and every request answered;
+        without the token it answers 401. A new token is made for each server.
+        """
+        return f"{self.url}/?token={self._console_token}"
+
     # --- projects -----------------------------------------------------------------------------
 
     @property
@@ -207,6 +224,7 @@ class ReferenceServer:
         self.wait_until_applied(None)
         self._store.clear()
         self._app.records.clear()
+        self._app.kept.clear()
         self._idempotency = IdempotencyCache(self._idempotency.window)
         self._app.idempotency = self._idempotency
         self.faults.clear()
@@ -228,7 +246,7 @@ class ReferenceServer:
 
         Keys: ``distinct_id`` (the display id), ``aliases``, ``traits``, ``first_seen``,
         ``last_seen``, ``event_count``, and the reserved traits ``name``, ``email``,
-        ``avatar``, ``phone``.
+        ``avatar``, ``phone`` (each from ``name`` or ``$name``, whichever was set last).
         """
         return self._store.get_person(*self._scope(project_id, environment), distinct_id)
 
@@ -245,7 +263,8 @@ class ReferenceServer:
     ) -> dict[str, Any]:
         """People, most recently seen first: ``{"people", "total", "limit", "offset"}``.
 
-        ``search`` matches ids, aliases, ``email`` and ``name`` (case-insensitive substring);
+        ``search`` matches ids, aliases, and the reserved ``email`` and ``name`` (either
+        spelling, the one set last; case-insensitive substring);
         ``where`` keeps people whose traits equal the given values; ``updated_since`` (RFC 3339)
         keeps people whose traits were updated by an update stamped at or after it.
         """

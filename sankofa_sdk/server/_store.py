@@ -14,7 +14,8 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple, Optional
 
 from .._operations import format_epoch
@@ -24,6 +25,8 @@ from ._useragent import Device
 
 MAX_DISPLAY_HOPS = 10
 RESERVED_TRAITS = ("name", "email", "avatar", "phone")
+"""Traits a profile shows in their own place (decision D2). The official SDKs send them as
+``$name``, ``$email``, ``$avatar`` and ``$phone``; both spellings are the same reserved trait."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS identities (
@@ -129,6 +132,12 @@ class PeopleStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, held for a few reads that must see the same state (the console's)."""
+        with self._lock:
+            yield self._db
 
     # --- writes -------------------------------------------------------------------------
 
@@ -307,7 +316,7 @@ class PeopleStore:
         ).fetchone()
         if not event_count and not any(r[2] for r in rows):
             return None
-        traits = self._traits(project, env, person.ids)
+        traits, reserved = self._traits(project, env, person.ids)
         firsts = [r[0] for r in rows if r[0] is not None] + [first_event] * bool(event_count)
         lasts = [r[1] for r in rows if r[1] is not None] + [last_event] * bool(event_count)
         result: dict[str, Any] = {
@@ -318,11 +327,13 @@ class PeopleStore:
             "last_seen": _iso(max(lasts)) if lasts else None,
             "event_count": event_count,
         }
-        for key in RESERVED_TRAITS:  # decision D2: shown as the documents describe
-            result[key] = traits.get(key)
+        result.update(reserved)  # decision D2: shown as the documents describe
         return result
 
-    def _traits(self, project: str, env: str, ids: Sequence[str]) -> dict[str, Any]:
+    def _traits(
+        self, project: str, env: str, ids: Sequence[str]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A person's traits, and the reserved ones each resolved from its two spellings."""
         marks = ",".join("?" * len(ids))
         best: dict[str, tuple[int, int, Optional[str]]] = {}
         for key, value, ts, update_id in self._db.execute(
@@ -333,7 +344,16 @@ class PeopleStore:
             current = best.get(key)
             if current is None or (ts, update_id) > current[:2]:
                 best[key] = (ts, update_id, value)
-        return {k: json.loads(v) for k, (_, _, v) in sorted(best.items()) if v is not None}
+        traits = {k: json.loads(v) for k, (_, _, v) in sorted(best.items()) if v is not None}
+        reserved: dict[str, Any] = {}
+        for name in RESERVED_TRAITS:
+            # The spelling set last wins; one update sending both gives the bare name, the
+            # documents' spelling. A removed spelling leaves the other one in place.
+            candidates = [
+                (best[key][:2], key == name, key) for key in ("$" + name, name) if key in traits
+            ]
+            reserved[name] = traits[max(candidates)[2]] if candidates else None
+        return traits, reserved
 
     def list_people(
         self,
@@ -574,7 +594,7 @@ def _matches(
     if search:
         needle = search.casefold()
         haystack = [person["distinct_id"], *person["aliases"]]
-        haystack += [str(traits[k]) for k in ("email", "name") if traits.get(k) is not None]
+        haystack += [str(person[k]) for k in ("email", "name") if person.get(k) is not None]
         if not any(needle in text.casefold() for text in haystack):
             return False
     for key, wanted in where.items():

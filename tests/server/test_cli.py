@@ -58,7 +58,7 @@ class Cli:
             r"Sankofa reference server listening on (http://127\.0\.0\.1:\d+)", first
         )
         assert match, first
-        for _ in range(3):
+        for _ in range(4):
             self.line()
         return match.group(1)
 
@@ -113,7 +113,12 @@ def test_serves_then_stops_on_signal_and_keeps_the_data(
     db = str(tmp_path / "people.db")
     process = cli("--port", "0", "--db", db, "--api-key", LIVE, "--test-key", TEST)
     url = process.banner()
-    assert process.output[1:] == [f"  live key: {LIVE}", f"  test key: {TEST}", f"  data:     {db}"]
+    assert process.output[1:4] == [
+        f"  live key: {LIVE}",
+        f"  test key: {TEST}",
+        f"  data:     {db}",
+    ]
+    assert re.fullmatch(re.escape(f"  console:  {url}/?token=") + r"[\w-]{40,}", process.output[4])
     assert requests.get(url + "/health", timeout=10).json() == {"status": "ok"}
     people = {"type": "people", "payload": {"distinct_id": "user_1", "properties": {"plan": "pro"}}}
     reply = post_batch(url, LIVE, [track("user_1"), people])
@@ -148,6 +153,26 @@ def test_logs_one_line_per_request_without_the_key(cli: Callable[..., Cli]) -> N
     assert '"GET /api/v1/nowhere" 404' in lines[2]
     assert LIVE not in log and "sk_wrong_key" not in log and "secret" not in log
     assert "in memory (lost on exit)" in "\n".join(process.output)
+
+
+def test_prints_the_console_url_and_keeps_its_token_out_of_the_log(
+    cli: Callable[..., Cli],
+) -> None:
+    process = cli("--port", "0", "--api-key", LIVE)
+    url = process.banner()
+    console_url = process.output[4].split()[-1]
+    token = console_url.rsplit("=", 1)[1]
+    with requests.Session() as browser:
+        page = browser.get(console_url, timeout=10)
+        data = browser.get(url + "/console/api/projects", timeout=10)
+    refused = requests.get(url + "/console/api/projects", timeout=10)
+    assert process.stop() == 0
+    assert (page.status_code, page.history[0].status_code) == (200, 303)
+    assert data.json()["projects"][0]["id"] == "proj_reference"
+    assert refused.status_code == 401
+    log = process.stderr()
+    assert token not in log
+    assert "/console/api" not in log  # the console's own polling stays out of the log
 
 
 def test_quiet_does_not_log_requests(cli: Callable[..., Cli]) -> None:
