@@ -21,7 +21,7 @@ from ._identity import Identity, IdentityScope
 from ._log import ThrottledWarning, logger
 from ._operations import MAX_REQUEST_BYTES
 from ._options import DEFAULT_RATE_LIMIT, Options
-from ._serialize import Operation, describe_operation
+from ._serialize import Operation, Reported, describe_operation, describe_reported
 from ._stats import Stats
 from ._transport import Transport
 from ._validate import (
@@ -492,7 +492,7 @@ class Client:
         )
         self._call_on_error(exc, call)
 
-    def _report_delivery_failure(self, error: DeliveryError, ops: list[Operation]) -> None:
+    def _report_delivery_failure(self, error: DeliveryError, ops: list[Reported]) -> None:
         self._warnings.warn(
             "delivery:" + error.reason,
             "sankofa_sdk: %d operation(s) not delivered (%s): %s",
@@ -502,7 +502,7 @@ class Client:
             level=logging.ERROR,
         )
         for op in ops:
-            self._call_on_error(error, describe_operation(op))
+            self._call_on_error(error, describe_reported(op))
 
     def _call_on_error(self, error: SankofaError, operation: dict[str, Any]) -> None:
         if self._on_error is None:

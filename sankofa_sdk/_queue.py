@@ -31,7 +31,7 @@ RawItem = Union[Operation, Marker]
 
 class Encoded(NamedTuple):
     data: bytes
-    op: Operation
+    """The operation's JSON; the caller's objects are let go once it is encoded."""
     seq: int
     """Order of arrival, so a flush knows when everything before it is finished."""
 
@@ -54,13 +54,15 @@ class Backlog:
     def encoded_count(self) -> int:
         return len(self.encoded)
 
-    def add(self, data: bytes, op: Operation) -> None:
-        self.encoded.append(Encoded(data, op, self.next_seq))
+    def add(self, data: bytes) -> None:
+        self.encoded.append(Encoded(data, self.next_seq))
         self.next_seq += 1
         size = len(data)
         self.encoded_bytes += size
-        # A slow average: one odd operation must not swing the room callers get.
-        self._average_op_bytes += (size - self._average_op_bytes) * 0.01
+        # Quick to rise, slow to fall: when operations grow (10 KB properties), callers must
+        # get less room at once; one small operation must not give them much more.
+        weight = 0.25 if size > self._average_op_bytes else 0.01
+        self._average_op_bytes += (size - self._average_op_bytes) * weight
 
     def skip_seq(self) -> None:
         """An operation that could not be encoded still takes its place in the order."""
@@ -106,10 +108,10 @@ class Backlog:
         by_count = options.max_queue_size - len(self.encoded)
         self.room = max(0, min(by_bytes, by_count))
 
-    def drain_all(self) -> tuple[list[Operation], list[Operation], list[Marker]]:
+    def drain_all(self) -> tuple[list[bytes], list[Operation], list[Marker]]:
         """Everything still queued, for a final report: encoded operations, raw ones (never
         counted as taken by the worker) and flush markers."""
-        encoded = [e.op for e in self.encoded]
+        encoded = [e.data for e in self.encoded]
         self.encoded.clear()
         self.encoded_bytes = 0
         raw: list[Operation] = []

@@ -20,7 +20,7 @@ from datetime import date, datetime
 from datetime import time as dt_time
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Callable
+from typing import Any, Callable, Union
 from uuid import UUID
 
 from ._operations import format_datetime, format_epoch
@@ -234,6 +234,40 @@ def describe_operation(op: Operation) -> dict[str, Any]:
         described["alias_id"] = name_or_alias
     described["timestamp"] = format_epoch(stamp)
     return described
+
+
+def describe_encoded(data: bytes) -> dict[str, Any]:
+    """An encoded operation as the caller would recognise it (for ``on_error``), read back from
+    its JSON: the queue keeps operations as JSON only, not the caller's objects as well."""
+    try:
+        element = json.loads(data)
+        kind, payload = element["type"], element["payload"]
+    except (ValueError, KeyError, TypeError):
+        return {"type": "unknown", "json": data[:1000].decode("utf-8", "replace")}
+    described: dict[str, Any] = {"type": kind, "distinct_id": payload.get("distinct_id")}
+    if kind == "track":
+        described.update(event_name=payload.get("event_name"), properties=payload.get("properties"))
+        defaults = {
+            key: value
+            for key, value in (payload.get("default_properties") or {}).items()
+            if key not in ("$lib", "$lib_version")
+        }
+        if defaults:
+            described["default_properties"] = defaults
+    elif kind == "people":
+        described["properties"] = payload.get("properties")
+    else:
+        described["alias_id"] = payload.get("alias_id")
+    described["timestamp"] = payload.get("timestamp")
+    return described
+
+
+Reported = Union[Operation, bytes]
+"""What a failure report carries per operation: the queued tuple, or its JSON once encoded."""
+
+
+def describe_reported(item: Reported) -> dict[str, Any]:
+    return describe_encoded(item) if isinstance(item, bytes) else describe_operation(item)
 
 
 def batch_body(encoded: list[bytes]) -> bytes:

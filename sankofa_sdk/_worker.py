@@ -30,11 +30,11 @@ from ._operations import MAX_REQUEST_BYTES
 from ._options import Options
 from ._pacer import Pacer
 from ._queue import Backlog, Encoded, Marker, batch_due
-from ._serialize import Operation, batch_body, encode_operation
+from ._serialize import Operation, Reported, batch_body, encode_operation
 from ._stats import Stats
 from ._transport import Transport
 
-Reporter = Callable[[DeliveryError, list[Operation]], None]
+Reporter = Callable[[DeliveryError, list[Reported]], None]
 
 _ENVELOPE = batch_body([])
 _MAX_OPERATION_BYTES = MAX_REQUEST_BYTES - len(_ENVELOPE) - 64
@@ -55,6 +55,48 @@ class Clock:
     def sleep_until(self, when: float, wake: threading.Event) -> None:
         """Wait until ``when`` or until ``wake`` is set, whichever comes first."""
         wake.wait(max(0.0, when - self.now()))
+
+
+class _Sender:
+    """Runs one request at a time for the worker on a thread of its own.
+
+    While a request waits on the network the worker goes on encoding what callers queue, so the
+    queue's byte bound stays measured and the next batch is ready when the answer comes. Only
+    the request runs here; everything the answer changes is the worker's (it is woken with
+    ``done`` and reads ``answer``).
+    """
+
+    def __init__(self, transport: Transport, done: threading.Event) -> None:
+        self._transport = transport
+        self._done = done
+        self._job: Optional[tuple[bytes, bool, str, Optional[float]]] = None
+        self._has_job = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.answer: Optional[Answer] = None
+
+    def start(self, data: bytes, gzipped: bool, key: str, time_left: Optional[float]) -> None:
+        self.answer = None
+        self._job = (data, gzipped, key, time_left)
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="sankofa-sdk-sender", daemon=True
+            )
+            self._thread.start()
+        self._has_job.set()
+
+    def stop(self) -> None:
+        self._job = None
+        self._has_job.set()
+
+    def _run(self) -> None:
+        while True:
+            self._has_job.wait()
+            self._has_job.clear()
+            job = self._job
+            if job is None:
+                return
+            self.answer = self._transport.send(*job)  # never raises
+            self._done.set()
 
 
 class _Batch:
@@ -81,8 +123,8 @@ class _Batch:
         self.wire: Optional[tuple[bytes, bool]] = None
 
     @property
-    def ops(self) -> list[Operation]:
-        return [e.op for e in self.items]
+    def reported(self) -> list[Reported]:
+        return [e.data for e in self.items]
 
 
 class Worker:
@@ -124,6 +166,8 @@ class Worker:
         self._state_lock = threading.Lock()
         self._retrying: list[_Batch] = []
         self._in_flight: Optional[_Batch] = None
+        self._in_flight_since = 0.0
+        self._sender = _Sender(self._transport, self._wake)
         self._abandoned = False
         self._barriers: deque[tuple[int, Marker]] = deque()
         self._waiting_since: Optional[float] = None
@@ -262,6 +306,7 @@ class Worker:
                         "sankofa_sdk: unexpected error in the delivery thread; it keeps running"
                     )
         finally:
+            self._sender.stop()
             if self._abandoned:
                 self._report_late()  # taken from the queue while shutdown was reporting
 
@@ -272,6 +317,8 @@ class Worker:
             return False
         now = self._clock.now()
         self._encode_raw(now)
+        if self._in_flight is not None:
+            return self._await_answer()
         self._release_barriers()
         stopping = self._stopping
         if stopping and (self._nothing_left() or self._past_deadline(now)):
@@ -335,6 +382,7 @@ class Worker:
         backlog = self._backlog
         raw = self._raw
         was_empty = not backlog.encoded
+        first_seq = backlog.next_seq
         for _ in range(_ENCODE_SLICE):
             try:
                 item = raw.popleft()
@@ -348,7 +396,10 @@ class Worker:
             if data is None:
                 backlog.skip_seq()
             else:
-                backlog.add(data, item)
+                backlog.add(data)
+        taken = backlog.next_seq - first_seq
+        if taken:
+            self.pacer.arrived(now, taken)
         if not raw:
             arrived_since = self._raw_empty_at
             self._raw_empty_at = now
@@ -405,23 +456,62 @@ class Worker:
         if items:
             self._send(_Batch(items), held_back)
 
-    def _send(self, batch: _Batch, held_back: bool) -> None:
+    def _wire(self, batch: _Batch) -> Optional[tuple[bytes, bool]]:
+        """The bytes to send for ``batch`` (kept for its retries); None if it cannot go whole."""
         if batch.wire is None:
             batch.wire = self._transport.encode(batch_body([e.data for e in batch.items]))
-        data, gzipped = batch.wire
-        if len(data) > MAX_REQUEST_BYTES:
+        if len(batch.wire[0]) > MAX_REQUEST_BYTES:
             self._split_or_fail(batch, DeliveryError("batch too large", reason="too_large"))
+            return None
+        return batch.wire
+
+    def _started(self, batch: _Batch, held_back: bool) -> float:
+        options = self._options
+        size = sum(len(e.data) for e in batch.items)
+        fullness = max(len(batch.items) / options.max_batch_size, size / options.max_batch_bytes)
+        started = self._clock.now()
+        self.pacer.started(started, held_back=held_back, fullness=fullness)
+        return started
+
+    def _time_left(self, now: float) -> Optional[float]:
+        return None if self._deadline is None else self._deadline - now
+
+    def _send(self, batch: _Batch, held_back: bool) -> None:
+        """Start ``batch`` on the sender; its answer is handled by a later turn."""
+        wire = self._wire(batch)
+        if wire is None:
             return
         with self._state_lock:
             self._in_flight = batch
-        started = self._clock.now()
-        self.pacer.started(started, held_back=held_back)
-        time_left = None if self._deadline is None else self._deadline - started
-        answer = self._transport.send(data, gzipped, batch.key, time_left)
+        self._in_flight_since = self._started(batch, held_back)
+        self._sender.start(*wire, batch.key, self._time_left(self._in_flight_since))
+
+    def _await_answer(self) -> bool:
+        answer = self._sender.answer
+        if answer is None:
+            if not (self._raw and len(self._raw) >= self._wake_at):
+                self._wake.wait(self._options.flush_interval)  # the sender wakes us
+            return True
+        with self._state_lock:
+            batch, self._in_flight = self._in_flight, None
+            if self._abandoned or batch is None:
+                return False  # shutdown already reported these as not delivered
+        self._handle(batch, answer, self._in_flight_since)
+        return True
+
+    def _send_here(self, batch: _Batch) -> None:
+        """sync_mode: send ``batch`` on the caller's thread and handle the answer."""
+        wire = self._wire(batch)
+        if wire is None:
+            return
+        with self._state_lock:
+            self._in_flight = batch
+        started = self._started(batch, held_back=False)
+        answer = self._transport.send(*wire, batch.key, self._time_left(started))
         with self._state_lock:
             self._in_flight = None
             if self._abandoned:
-                return  # shutdown already reported these as not delivered
+                return
         self._handle(batch, answer, started)
 
     def _handle(self, batch: _Batch, answer: Answer, started: float) -> None:
@@ -454,7 +544,7 @@ class Worker:
                 # Retrying cannot succeed before the plan's quota turns: probe once a window.
                 self.pacer.pause(now, self.pacer.window)
             self._log_refusal(answer, verdict)
-            self._fail(batch.ops, self._error(answer, verdict), batch)
+            self._fail(batch.reported, self._error(answer, verdict), batch)
 
     def _delivered(self, batch: _Batch, answer: Answer, now: float) -> None:
         count = len(batch.items)
@@ -485,7 +575,7 @@ class Worker:
             wait = max(wait, retry_after)
         if self._policy.gives_up(batch.retries, now - batch.first_failure_at, wait):
             error = self._error(answer, Verdict.RETRY, retries=batch.retries - 1)
-            self._fail(batch.ops, error, batch)
+            self._fail(batch.reported, error, batch)
             return
         self._stats.add_retry()
         logger.debug(
@@ -502,7 +592,7 @@ class Worker:
     def _split_or_fail(self, batch: _Batch, error: DeliveryError) -> None:
         items = batch.items
         if len(items) < 2:
-            self._fail(batch.ops, error, batch)
+            self._fail(batch.reported, error, batch)
             return
         middle = len(items) // 2
         now = self._clock.now()
@@ -552,7 +642,7 @@ class Worker:
         )
 
     def _fail(
-        self, ops: list[Operation], error: DeliveryError, batch: Optional[_Batch] = None
+        self, ops: list[Reported], error: DeliveryError, batch: Optional[_Batch] = None
     ) -> None:
         if batch is not None:
             self._backlog.release(batch.items)
@@ -587,7 +677,7 @@ class Worker:
                 batches.append(self._in_flight)
             self._retrying.clear()
             self._in_flight = None
-        ops = [op for batch in batches for op in batch.ops]
+        ops: list[Reported] = [op for batch in batches for op in batch.reported]
         encoded, raw, markers = self._backlog.drain_all()
         self._encoded_total += len(raw)  # accepted, though the worker never took them
         ops.extend(encoded)
@@ -609,7 +699,7 @@ class Worker:
         """A call that raced the end of shutdown: report it (and anything like it) now."""
         encoded, raw, markers = self._backlog.drain_all()
         self._encoded_total += len(raw)
-        ops = encoded + raw
+        ops: list[Reported] = [*encoded, *raw]
         for marker in markers:
             marker.set()
         if ops:
@@ -628,7 +718,7 @@ class Worker:
             data = self._encode(op)
             if data is None:
                 return
-            batch = _Batch([Encoded(data, op, 0)], keep_on_429=True)
+            batch = _Batch([Encoded(data, 0)], keep_on_429=True)
             give_up_at = self._clock.now() + self._policy.max_retry_time
             while True:
                 wait_until = max(batch.next_try_at, self.pacer.ready_at())
@@ -639,7 +729,7 @@ class Worker:
                 if wait_until > self._clock.now():
                     self._clock.sleep_until(wait_until, self._sync_wake)
                     continue
-                self._send(batch, held_back=False)
+                self._send_here(batch)
                 if batch not in self._retrying:
                     return  # delivered, or failed and reported
                 self._retrying.remove(batch)
