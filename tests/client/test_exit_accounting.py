@@ -1,0 +1,88 @@
+"""Exit accounts for everything: real processes exiting while the engine hangs.
+
+The engine here accepts connections and never answers, the worst case for exit: a request is
+in flight and the queue is full behind it. Every operation must then be reported (on_error,
+``dropped["shutdown"]``, one line on stderr), and exit must stay within its deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from ..scripts import run_script
+
+KEY = "sk_test_0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def hung_engine() -> Iterator[str]:
+    """A URL whose server reads requests and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+def test_a_hung_engine_at_exit_reports_every_queued_operation(hung_engine: str) -> None:
+    result = run_script(
+        f"""
+        import atexit, json
+        reported = []
+        # Registered before the client: atexit runs it after the client's own exit hook.
+        atexit.register(lambda: print(json.dumps({{"reported": len(reported),
+                                                   "stats": client.stats()}})))
+        client = sankofa_sdk.Client({KEY!r}, {hung_engine!r}, shutdown_timeout=1.0,
+                                    on_error=lambda error, op: reported.append(error.reason))
+        for i in range(2_000):
+            client.track("Queued", {{"i": i}}, distinct_id="user_1")
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["reported"] == 2_000
+    assert outcome["stats"]["dropped"] == {"shutdown": 2_000}
+    assert outcome["stats"]["queued"] == 0
+    assert "2000 operation(s) could not be delivered" in result.stderr
+
+
+def test_several_clients_exit_within_one_deadline_not_one_each(hung_engine: str) -> None:
+    result = run_script(
+        f"""
+        import atexit
+        marks = {{}}
+        atexit.register(lambda: print("exit took", time.monotonic() - marks["start"]))
+        clients = [sankofa_sdk.Client({KEY!r}, {hung_engine!r}, shutdown_timeout=1.5)
+                   for _ in range(3)]
+        for client in clients:
+            for i in range(100):
+                client.track("Queued", {{"i": i}}, distinct_id="user_1")
+        # Registered after the clients: runs first at exit, before their shutdown.
+        atexit.register(lambda: marks.setdefault("start", time.monotonic()))
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    took = float(result.stdout.split("exit took")[-1])
+    # One after another they would take 3 x 1.5 s; together, one timeout plus the cut.
+    assert took <= 1.5 + 1.0, result.stderr
+    assert result.stderr.count("could not be delivered in time") == 3
