@@ -63,7 +63,9 @@ def test_a_429_after_a_503_resends_the_same_body_with_the_same_key(
     for i in range(5):
         client.track("Item", {"i": i}, distinct_id="user_1")
     assert client.flush(10)
-    first = [call for call in rsps.calls if call.request.headers["Idempotency-Key"] == keys(rsps)[0]]
+    first = [
+        call for call in rsps.calls if call.request.headers["Idempotency-Key"] == keys(rsps)[0]
+    ]
     assert [call.response.status_code for call in first] == [503, 429, 200]
     assert len({call.request.body for call in first}) == 1
     assert client.stats()["delivered"] == 5
