@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
@@ -118,6 +118,11 @@ class Client:
       operation that was not delivered.
     - ``debug`` (False): log each payload at DEBUG level.
     - ``verify`` (True): verify TLS certificates. Turning it off logs a warning.
+    - ``spool_dir`` (None, or ``SANKOFA_SPOOL_DIR``): keep every accepted call on disk in this
+      directory before the call returns, so it outlives the process (``kill -9``, OOM, a
+      container stopped); the next client on the same directory delivers what is left.
+      ``max_spool_bytes`` (1 GiB) bounds it; ``spool_fsync`` (False) also survives power loss,
+      at the cost of one disk flush per call.
     """
 
     def __init__(
@@ -148,6 +153,9 @@ class Client:
         on_error: Optional[ErrorHandler] = None,
         debug: bool = False,
         verify: bool = True,
+        spool_dir: Optional[Union[str, os.PathLike[str]]] = None,
+        max_spool_bytes: int = 1024 * 1024 * 1024,
+        spool_fsync: bool = False,
         clock: Optional[Clock] = None,
     ) -> None:
         self._disabled = bool(disabled)
@@ -182,6 +190,9 @@ class Client:
             on_error=on_error,
             debug=debug,
             verify=verify,
+            spool_dir=spool_dir if spool_dir is not None else os.environ.get("SANKOFA_SPOOL_DIR"),
+            max_spool_bytes=max_spool_bytes,
+            spool_fsync=spool_fsync,
         )
         if not verify:
             logger.warning("sankofa_sdk: TLS certificate verification is OFF (verify=False)")
@@ -458,6 +469,9 @@ class Client:
             self._worker.deliver_now(op)
         elif not self._send:
             self._stats.add_not_sent()
+        elif self._worker.spool is not None:
+            if not self._worker.submit_spooled(op):
+                self._queue_full(op)
         elif not self._worker.submit(op):
             wait = self.options.block_when_full
             if not (wait and self._worker.submit_waiting(op, wait)):
@@ -493,6 +507,11 @@ class Client:
         self._call_on_error(exc, call)
 
     def _report_delivery_failure(self, error: DeliveryError, ops: list[Reported]) -> None:
+        if not ops:
+            # A problem that concerns no operation in particular (the spool failing): the
+            # worker logged it; on_error hears it once, with an empty operation.
+            self._call_on_error(error, {})
+            return
         self._warnings.warn(
             "delivery:" + error.reason,
             "sankofa_sdk: %d operation(s) not delivered (%s): %s",

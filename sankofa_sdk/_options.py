@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any, Callable, Optional
 
 from ._errors import ConfigurationError
@@ -46,6 +47,9 @@ class Options:
     on_error: Optional[Callable[..., Any]] = None
     debug: bool = False
     verify: bool = True
+    spool_dir: Optional[str] = None
+    max_spool_bytes: int = 1024 * 1024 * 1024
+    spool_fsync: bool = False
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Options:
@@ -100,11 +104,17 @@ def _problems(values: dict[str, Any]) -> list[str]:
     need_int("max_batch_bytes", 1024, MAX_REQUEST_BYTES - 1024)
     need_int("max_queue_size", 1, 100_000_000)
     need_int("max_queue_bytes", 64 * 1024, 1 << 40)
+    need_int("max_spool_bytes", 1024 * 1024, 1 << 50)
+    spool_dir = values.get("spool_dir")
+    if spool_dir is not None and (
+        not isinstance(spool_dir, (str, os.PathLike)) or not os.fspath(spool_dir)
+    ):
+        problems.append("spool_dir must be a directory path (str or os.PathLike) or None")
     need_seconds("flush_interval", zero_ok=False)
     need_seconds("timeout", zero_ok=False)
     need_seconds("shutdown_timeout", zero_ok=True)
     need_seconds("block_when_full", zero_ok=True)
-    for name in ("sync_mode", "send", "disabled", "strict", "debug", "verify"):
+    for name in ("sync_mode", "send", "disabled", "strict", "debug", "verify", "spool_fsync"):
         if name in values and not isinstance(values[name], bool):
             problems.append(f"{name} must be True or False")
     if "gzip" in values and values["gzip"] not in (None, True, False):
@@ -136,6 +146,8 @@ def _normalised(values: dict[str, Any]) -> dict[str, Any]:
     for name in ("flush_interval", "timeout", "shutdown_timeout", "block_when_full"):
         if name in out:
             out[name] = float(out[name])
+    if out.get("spool_dir") is not None:
+        out["spool_dir"] = os.fspath(out["spool_dir"])
     if out.get("rate_limit") is not None:
         requests, seconds = out["rate_limit"]
         out["rate_limit"] = (int(requests), float(seconds))

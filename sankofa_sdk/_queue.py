@@ -17,6 +17,7 @@ from typing import NamedTuple, Optional, Union
 
 from ._options import Options
 from ._serialize import Operation
+from ._spooling import Origin
 
 RAW_OVERHEAD_BYTES = 400
 """Python objects of a queued, not yet encoded operation beyond its JSON size (tuple, dict,
@@ -24,8 +25,14 @@ strings): measured about 744 bytes for the benchmarks' 10-property event of 536 
 ENCODED_OVERHEAD_BYTES = 120
 """An encoded operation's ``bytes`` and tuple headers."""
 
-Marker = threading.Event
-"""A flush marker: set when everything queued before it is finished."""
+
+class Marker(threading.Event):
+    """A flush marker: set when everything queued before it is finished."""
+
+    spool_target = 0
+    """With a spool: the last operation written to disk before the flush."""
+
+
 RawItem = Union[Operation, Marker]
 
 
@@ -34,6 +41,8 @@ class Encoded(NamedTuple):
     """The operation's JSON; the caller's objects are let go once it is encoded."""
     seq: int
     """Order of arrival, so a flush knows when everything before it is finished."""
+    origin: Optional[Origin] = None
+    """Where it lives on disk, for operations read from a spool."""
 
 
 class Backlog:
@@ -46,6 +55,7 @@ class Backlog:
         self.encoded_bytes = 0
         self.held_bytes = 0
         """Bytes of batches taken from ``encoded`` but not finished (in flight or retrying)."""
+        self.held_count = 0
         self.room = options.max_queue_size
         self.next_seq = 0
         self._average_op_bytes = 300.0
@@ -54,8 +64,8 @@ class Backlog:
     def encoded_count(self) -> int:
         return len(self.encoded)
 
-    def add(self, data: bytes) -> None:
-        self.encoded.append(Encoded(data, self.next_seq))
+    def add(self, data: bytes, origin: Optional[Origin] = None) -> None:
+        self.encoded.append(Encoded(data, self.next_seq, origin))
         self.next_seq += 1
         size = len(data)
         self.encoded_bytes += size
@@ -74,27 +84,41 @@ class Backlog:
         taken: list[Encoded] = []
         size = overhead
         encoded = self.encoded
+        # A batch holds operations of one origin only (memory, or one spool directory), so
+        # what it notes on disk goes to the directory its operations came from.
+        spool = encoded[0].origin.spool if encoded and encoded[0].origin else None
         while encoded and len(taken) < max_ops:
             item_size = len(encoded[0].data) + 1
             if taken and size + item_size > max_bytes:
+                break
+            origin = encoded[0].origin
+            if (origin.spool if origin else None) is not spool:
                 break
             taken.append(encoded.popleft())
             size += item_size
         moved = sum(len(e.data) for e in taken)
         self.encoded_bytes -= moved
         self.held_bytes += moved
+        self.held_count += len(taken)
         return taken
 
     def put_back(self, items: list[Encoded]) -> None:
         """Return a batch's operations to the front (a 429: they go again, in a bigger batch)."""
         size = sum(len(e.data) for e in items)
         self.held_bytes -= size
+        self.held_count -= len(items)
         self.encoded_bytes += size
         self.encoded.extendleft(reversed(items))
+
+    def hold(self, items: list[Encoded]) -> None:
+        """Count a batch made outside the queue (one a dead process left) as held."""
+        self.held_bytes += sum(len(e.data) for e in items)
+        self.held_count += len(items)
 
     def release(self, items: list[Encoded]) -> None:
         """A batch is finished (delivered or reported): its bytes no longer count."""
         self.held_bytes = max(0, self.held_bytes - sum(len(e.data) for e in items))
+        self.held_count = max(0, self.held_count - len(items))
 
     def oldest_seq(self) -> Optional[int]:
         return self.encoded[0].seq if self.encoded else None
@@ -105,13 +129,13 @@ class Backlog:
         used = self.encoded_bytes + self.held_bytes + (len(self.encoded)) * ENCODED_OVERHEAD_BYTES
         per_raw = self._average_op_bytes + RAW_OVERHEAD_BYTES
         by_bytes = int(max(0, options.max_queue_bytes - used) / per_raw)
-        by_count = options.max_queue_size - len(self.encoded)
+        by_count = options.max_queue_size - len(self.encoded) - self.held_count
         self.room = max(0, min(by_bytes, by_count))
 
-    def drain_all(self) -> tuple[list[bytes], list[Operation], list[Marker]]:
+    def drain_all(self) -> tuple[list[Encoded], list[Operation], list[Marker]]:
         """Everything still queued, for a final report: encoded operations, raw ones (never
         counted as taken by the worker) and flush markers."""
-        encoded = [e.data for e in self.encoded]
+        encoded = list(self.encoded)
         self.encoded.clear()
         self.encoded_bytes = 0
         raw: list[Operation] = []

@@ -21,6 +21,8 @@ class Stats:
         self.retried = 0
         self.rate_limited = 0
         self.skipped = 0
+        self.spool_errors = 0
+        self.left_in_spool = 0
         self.not_sent = 0
         self.dropped: Counter[str] = Counter()
 
@@ -35,6 +37,14 @@ class Stats:
     def add_rate_limited(self) -> None:
         with self._lock:
             self.rate_limited += 1
+
+    def add_spool_error(self) -> None:
+        with self._lock:
+            self.spool_errors += 1
+
+    def set_left_in_spool(self, count: int) -> None:
+        with self._lock:
+            self.left_in_spool = count
 
     def add_skipped(self, count: int) -> None:
         with self._lock:
@@ -60,6 +70,8 @@ class Stats:
                 "retried": self.retried,
                 "rate_limited": self.rate_limited,
                 "skipped": self.skipped,
+                "spool_errors": self.spool_errors,
+                "left_in_spool": self.left_in_spool,
                 "failed": failed,
                 "not_sent": self.not_sent,
                 "dropped": dict(self.dropped),

@@ -31,6 +31,8 @@ from ._options import Options
 from ._pacer import Pacer
 from ._queue import Backlog, Encoded, Marker, batch_due
 from ._serialize import Operation, Reported, batch_body, encode_operation
+from ._spool import PendingBatch, SpoolDirectory, SpoolError
+from ._spooling import Origin, SpoolFeed, batch_elements
 from ._stats import Stats
 from ._transport import Transport
 
@@ -103,17 +105,25 @@ class _Batch:
     """Operations sent together; the same body and Idempotency-Key on every retry."""
 
     __slots__ = (
+        "body",
         "first_failure_at",
         "items",
         "keep_on_429",
         "key",
         "next_try_at",
+        "noted",
+        "recovered",
         "retries",
         "wire",
     )
 
     def __init__(self, items: list[Encoded], *, keep_on_429: bool = False) -> None:
         self.items = items
+        self.body: Optional[bytes] = None
+        self.noted = False
+        """Noted in the spool directory its operations came from (see ``_spooling``)."""
+        self.recovered: Optional[tuple[SpoolDirectory, PendingBatch]] = None
+        """A batch a dead process was sending, resent with its body and key."""
         self.keep_on_429 = keep_on_429
         """Resend this very batch after a 429 (sync mode) instead of re-queueing its items."""
         self.key = uuid.uuid4().hex
@@ -125,6 +135,10 @@ class _Batch:
     @property
     def reported(self) -> list[Reported]:
         return [e.data for e in self.items]
+
+    @property
+    def origins(self) -> list[Origin]:
+        return [e.origin for e in self.items if e.origin is not None]
 
 
 class Worker:
@@ -175,7 +189,46 @@ class Worker:
         self._encoded_total = 0
         self._sync_lock = threading.Lock()
         self._sync_wake = threading.Event()
-        self.pacer = Pacer(self._options.rate_limit)
+        self._waiting_markers: list[Marker] = []
+        self.pacer = Pacer(self._options.rate_limit, batch_size=self._options.max_batch_size)
+        self.spool: Optional[SpoolFeed] = None
+        self.spool = self._open_spool()
+        if self.spool is not None:
+            self._start()  # at once: directories a dead process left are delivered now
+
+    def _open_spool(self) -> Optional[SpoolFeed]:
+        options = self._options
+        if options.spool_dir is None or options.sync_mode or not options.send:
+            return None
+        try:
+            return SpoolFeed(
+                options.spool_dir, max_bytes=options.max_spool_bytes, fsync=options.spool_fsync
+            )
+        except OSError as exc:
+            self._spool_failed(exc)
+            return None
+
+    def _spool_failed(self, exc: OSError) -> None:
+        """The disk refused: go on in memory, and say so once. What is already on disk is
+        still read and delivered."""
+        feed = self.spool
+        if feed is not None:
+            if not feed.writable:
+                return  # said already
+            feed.writable = False
+            if feed.own is not None:
+                feed.own.stop_writing()
+        self._stats.add_spool_error()
+        error = DeliveryError(
+            f"the spool in {self._options.spool_dir} cannot be written ({exc}); operations are "
+            "kept in memory from now on",
+            reason="spool_unavailable",
+        )
+        logger.error("sankofa_sdk: %s", error)
+        try:
+            self._report(error, [])
+        except BaseException:
+            logger.exception("sankofa_sdk: error while reporting the spool's failure")
 
     # --- the caller's side ----------------------------------------------------------------
 
@@ -191,6 +244,28 @@ class Worker:
             self._wake.set()
         if self._closed_for_submit:
             self._report_late()  # the worker is gone: whatever is left is reported, not lost
+        return True
+
+    def submit_spooled(self, op: Operation) -> bool:
+        """With a spool: encode ``op`` here and write it to disk before returning. False when
+        the spool is full (``max_spool_bytes``). A disk that refuses sends it to memory."""
+        spool = self.spool
+        if spool is None or not spool.writable:
+            return self.submit(op)
+        data = self._encode(op)
+        if data is None:
+            return True  # reported as invalid or too large, like the thread would
+        try:
+            seq = spool.append(data)
+        except SpoolError as exc:
+            self._spool_failed(exc)
+            return self.submit(op)
+        if seq is None:
+            return False
+        if self._thread is None:
+            self._start()
+        if spool.unread() >= self._wake_at and not self._wake.is_set():
+            self._wake.set()
         return True
 
     def submit_waiting(self, op: Operation, timeout: float) -> bool:
@@ -217,8 +292,11 @@ class Worker:
 
     @property
     def accepted(self) -> int:
-        """Operations taken so far: those the worker encoded plus those still raw."""
-        return self._encoded_total + self.raw_count
+        """Operations taken so far: those the worker encoded, those still raw, and those
+        written to our own spool (which the thread reads back without counting again)."""
+        spool = self.spool
+        spooled = 0 if spool is None or spool.own is None else spool.own.next_seq - 1
+        return self._encoded_total + self.raw_count + spooled
 
     @property
     def raw_count(self) -> int:
@@ -231,7 +309,8 @@ class Worker:
             held = sum(len(b.items) for b in self._retrying)
             if self._in_flight is not None:
                 held += len(self._in_flight.items)
-        return self.raw_count + self._backlog.encoded_count + held
+        unread = self.spool.unread() if self.spool is not None else 0
+        return self.raw_count + self._backlog.encoded_count + held + unread
 
     def _start(self) -> None:
         with self._start_lock:
@@ -250,11 +329,13 @@ class Worker:
                 "sankofa_sdk: flush() called from the delivery thread (on_error?); ignored"
             )
             return False
-        if self._thread is None and not self._raw:
+        if self._thread is None and not self._raw and self.spool is None:
             return True  # nothing was ever queued (or we are a fresh fork)
         if self._closed_for_submit:
             return self.queued == 0
         marker = Marker()
+        if self.spool is not None and self.spool.own is not None:
+            marker.spool_target = self.spool.own.next_seq - 1
         self._raw.append(marker)
         if self._thread is None:
             self._start()
@@ -290,7 +371,11 @@ class Worker:
         """In a forked child: a fresh, empty queue and no thread (started on the next call).
 
         The parent's queued operations stay the parent's to send; the child must not resend them.
+        With a spool, the child closes its copies of the parent's files (the parent keeps its
+        directory and its lock) and makes a directory of its own.
         """
+        if self.spool is not None:
+            self.spool.forget_after_fork()
         self._init_state()
 
     # --- the worker's side ----------------------------------------------------------------
@@ -323,7 +408,7 @@ class Worker:
         stopping = self._stopping
         if stopping and (self._nothing_left() or self._past_deadline(now)):
             return False
-        urgent = stopping or bool(self._barriers)
+        urgent = stopping or bool(self._barriers) or bool(self._waiting_markers)
         action_at, retry = self._next_action(now, urgent)
         if action_at == float("inf"):
             if stopping:
@@ -371,7 +456,9 @@ class Worker:
         return new_at, None
 
     def _nothing_left(self) -> bool:
-        return not self._raw and not self._backlog.encoded and not self._retrying
+        if self._raw or self._backlog.encoded or self._retrying:
+            return False
+        return self.spool is None or self.spool.all_read()
 
     def _past_deadline(self, now: float) -> bool:
         return self._deadline is not None and now >= self._deadline
@@ -389,7 +476,7 @@ class Worker:
             except IndexError:
                 break
             if type(item) is not tuple:
-                self._barriers.append((backlog.next_seq, item))  # type: ignore[arg-type]
+                self._waiting_markers.append(item)  # type: ignore[arg-type]
                 continue
             self._encoded_total += 1
             data = self._encode(item)
@@ -397,6 +484,8 @@ class Worker:
                 backlog.skip_seq()
             else:
                 backlog.add(data)
+        self._read_spool(now)
+        self._place_markers()
         taken = backlog.next_seq - first_seq
         if taken:
             self.pacer.arrived(now, taken)
@@ -410,6 +499,37 @@ class Worker:
             # from then, so at low traffic a batch goes as soon as the periodic wake finds it.
             self._waiting_since = arrived_since
         self._update_room()
+
+    def _read_spool(self, now: float) -> None:
+        """Bring operations from disk into the queue, as much as ``max_queue_bytes`` allows."""
+        feed = self.spool
+        if feed is None:
+            return
+        for spool, pending in feed.adopt(now):
+            self._retrying.append(self._recovered(spool, pending, now))
+        backlog = self._backlog
+        room = self._options.max_queue_bytes - backlog.encoded_bytes - backlog.held_bytes
+        if room > 0:
+            for data, origin in feed.read(room):
+                backlog.add(data, origin)
+
+    def _recovered(self, spool: SpoolDirectory, pending: PendingBatch, now: float) -> _Batch:
+        """A batch a dead process noted as going out: resent as it was, with its key."""
+        items = [Encoded(element, 0) for element in batch_elements(pending.body)]
+        batch = _Batch(items)
+        batch.key, batch.body, batch.noted = pending.key, pending.body, True
+        batch.recovered = (spool, pending)
+        batch.next_try_at = now
+        self._backlog.hold(items)
+        return batch
+
+    def _place_markers(self) -> None:
+        """Flushes become barriers once everything written to disk before them was read."""
+        feed = self.spool
+        read = feed.read_seq if feed is not None else 0
+        waiting = self._waiting_markers
+        while waiting and (feed is None or waiting[0].spool_target <= read):
+            self._barriers.append((self._backlog.next_seq, waiting.pop(0)))
 
     def _update_room(self) -> None:
         self._backlog.update_room()
@@ -459,7 +579,12 @@ class Worker:
     def _wire(self, batch: _Batch) -> Optional[tuple[bytes, bool]]:
         """The bytes to send for ``batch`` (kept for its retries); None if it cannot go whole."""
         if batch.wire is None:
-            batch.wire = self._transport.encode(batch_body([e.data for e in batch.items]))
+            if batch.body is None:
+                batch.body = batch_body([e.data for e in batch.items])
+            if not batch.noted and self.spool is not None and batch.origins:
+                self.spool.batch_starting(batch.key, batch.origins, batch.body)
+                batch.noted = True
+            batch.wire = self._transport.encode(batch.body)
         if len(batch.wire[0]) > MAX_REQUEST_BYTES:
             self._split_or_fail(batch, DeliveryError("batch too large", reason="too_large"))
             return None
@@ -525,9 +650,10 @@ class Worker:
             self._delivered(batch, answer, now)
         elif verdict is Verdict.RATE_LIMITED:
             self._stats.add_rate_limited()
-            if batch.retries == 0 and not batch.keep_on_429:
+            if batch.retries == 0 and not batch.keep_on_429 and batch.recovered is None:
                 # Refused before the engine looked at it: the operations rejoin the queue and
                 # go again in a bigger batch once the budget allows.
+                self._on_disk_cancelled(batch)
                 self._backlog.put_back(batch.items)
                 self._waiting_since = now
             else:
@@ -560,6 +686,7 @@ class Worker:
                 count,
             )
         self._backlog.release(batch.items)
+        self._on_disk_finished(batch)
         for waiting in self._retrying:
             waiting.next_try_at = min(waiting.next_try_at, now)  # the engine answers again
         self._update_room()
@@ -596,6 +723,7 @@ class Worker:
             return
         middle = len(items) // 2
         now = self._clock.now()
+        self._on_disk_cancelled(batch)  # refused whole: the halves are new batches, new keys
         for half in (items[:middle], items[middle:]):
             part = _Batch(half)
             part.next_try_at = now  # each half goes as soon as the budget allows
@@ -646,12 +774,38 @@ class Worker:
     ) -> None:
         if batch is not None:
             self._backlog.release(batch.items)
+            self._on_disk_finished(batch)
             self._update_room()
         self._stats.add_dropped(error.reason, len(ops))
         try:
             self._report(error, ops)
         except BaseException:
             logger.exception("sankofa_sdk: error while reporting a failed delivery")
+
+    def _on_disk_finished(self, batch: _Batch) -> None:
+        feed = self.spool
+        if feed is None:
+            return
+        if batch.recovered is not None:
+            feed.recovered_finished(*batch.recovered)
+        elif batch.noted:
+            feed.batch_finished(batch.key, batch.origins)
+            feed.tidy(self._own_pending())
+
+    def _on_disk_cancelled(self, batch: _Batch) -> None:
+        if self.spool is not None and batch.noted and batch.recovered is None:
+            self.spool.batch_cancelled(batch.key, batch.origins)
+
+    def _own_pending(self) -> list[PendingBatch]:
+        """Our own batches noted on disk and not finished (kept when batches.log is rewritten)."""
+        feed = self.spool
+        own = feed.own if feed is not None else None
+        batches = [*self._retrying, *([self._in_flight] if self._in_flight else [])]
+        return [
+            PendingBatch(b.key, [o.seq for o in b.origins], b.body or b"")
+            for b in batches
+            if b.noted and b.origins and b.origins[0].spool is own
+        ]
 
     def _release_barriers(self) -> None:
         barriers = self._barriers
@@ -677,11 +831,28 @@ class Worker:
                 batches.append(self._in_flight)
             self._retrying.clear()
             self._in_flight = None
-        ops: list[Reported] = [op for batch in batches for op in batch.reported]
+        # What is on disk is not lost: it stays in the spool for the next process to deliver.
+        ops: list[Reported] = [op for batch in batches if not batch.noted for op in batch.reported]
+        left_on_disk = sum(len(batch.items) for batch in batches if batch.noted)
         encoded, raw, markers = self._backlog.drain_all()
         self._encoded_total += len(raw)  # accepted, though the worker never took them
-        ops.extend(encoded)
+        ops.extend(e.data for e in encoded if e.origin is None)
+        left_on_disk += sum(1 for e in encoded if e.origin is not None)
         ops.extend(raw)
+        markers.extend(self._waiting_markers)
+        self._waiting_markers = []
+        feed = self.spool
+        if feed is not None:
+            left_on_disk += feed.unread()
+            self._stats.set_left_in_spool(left_on_disk)
+            feed.close(delivered_all=left_on_disk == 0)
+            if left_on_disk:
+                logger.warning(
+                    "sankofa_sdk: shutdown: %d operation(s) not delivered yet stay in the spool "
+                    "%s; the next client on the same spool_dir delivers them",
+                    left_on_disk,
+                    feed.root,
+                )
         for _, marker in self._barriers:
             marker.set()
         self._barriers.clear()
@@ -699,7 +870,7 @@ class Worker:
         """A call that raced the end of shutdown: report it (and anything like it) now."""
         encoded, raw, markers = self._backlog.drain_all()
         self._encoded_total += len(raw)
-        ops: list[Reported] = [*encoded, *raw]
+        ops: list[Reported] = [*(e.data for e in encoded), *raw]
         for marker in markers:
             marker.set()
         if ops:

@@ -1,0 +1,296 @@
+"""The spool (issue: survive the process): accepted calls outlive kill -9, SIGTERM, os._exit.
+
+Every test runs real processes: the reference server in its own process, clients that are
+killed, and a client that comes after them on the same ``spool_dir``. What was stored is read
+from the server's read API; each event carries its round and sequence number, so "stored
+exactly once" is checked per event.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import requests
+
+from .external_server import ExternalServer
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
+
+CHILD = """
+import os, resource, signal, sys, time
+import sankofa_sdk
+
+url, key, spool, round_id, count, ending = sys.argv[1:7]
+count = int(count)
+if round_id == "full_disk":
+    # A disk that fills up: writes past 64 KiB fail (EFBIG) instead of killing the process.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+if round_id == "read_only" and os.getuid() == 0:
+    os.setuid(65534)  # root ignores permissions; nobody does not
+errors = []
+client = sankofa_sdk.Client(key, url, spool_dir=spool, on_error=lambda e, op: errors.append(e))
+started = time.monotonic()
+for n in range(count):
+    client.track("Spooled", {"round": round_id, "seq": n}, distinct_id="user_" + round_id)
+    if n % 100 == 99:
+        print("returned", n + 1, flush=True)  # a lower bound of the calls that returned
+print("returned", count, "in", time.monotonic() - started, flush=True)
+if ending == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+elif ending == "sigterm":
+    os.kill(os.getpid(), signal.SIGTERM)  # Python's default handler: no atexit, no flush
+elif ending == "os_exit":
+    os._exit(0)
+elif ending == "hang":
+    time.sleep(600)  # killed from outside at a random moment
+else:
+    ok = client.flush(timeout=60)
+    stats = client.stats()
+    client.shutdown()
+    print("result", __import__("json").dumps({"flushed": ok, "stats": stats,
+          "errors": [getattr(e, "reason", str(e)) for e in errors]}), flush=True)
+"""
+
+
+class Child:
+    def __init__(
+        self, server: ExternalServer, spool: Path, round_id: str, count: int, ending: str
+    ) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(CHILD),
+                server.url,
+                server.api_key,
+                str(spool),
+                round_id,
+                str(count),
+                ending,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def finish(self, timeout: float = 120) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def returned(self, out: str) -> int:
+        counts = [int(line.split()[1]) for line in out.splitlines() if line.startswith("returned")]
+        return max(counts, default=0)
+
+    def result(self, out: str) -> dict[str, Any]:
+        line = [line for line in out.splitlines() if line.startswith("result ")][-1]
+        return json.loads(line[len("result ") :])  # type: ignore[no-any-return]
+
+
+def events(server: ExternalServer) -> list[dict[str, Any]]:
+    """Every stored event, page by page (the read API gives at most 500 at a time)."""
+    found: list[dict[str, Any]] = []
+    with requests.Session() as session:
+        session.headers["x-api-key"] = server.api_key
+        while True:
+            response = session.get(
+                f"{server.url}/reference/v1/events?limit=500&offset={len(found)}", timeout=60
+            )
+            response.raise_for_status()
+            page = response.json()["events"]
+            found.extend(page)
+            if len(page) < 500:
+                return found
+
+
+def stored_by_round(server: ExternalServer) -> dict[str, Counter[int]]:
+    assert server.wait_until_applied(timeout=30)
+    rounds: dict[str, Counter[int]] = {}
+    for event in events(server):
+        props = event["properties"]
+        rounds.setdefault(props["round"], Counter())[props["seq"]] += 1
+    return rounds
+
+
+def drain(server: ExternalServer, spool: Path) -> dict[str, Any]:
+    """A client that comes after: it adopts what the dead ones left and delivers it."""
+    child = Child(server, spool, "drain", 0, "flush")
+    code, out, err = child.finish()
+    assert code == 0, err
+    return child.result(out)
+
+
+def assert_exactly_once(seqs: Counter[int], at_least: int) -> None:
+    """Stored: 0..M each once, with M + 1 >= the calls known to have returned."""
+    doubled = [seq for seq, n in seqs.items() if n > 1]
+    assert not doubled, f"stored twice: {doubled[:10]}"
+    top = max(seqs, default=-1)
+    missing = [seq for seq in range(top + 1) if seq not in seqs]
+    assert not missing, f"lost: {missing[:10]}"
+    assert top + 1 >= at_least, f"only {top + 1} stored of {at_least} returned"
+
+
+@pytest.fixture
+def external(tmp_path: Path) -> Iterator[Callable[..., ExternalServer]]:
+    servers: list[ExternalServer] = []
+
+    def start(*args: str) -> ExternalServer:
+        server = ExternalServer(tmp_path / f"server{len(servers)}.log", *args)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.parametrize("ending", ["kill", "sigterm", "os_exit"])
+def test_calls_that_returned_survive_the_process_while_the_server_is_down(
+    external: Callable[..., ExternalServer], tmp_path: Path, ending: str
+) -> None:
+    server = external()
+    server.faults(fail_for=3600, status=503)  # the engine is down while the process lives
+    spool = tmp_path / "spool"
+    child = Child(server, spool, ending, 2_000, ending)
+    code, out, err = child.finish()
+    assert code != 0 or ending == "os_exit", err
+    assert child.returned(out) == 2_000
+    server.faults(clear=True)
+    drain(server, spool)
+    assert_exactly_once(stored_by_round(server)[ending], 2_000)
+    assert server.stats()["duplicate_insert_ids"] == 0
+    assert not any(spool.iterdir()), "a delivered spool directory is removed"
+
+
+def test_kills_at_random_moments_lose_nothing_and_apply_nothing_twice(
+    external: Callable[..., ExternalServer], tmp_path: Path
+) -> None:
+    # Requests take 0.1 s, so a kill often lands with a batch in flight: the next process must
+    # resend it with the same Idempotency-Key (applied once), not lose it or apply it twice.
+    server = external()
+    server.faults(latency=0.1)
+    spool = tmp_path / "spool"
+    rng = random.Random(int(os.environ.get("SANKOFA_KILL_SEED", "1")))
+    kills = int(os.environ.get("SANKOFA_KILL_POINTS", "20"))
+    returned: dict[str, int] = {}
+    for n in range(kills):
+        round_id = f"r{n}"
+        child = Child(server, spool, round_id, 3_000, "hang")
+        assert child.proc.stdout is not None
+        child.proc.stdout.readline()  # it is tracking: the first 100 calls returned
+        time.sleep(rng.uniform(0.0, 0.4))  # the kill lands anywhere in what follows
+        child.proc.send_signal(signal.SIGKILL)
+        _, out, _ = child.finish()
+        returned[round_id] = max(100, child.returned(out))
+    server.faults(clear=True)
+    drain(server, spool)
+    stored = stored_by_round(server)
+    for round_id, at_least in returned.items():
+        assert_exactly_once(stored.get(round_id, Counter()), at_least)
+    assert server.stats()["duplicate_insert_ids"] == 0
+
+
+def test_a_long_outage_with_a_spool_drops_nothing(
+    external: Callable[..., ExternalServer], tmp_path: Path
+) -> None:
+    server = external()
+    server.faults(fail_for=3600, status=503)
+    spool = tmp_path / "spool"
+    child = Child(server, spool, "outage", 100_000, "kill")
+    code, out, err = child.finish(timeout=300)
+    assert child.returned(out) == 100_000, err
+    server.faults(clear=True)
+    result = drain(server, spool)
+    assert result["flushed"]
+    assert server.wait_until_applied(timeout=60)
+    stats = server.stats()  # 100,000 events with 100,000 distinct insert ids: each once
+    assert stats["events"] == 100_000 and stats["duplicate_insert_ids"] == 0
+
+
+def test_processes_sharing_a_spool_dir_adopt_those_that_die(
+    external: Callable[..., ExternalServer], tmp_path: Path
+) -> None:
+    server = external()
+    server.faults(latency=0.05)
+    spool = tmp_path / "spool"
+    rng = random.Random(7)
+    children = {f"p{n}": Child(server, spool, f"p{n}", 3_000, "flush") for n in range(8)}
+    doomed = rng.sample(sorted(children), 4)
+    for name in doomed:
+        stdout = children[name].proc.stdout
+        assert stdout is not None
+        for _ in range(rng.randint(1, 20)):
+            stdout.readline()
+        children[name].proc.send_signal(signal.SIGKILL)
+    returned: dict[str, int] = {}
+    for name, child in children.items():
+        code, out, err = child.finish(timeout=180)
+        if name in doomed:
+            returned[name] = max(100, child.returned(out))
+        else:
+            assert code == 0, err
+            returned[name] = 3_000
+    # The survivors adopt what the dead left while they run; whatever is left when they end is
+    # delivered by the next client, like after any restart.
+    drain(server, spool)
+    stored = stored_by_round(server)
+    for name, at_least in returned.items():
+        assert_exactly_once(stored.get(name, Counter()), at_least)
+    assert server.stats()["duplicate_insert_ids"] == 0
+
+
+def test_damaged_files_in_the_spool_are_skipped_and_reported(
+    external: Callable[..., ExternalServer], tmp_path: Path
+) -> None:
+    server = external()
+    server.faults(fail_for=3600, status=503)
+    spool = tmp_path / "spool"
+    child = Child(server, spool, "torn", 1_000, "kill")
+    child.finish()
+    (directory,) = spool.iterdir()
+    segment = next(directory.glob("seg-*.log"))
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 40] = b"\x00" * 40  # damage in the middle
+    segment.write_bytes(bytes(data) + b"\xa5Z\x01\xff\xff")  # and a torn record at the end
+    garbage = spool / "p-garbage"
+    garbage.mkdir()
+    (garbage / "seg-000000000001.log").write_bytes(os.urandom(5000))
+    (garbage / "batches.log").write_bytes(os.urandom(300))
+    server.faults(clear=True)
+    result = drain(server, spool)
+    assert result["flushed"]
+    seqs = stored_by_round(server)["torn"]
+    assert 990 <= len(seqs) < 1_000 and max(seqs.values()) == 1  # only the damaged one is gone
+
+
+@pytest.mark.parametrize("ending", ["full_disk", "read_only"])
+def test_a_disk_that_refuses_falls_back_to_memory_and_says_so(
+    external: Callable[..., ExternalServer], tmp_path: Path, ending: str
+) -> None:
+    server = external()
+    spool = tmp_path / "spool"
+    if ending == "read_only":
+        spool.mkdir()
+        spool.chmod(0o555)
+    child = Child(server, spool, ending, 5_000, "flush")
+    code, out, err = child.finish()
+    assert code == 0, err
+    result = child.result(out)
+    assert result["flushed"] and result["stats"]["spool_errors"] == 1
+    assert result["stats"]["dropped"] == {}
+    assert result["errors"] == ["spool_unavailable"]
+    assert "cannot be written" in err
+    assert_exactly_once(stored_by_round(server)[ending], 5_000)
