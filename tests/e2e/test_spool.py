@@ -210,7 +210,7 @@ def test_a_long_outage_with_a_spool_drops_nothing(
     server.faults(fail_for=3600, status=503)
     spool = tmp_path / "spool"
     child = Child(server, spool, "outage", 100_000, "kill")
-    code, out, err = child.finish(timeout=300)
+    _, out, err = child.finish(timeout=300)
     assert child.returned(out) == 100_000, err
     server.faults(clear=True)
     result = drain(server, spool)
