@@ -115,3 +115,9 @@ def test_the_lambda_handler_has_delivered_when_it_returns(backend: Backend, sync
 def test_the_lambda_handler_module_imports_without_configuration() -> None:
     module: Any = load_example("lambda_handler")
     assert module._client is None  # nothing is created until the first invocation
+
+
+def test_the_spool_worker_example_survives_sigkill() -> None:
+    done = run([str(EXAMPLES / "spool_worker.py"), "--embedded", "--count", "2000"], {})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "server stored 2000 of 2000 events, 0 twice; spool now: []" in done.stdout
