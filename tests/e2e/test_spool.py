@@ -178,13 +178,22 @@ def test_calls_that_returned_survive_the_process_while_the_server_is_down(
 def test_kills_at_random_moments_lose_nothing_and_apply_nothing_twice(
     external: Callable[..., ExternalServer], tmp_path: Path
 ) -> None:
+    kill_at_random(external(), tmp_path / "spool", kills=20, seed=1)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_stress_many_more_kill_points(
+    external: Callable[..., ExternalServer], tmp_path: Path, seed: int
+) -> None:
+    kill_at_random(external(), tmp_path / "spool", kills=100, seed=seed)
+
+
+def kill_at_random(server: ExternalServer, spool: Path, *, kills: int, seed: int) -> None:
     # Requests take 0.1 s, so a kill often lands with a batch in flight: the next process must
     # resend it with the same Idempotency-Key (applied once), not lose it or apply it twice.
-    server = external()
     server.faults(latency=0.1)
-    spool = tmp_path / "spool"
-    rng = random.Random(int(os.environ.get("SANKOFA_KILL_SEED", "1")))
-    kills = int(os.environ.get("SANKOFA_KILL_POINTS", "20"))
+    rng = random.Random(seed)
     returned: dict[str, int] = {}
     for n in range(kills):
         round_id = f"r{n}"
@@ -223,12 +232,21 @@ def test_a_long_outage_with_a_spool_drops_nothing(
 def test_processes_sharing_a_spool_dir_adopt_those_that_die(
     external: Callable[..., ExternalServer], tmp_path: Path
 ) -> None:
-    server = external()
+    share_and_kill_half(external(), tmp_path / "spool", processes=8, seed=7)
+
+
+@pytest.mark.stress
+def test_stress_more_processes_sharing_a_spool_dir(
+    external: Callable[..., ExternalServer], tmp_path: Path
+) -> None:
+    share_and_kill_half(external(), tmp_path / "spool", processes=24, seed=8)
+
+
+def share_and_kill_half(server: ExternalServer, spool: Path, *, processes: int, seed: int) -> None:
     server.faults(latency=0.05)
-    spool = tmp_path / "spool"
-    rng = random.Random(7)
-    children = {f"p{n}": Child(server, spool, f"p{n}", 3_000, "flush") for n in range(8)}
-    doomed = rng.sample(sorted(children), 4)
+    rng = random.Random(seed)
+    children = {f"p{n}": Child(server, spool, f"p{n}", 3_000, "flush") for n in range(processes)}
+    doomed = rng.sample(sorted(children), processes // 2)
     for name in doomed:
         stdout = children[name].proc.stdout
         assert stdout is not None
