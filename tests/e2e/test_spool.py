@@ -312,3 +312,38 @@ def test_a_disk_that_refuses_falls_back_to_memory_and_says_so(
     assert result["errors"] == ["spool_unavailable"]
     assert "cannot be written" in err
     assert_exactly_once(stored_by_round(server)[ending], 5_000)
+
+
+def test_a_forked_child_keeps_its_own_spool_and_never_resends_the_parents(
+    external: Callable[..., ExternalServer], tmp_path: Path
+) -> None:
+    server = external()
+    spool = tmp_path / "spool"
+    script = f"""
+import os, sankofa_sdk
+client = sankofa_sdk.Client({server.api_key!r}, {server.url!r}, spool_dir={str(spool)!r})
+for n in range(500):
+    client.track("Spooled", {{"round": "parent", "seq": n}}, distinct_id="user_parent")
+pid = os.fork()
+if pid == 0:
+    for n in range(300):
+        client.track("Spooled", {{"round": "child", "seq": n}}, distinct_id="user_child")
+    client.flush(30)
+    print("child dirs", len(os.listdir({str(spool)!r})), flush=True)
+    client.shutdown()
+    os._exit(0)
+os.waitpid(pid, 0)
+for n in range(500, 600):
+    client.track("Spooled", {{"round": "parent", "seq": n}}, distinct_id="user_parent")
+client.flush(30)
+client.shutdown()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "child dirs 2" in done.stdout  # the parent's and its own, side by side
+    stored = stored_by_round(server)
+    assert_exactly_once(stored["parent"], 600)
+    assert_exactly_once(stored["child"], 300)
+    assert not any(spool.iterdir())
