@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -65,6 +66,9 @@ else:
 """
 
 
+RETURNED = re.compile(r"returned (\d+)\b")
+
+
 class Child:
     def __init__(
         self, server: ExternalServer, spool: Path, round_id: str, count: int, ending: str
@@ -92,7 +96,9 @@ class Child:
         return self.proc.returncode, out, err
 
     def returned(self, out: str) -> int:
-        counts = [int(line.split()[1]) for line in out.splitlines() if line.startswith("returned")]
+        """The most calls the child said had returned (a kill can cut its last line short)."""
+        lines = out.split("\n")[:-1]  # only whole lines
+        counts = [int(m.group(1)) for m in map(RETURNED.match, lines) if m is not None]
         return max(counts, default=0)
 
     def result(self, out: str) -> dict[str, Any]:
