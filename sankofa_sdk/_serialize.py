@@ -29,6 +29,9 @@ MAX_DEPTH = 100
 """When a value is nested too deeply for the JSON encoder (about 900 levels), it is rebuilt
 and everything below this depth is cut (replaced by null)."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_ALWAYS_WRITABLE_BITS = 2000
+"""Python writes an integer as text only up to ``sys.get_int_max_str_digits()`` digits, which is
+at least 640; an integer of at most this many bits has fewer digits than that."""
 
 
 def _decimal(value: Decimal) -> Any:
@@ -132,7 +135,19 @@ def sanitize(
     active: frozenset[int] = frozenset(),
 ) -> Any:
     """Rebuild ``value`` from JSON types only, appending a note to ``problems`` for each cut."""
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if value.bit_length() <= _ALWAYS_WRITABLE_BITS:
+            return value
+        try:
+            int.__repr__(value)
+        except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+            problems.append(
+                f"{path}: an integer of {value.bit_length()} bits has too many digits to write, "
+                "sent as null"
+            )
+            return None
         return value
     if isinstance(value, float):
         if math.isfinite(value):
@@ -148,15 +163,25 @@ def sanitize(
         problems.append(f"{path}: refers back to itself (a cycle), cut")
         return None
     inner = active | {id(value)}
-    if isinstance(value, dict):
-        return {
-            _clean_str(_key(k)): sanitize(v, problems, f"{path}.{_key(k)}", depth + 1, inner)
-            for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [
-            sanitize(v, problems, f"{path}[{i}]", depth + 1, inner) for i, v in enumerate(value)
-        ]
+    if isinstance(value, (dict, list, tuple)):
+        try:  # a subclass may override items() or __iter__ with anything
+            items = list(value.items() if isinstance(value, dict) else enumerate(value))
+        except Exception as exc:
+            problems.append(f"{path}: could not read {type(value).__name__} ({exc!r}), cut")
+            return None
+        if not isinstance(value, dict):
+            return [sanitize(v, problems, f"{path}[{i}]", depth + 1, inner) for i, v in items]
+        clean = {}
+        for k, v in items:
+            try:
+                key = _key(k)
+            except Exception as exc:  # a user's __str__ may raise anything
+                problems.append(
+                    f"{path}: a {type(k).__name__} key could not be made text ({exc!r}), its entry cut"
+                )
+                continue
+            clean[_clean_str(key)] = sanitize(v, problems, f"{path}.{key}", depth + 1, inner)
+        return clean
     try:
         converted = convert_value(value)
     except Exception as exc:  # a user's __str__/isoformat may raise anything

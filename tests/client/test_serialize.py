@@ -158,3 +158,34 @@ def test_insert_ids_are_random_version_4_uuids() -> None:
         parsed = uuid.UUID(text)
         assert str(parsed) == text
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise ValueError("no text today")
+
+
+class _Unreadable(dict):  # type: ignore[type-arg]
+    def items(self) -> Any:
+        raise RuntimeError("no items today")
+
+
+def test_an_integer_too_long_to_write_is_cut_with_a_note() -> None:
+    data, problems = to_json({"n": 10**5000, "m": -(10**5000), "ok": 2**100})
+
+    assert json.loads(data) == {"n": None, "m": None, "ok": 2**100}
+    assert len(problems) == 2 and all("too many digits to write" in p for p in problems)
+
+
+def test_a_key_that_cannot_be_made_text_loses_its_entry_with_a_note() -> None:
+    data, problems = to_json({"a": 1, _Unprintable(): 2, 10**5000: 3, "b": 4})
+
+    assert json.loads(data) == {"a": 1, "b": 4}
+    assert len(problems) == 2 and all("its entry cut" in p for p in problems)
+
+
+def test_a_mapping_that_cannot_be_read_is_cut_with_a_note() -> None:
+    data, problems = to_json({"a": _Unreadable(x=1), "b": [1]})
+
+    assert json.loads(data) == {"a": None, "b": [1]}
+    assert problems == ["$.a: could not read _Unreadable (RuntimeError('no items today')), cut"]
