@@ -12,10 +12,11 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sankofa_sdk._serialize import MAX_DEPTH, to_json
+from sankofa_sdk._serialize import MAX_DEPTH, _insert_ids, new_insert_id, to_json
 
 
 class Color(enum.Enum):
@@ -147,17 +148,30 @@ def _has_nan(value: Any) -> bool:
     return False
 
 
-def test_insert_ids_are_random_version_4_uuids() -> None:
-    import uuid
+@pytest.mark.parametrize("count", [1, 31, 32, 1000])
+def test_insert_ids_are_random_version_4_uuids(count: int) -> None:
+    ids = [new_insert_id() for _ in range(2000)] + _insert_ids(count) + _insert_ids(count)
 
-    from sankofa_sdk._serialize import new_insert_id
-
-    ids = {new_insert_id() for _ in range(2000)}
-    assert len(ids) == 2000
+    assert len(set(ids)) == len(ids) == 2000 + 2 * count
     for text in ids:
         parsed = uuid.UUID(text)
         assert str(parsed) == text
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_insert_ids_made_together_use_every_random_digit() -> None:
+    ids = _insert_ids(1000)
+
+    for column in range(36):
+        seen = {text[column] for text in ids}
+        if column in (8, 13, 18, 23):
+            assert seen == {"-"}
+        elif column == 14:
+            assert seen == {"4"}
+        elif column == 19:
+            assert seen == set("89ab")
+        else:
+            assert seen == set("0123456789abcdef")
 
 
 class _Unprintable:

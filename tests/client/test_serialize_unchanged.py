@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sankofa_sdk import _serialize
-from sankofa_sdk._serialize import Operation, encode_operation
+from sankofa_sdk._serialize import Operation, encode_operation, encode_operations
 
 FIXED_ID = "0b6f5c1e-8a8e-4a59-9b8e-0d2f6c1e7a10"
 
@@ -512,3 +512,18 @@ def test_each_operation_encodes_to_the_same_bytes_and_notes_as_before(
     assert (after_props is None) == (before_props is None)
     if after_props is not None and before_props is not None:
         assert list(after_props) == list(before_props)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(operations, max_size=40), lib_versions)
+def test_a_list_of_operations_encodes_as_each_one_alone(
+    ops: list[Operation], lib_version: str
+) -> None:
+    one_by_one, together = [_copy(op) for op in ops], [_copy(op) for op in ops]
+    with mock.patch.object(_serialize, "new_insert_id", lambda: FIXED_ID):
+        expected = [encode_operation(op, lib_version) for op in one_by_one]
+
+    with mock.patch.object(_serialize, "_insert_ids", lambda n: [FIXED_ID] * n):
+        actual = encode_operations(together, lib_version)
+
+    assert actual == expected
