@@ -305,20 +305,21 @@ def _operation_json(op: Operation, lib_version: str, insert_id: Optional[str]) -
             props = properties
         else:
             return None
+        if default_properties and type(default_properties) is not dict:
+            return None
         defaults, tail = _lib_parts(lib_version)
         if "$insert_id" not in props:
             # Our own copy (taken on the caller's thread), so adding to it mutates nothing of theirs.
             props["$insert_id"] = new_insert_id() if insert_id is None else insert_id
+        body = _encode(props)  # before default_properties, as in the whole element
         if default_properties:
-            if type(default_properties) is not dict:
-                return None
             given = dict(default_properties)
             given.setdefault("$lib", LIB_NAME)
             given.setdefault("$lib_version", lib_version)
             defaults = _encode(given)
         return (
             f'{{"type":"track","payload":{{"event_name":{_encode_str(name_or_alias)}'
-            f',"distinct_id":{_encode_str(distinct_id)},"properties":{_encode(props)}'
+            f',"distinct_id":{_encode_str(distinct_id)},"properties":{body}'
             f',"default_properties":{defaults}{tail}{timestamp}"}}}}'
         )
     if kind == "people":

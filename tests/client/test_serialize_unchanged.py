@@ -527,3 +527,18 @@ def test_a_list_of_operations_encodes_as_each_one_alone(
         actual = encode_operations(together, lib_version)
 
     assert actual == expected
+
+
+def test_properties_are_encoded_before_default_properties_as_before() -> None:
+    # One iterator in both: whichever is encoded first takes its items.
+    def op() -> Operation:
+        shared = iter([1, 2])
+        return ("track", "user_42", "Viewed", {"p": shared}, {"d": shared}, 0.0)
+
+    before = _Frozen.encode_operation(op(), "0.1.0")
+
+    with mock.patch.object(_serialize, "new_insert_id", lambda: FIXED_ID):
+        after = encode_operation(op(), "0.1.0")
+
+    assert after == before
+    assert b'"properties":{"p":[1,2]' in after[0]
