@@ -524,9 +524,10 @@ def test_a_list_of_operations_encodes_as_each_one_alone(
         expected = [encode_operation(op, lib_version) for op in one_by_one]
 
     with mock.patch.object(_serialize, "_insert_ids", lambda n: [FIXED_ID] * n):
-        actual = encode_operations(together, lib_version)
+        encoded, cut = encode_operations(together, lib_version)
 
-    assert actual == expected
+    assert encoded == [data for data, _ in expected]
+    assert cut == {index: problems for index, (_, problems) in enumerate(expected) if problems}
 
 
 def test_properties_are_encoded_before_default_properties_as_before() -> None:
