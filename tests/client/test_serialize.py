@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sankofa_sdk import _serialize
 from sankofa_sdk._serialize import MAX_DEPTH, _insert_ids, new_insert_id, to_json
 
 
@@ -203,3 +204,13 @@ def test_a_mapping_that_cannot_be_read_is_cut_with_a_note() -> None:
 
     assert json.loads(data) == {"a": None, "b": [1]}
     assert problems == ["$.a: could not read _Unreadable (RuntimeError('no items today')), cut"]
+
+
+def test_without_the_c_encoder_the_same_text_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    value = {"when": dt.datetime(2026, 5, 9, 14, 32, 1, 482000), "n": [1, 2.5, None], "é": "\u2028"}
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+
+    encode, encode_str = _serialize._make_encoders()
+
+    assert encode(value) == _serialize._encode(value)
+    assert encode_str('é"\n') == _serialize._encode_str('é"\n')
