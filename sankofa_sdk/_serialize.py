@@ -287,9 +287,9 @@ def _operation_json(op: Operation, lib_version: str, insert_id: Optional[str]) -
 
     Returns ``None`` for an operation not shaped as the client queues them, and raises whatever
     the encoder raises; either way the caller takes the careful path, which decides what is sent.
-    (The C encoder gives up at about 990 levels of nesting less the caller's stack depth; here
-    the properties start two levels higher than in the whole element, a shift as small as any
-    change in the depth of the caller's stack makes.)
+    (The C encoder gives up at about 990 levels of nesting less the caller's stack depth. The
+    properties are encoded here without the two objects around them, so that limit moves by a
+    level or two: as much as any change in the depth of the caller's stack moves it.)
     """
     kind, distinct_id, name_or_alias, properties, default_properties, stamp = op
     if type(distinct_id) is not str or type(lib_version) is not str:
