@@ -52,7 +52,13 @@ _RFC3339 = re.compile(
 _ZONELESS = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?\Z", re.ASCII)
 
 
-_second_cache: tuple[int, str] = (-1, "")
+# Date and time of day by Unix second. Formatting one costs about 1 µs, more than the rest of
+# format_epoch. The operations of a batch mostly share their second, but a datetime property (a
+# sign-up date, say) has its own: with a single slot the two evicted each other on every event.
+_second_prefixes: dict[int, str] = {}
+_MAX_CACHED_SECONDS = 256
+# ".000Z" to ".999Z": indexing costs a quarter of formatting the milliseconds each time.
+_MILLISECOND_SUFFIXES = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def format_epoch(seconds: float) -> str:
@@ -60,13 +66,14 @@ def format_epoch(seconds: float) -> str:
 
     This is the form the SDK stamps on every operation.
     """
-    global _second_cache
     whole, ms = divmod(round(seconds * 1000), 1000)
-    cached_whole, prefix = _second_cache
-    if whole != cached_whole:  # operations of a batch mostly share their second
+    prefix = _second_prefixes.get(whole)
+    if prefix is None:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _second_cache = (whole, prefix)
-    return f"{prefix}.{ms:03d}Z"
+        if len(_second_prefixes) >= _MAX_CACHED_SECONDS:
+            _second_prefixes.clear()
+        _second_prefixes[whole] = prefix
+    return prefix + _MILLISECOND_SUFFIXES[ms]
 
 
 def format_datetime(value: datetime) -> str:

@@ -1,26 +1,29 @@
 """Turning what the caller passed into the JSON the engine accepts.
 
 Runs on the background thread. The fast path is one call to the C JSON encoder with a
-``default`` hook for the common non-JSON types; only when that fails (NaN, a cycle, absurd
-nesting, an odd key type, a lone surrogate) does a slower walk rebuild the value, cutting what
-cannot be sent and saying where.
+``default`` hook for the common non-JSON types, on an operation's properties only: the rest of
+the element is written around them, its fixed parts once per library version. Only when that
+fails (NaN, a cycle, absurd nesting, an odd key type, a lone surrogate) does a slower walk
+rebuild the value, cutting what cannot be sent and saying where. Both give the bytes that
+encoding the whole element as nested dicts would.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import json.encoder
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from datetime import time as dt_time
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 from uuid import UUID
 
 from ._operations import format_datetime, format_epoch
@@ -29,6 +32,9 @@ MAX_DEPTH = 100
 """When a value is nested too deeply for the JSON encoder (about 900 levels), it is rebuilt
 and everything below this depth is cut (replaced by null)."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_ALWAYS_WRITABLE_BITS = 2000
+"""Python writes an integer as text only up to ``sys.get_int_max_str_digits()`` digits, which is
+at least 640; an integer of at most this many bits has fewer digits than that."""
 
 
 def _decimal(value: Decimal) -> Any:
@@ -83,16 +89,18 @@ def convert_value(value: Any) -> Any:
     return str(value)
 
 
-def _make_encoder() -> Callable[[Any], str]:
+def _make_encoders() -> tuple[Callable[[Any], str], Callable[[str], str]]:
+    """The JSON encoder for any value, and the one for a string alone."""
     # JSONEncoder.encode() builds a new C encoder on every call when options are not the
     # defaults; that was most of the cost of encoding an event, so build it once. No circular
     # check (markers=None): a cycle ends in RecursionError, and the slow path cuts it.
     c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
     c_encode_string = getattr(json.encoder, "c_encode_basestring", None)
     if c_make_encoder is None or c_encode_string is None:  # e.g. PyPy
-        return json.JSONEncoder(
+        encoder = json.JSONEncoder(
             separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=convert_value
-        ).encode
+        )
+        return encoder.encode, json.encoder.encode_basestring
     chunks = c_make_encoder(
         None, convert_value, c_encode_string, None, ":", ",", False, False, False
     )
@@ -102,10 +110,10 @@ def _make_encoder() -> Callable[[Any], str]:
             return c_encode_string(value)  # type: ignore[no-any-return]
         return "".join(chunks(value, 0))
 
-    return encode
+    return encode, c_encode_string
 
 
-_encode = _make_encoder()
+_encode, _encode_str = _make_encoders()
 
 
 def _key(key: Any) -> str:
@@ -132,7 +140,19 @@ def sanitize(
     active: frozenset[int] = frozenset(),
 ) -> Any:
     """Rebuild ``value`` from JSON types only, appending a note to ``problems`` for each cut."""
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if value.bit_length() <= _ALWAYS_WRITABLE_BITS:
+            return value
+        try:
+            int.__repr__(value)
+        except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+            problems.append(
+                f"{path}: an integer of {value.bit_length()} bits has too many digits to write, "
+                "sent as null"
+            )
+            return None
         return value
     if isinstance(value, float):
         if math.isfinite(value):
@@ -148,15 +168,25 @@ def sanitize(
         problems.append(f"{path}: refers back to itself (a cycle), cut")
         return None
     inner = active | {id(value)}
-    if isinstance(value, dict):
-        return {
-            _clean_str(_key(k)): sanitize(v, problems, f"{path}.{_key(k)}", depth + 1, inner)
-            for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [
-            sanitize(v, problems, f"{path}[{i}]", depth + 1, inner) for i, v in enumerate(value)
-        ]
+    if isinstance(value, (dict, list, tuple)):
+        try:  # a subclass may override items() or __iter__ with anything
+            items = list(value.items() if isinstance(value, dict) else enumerate(value))
+        except Exception as exc:
+            problems.append(f"{path}: could not read {type(value).__name__} ({exc!r}), cut")
+            return None
+        if not isinstance(value, dict):
+            return [sanitize(v, problems, f"{path}[{i}]", depth + 1, inner) for i, v in items]
+        clean = {}
+        for k, v in items:
+            try:
+                key = _key(k)
+            except Exception as exc:  # a user's __str__ may raise anything
+                problems.append(
+                    f"{path}: a {type(k).__name__} key could not be made text ({exc!r}), its entry cut"
+                )
+                continue
+            clean[_clean_str(key)] = sanitize(v, problems, f"{path}.{key}", depth + 1, inner)
+        return clean
     try:
         converted = convert_value(value)
     except Exception as exc:  # a user's __str__/isoformat may raise anything
@@ -191,14 +221,42 @@ def new_insert_id() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
-def _payload(op: Operation, lib_version: str) -> dict[str, Any]:
+_VERSION_4 = bytes(b & 0x0F | 0x40 for b in range(256))
+_RFC_4122_VARIANT = bytes(b & 0x3F | 0x80 for b in range(256))
+_BULK_IDS_FROM = 32
+"""Fewer ids than this are formatted one by one; laying out many at once has a fixed cost."""
+
+
+def _insert_ids(count: int) -> list[str]:
+    """``count`` random version 4 UUIDs as text, as ``new_insert_id`` makes them, for less CPU.
+
+    One read of the system's random source for all of them, the version and variant bits set and
+    the hex digits laid out with the dashes by a few operations on whole byte strings.
+    """
+    if count < _BULK_IDS_FROM:
+        return [new_insert_id() for _ in range(count)]
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_RFC_4122_VARIANT)
+    digits = raw.hex().encode("ascii")
+    text = bytearray(b"-" * (36 * count))
+    digit = 0
+    for column in range(36):
+        if column not in (8, 13, 18, 23):
+            text[column::36] = digits[digit::32]
+            digit += 1
+    joined = text.decode("ascii")
+    return [joined[i : i + 36] for i in range(0, 36 * count, 36)]
+
+
+def _payload(op: Operation, lib_version: str, insert_id: Optional[str] = None) -> dict[str, Any]:
     kind, distinct_id, name_or_alias, properties, default_properties, stamp = op
     timestamp = format_epoch(stamp)
     if kind == "track":
         props = properties if properties is not None else {}
         if "$insert_id" not in props:
             # Our own copy (taken on the caller's thread), so adding to it mutates nothing of theirs.
-            props["$insert_id"] = new_insert_id()
+            props["$insert_id"] = new_insert_id() if insert_id is None else insert_id
         defaults = dict(default_properties) if default_properties else {}
         defaults.setdefault("$lib", LIB_NAME)
         defaults.setdefault("$lib_version", lib_version)
@@ -215,9 +273,114 @@ def _payload(op: Operation, lib_version: str) -> dict[str, Any]:
     return {"alias_id": name_or_alias, "distinct_id": distinct_id, "timestamp": timestamp}
 
 
+@functools.lru_cache(maxsize=8)
+def _lib_parts(lib_version: str) -> tuple[str, str]:
+    """The JSON that depends only on the library version: the default ``default_properties``,
+    and the text from ``lib_version`` up to the opening quote of ``timestamp``."""
+    defaults = _encode({"$lib": LIB_NAME, "$lib_version": lib_version})
+    return defaults, f',"lib_version":{_encode_str(lib_version)},"timestamp":"'
+
+
+def _operation_json(op: Operation, lib_version: str, insert_id: Optional[str]) -> Optional[str]:
+    """The text ``to_json`` would write for ``_payload``'s element, built around the properties'
+    own encoding instead of from nested dicts; the fixed parts are written once per version.
+
+    Returns ``None`` for an operation not shaped as the client queues them, and raises whatever
+    the encoder raises; either way the caller takes the careful path, which decides what is sent.
+    (The C encoder gives up at about 990 levels of nesting less the caller's stack depth. The
+    properties are encoded here without the two objects around them, so that limit moves by a
+    level or two: as much as any change in the depth of the caller's stack moves it.)
+    """
+    kind, distinct_id, name_or_alias, properties, default_properties, stamp = op
+    if type(distinct_id) is not str or type(lib_version) is not str:
+        return None
+    # Only digits, "-", ":", ".", "T" and "Z": nothing to escape.
+    timestamp = format_epoch(stamp)
+    if kind == "track":
+        if type(name_or_alias) is not str:
+            return None
+        if properties is None:
+            props: dict[Any, Any] = {}
+        elif type(properties) is dict:
+            props = properties
+        else:
+            return None
+        if default_properties and type(default_properties) is not dict:
+            return None
+        defaults, tail = _lib_parts(lib_version)
+        if "$insert_id" not in props:
+            # Our own copy (taken on the caller's thread), so adding to it mutates nothing of theirs.
+            props["$insert_id"] = new_insert_id() if insert_id is None else insert_id
+        body = _encode(props)  # before default_properties, as in the whole element
+        if default_properties:
+            given = dict(default_properties)
+            given.setdefault("$lib", LIB_NAME)
+            given.setdefault("$lib_version", lib_version)
+            defaults = _encode(given)
+        return (
+            f'{{"type":"track","payload":{{"event_name":{_encode_str(name_or_alias)}'
+            f',"distinct_id":{_encode_str(distinct_id)},"properties":{body}'
+            f',"default_properties":{defaults}{tail}{timestamp}"}}}}'
+        )
+    if kind == "people":
+        if properties is None:
+            props_json = "{}"
+        elif type(properties) is dict:
+            props_json = _encode(properties)
+        else:
+            return None
+        return (
+            f'{{"type":"people","payload":{{"distinct_id":{_encode_str(distinct_id)}'
+            f',"properties":{props_json},"timestamp":"{timestamp}"}}}}'
+        )
+    if kind == "alias" and type(name_or_alias) is str:
+        return (
+            f'{{"type":"alias","payload":{{"alias_id":{_encode_str(name_or_alias)}'
+            f',"distinct_id":{_encode_str(distinct_id)},"timestamp":"{timestamp}"}}}}'
+        )
+    return None
+
+
+def _encode_one(
+    op: Operation, lib_version: str, insert_id: Optional[str]
+) -> tuple[bytes, list[str]]:
+    try:
+        text = _operation_json(op, lib_version, insert_id)
+        if text is not None:
+            return text.encode("utf-8"), []
+    except Exception:  # NaN, cycles, depth, odd keys, lone surrogates, or a user's hook raising
+        pass  # the careful path meets the same again and decides
+    return to_json({"type": op[0], "payload": _payload(op, lib_version, insert_id)})
+
+
 def encode_operation(op: Operation, lib_version: str) -> tuple[bytes, list[str]]:
     """One batch element, ``{"type":…,"payload":…}``, as JSON bytes, plus what had to be cut."""
-    return to_json({"type": op[0], "payload": _payload(op, lib_version)})
+    return _encode_one(op, lib_version, None)
+
+
+def encode_operations(
+    ops: Sequence[Operation], lib_version: str
+) -> tuple[list[bytes], dict[int, list[str]]]:
+    """``encode_operation`` for each of ``ops``: the bytes of each, in order, and the notes of
+    those that had something cut, by position in ``ops``.
+
+    The same bytes and notes as one call per operation, for less CPU: the ``$insert_id``s the
+    events need are made together (about 0.15 µs each instead of 0.75 µs), and no pair is kept
+    per operation. Like ``encode_operation`` it raises only for a tuple the client would not have
+    queued; then encode that batch one by one to find it.
+    """
+    kinds = [op[0] for op in ops]
+    ids = iter(_insert_ids(kinds.count("track")))
+    encoded: list[bytes] = []
+    cut: dict[int, list[str]] = {}
+    for index, op in enumerate(ops):
+        data, problems = _encode_one(
+            op, lib_version, next(ids) if kinds[index] == "track" else None
+        )
+        encoded.append(data)
+        if problems:
+            cut[index] = problems
+    return encoded, cut
 
 
 def describe_operation(op: Operation) -> dict[str, Any]:

@@ -102,3 +102,16 @@ def test_stamps_parse_back_to_the_same_millisecond(moment: dt.datetime) -> None:
     text = format_epoch(to_epoch(moment))
     assert abs(to_epoch(parse_rfc3339(text)) - to_epoch(moment)) <= 0.0005 + 1e-6
     assert text.endswith("Z") and len(text) == 24
+
+
+def test_stamps_of_many_different_seconds_in_turn_each_keep_their_own_date() -> None:
+    # More distinct seconds than are cached, each formatted twice, interleaved.
+    moments = [
+        dt.datetime(2026, 5, 9, 14, 32, 1, 482000, tzinfo=dt.timezone.utc) + dt.timedelta(days=i)
+        for i in range(600)
+    ]
+
+    texts = [format_epoch(to_epoch(moment)) for moment in moments + moments]
+
+    expected = [moment.strftime("%Y-%m-%dT%H:%M:%S.482Z") for moment in moments]
+    assert texts == expected + expected

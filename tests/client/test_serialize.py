@@ -12,10 +12,12 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sankofa_sdk._serialize import MAX_DEPTH, to_json
+from sankofa_sdk import _serialize
+from sankofa_sdk._serialize import MAX_DEPTH, _insert_ids, new_insert_id, to_json
 
 
 class Color(enum.Enum):
@@ -147,14 +149,68 @@ def _has_nan(value: Any) -> bool:
     return False
 
 
-def test_insert_ids_are_random_version_4_uuids() -> None:
-    import uuid
+@pytest.mark.parametrize("count", [1, 31, 32, 1000])
+def test_insert_ids_are_random_version_4_uuids(count: int) -> None:
+    ids = [new_insert_id() for _ in range(2000)] + _insert_ids(count) + _insert_ids(count)
 
-    from sankofa_sdk._serialize import new_insert_id
-
-    ids = {new_insert_id() for _ in range(2000)}
-    assert len(ids) == 2000
+    assert len(set(ids)) == len(ids) == 2000 + 2 * count
     for text in ids:
         parsed = uuid.UUID(text)
         assert str(parsed) == text
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_insert_ids_made_together_use_every_random_digit() -> None:
+    ids = _insert_ids(1000)
+
+    for column in range(36):
+        seen = {text[column] for text in ids}
+        if column in (8, 13, 18, 23):
+            assert seen == {"-"}
+        elif column == 14:
+            assert seen == {"4"}
+        elif column == 19:
+            assert seen == set("89ab")
+        else:
+            assert seen == set("0123456789abcdef")
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise ValueError("no text today")
+
+
+class _Unreadable(dict):  # type: ignore[type-arg]
+    def items(self) -> Any:
+        raise RuntimeError("no items today")
+
+
+def test_an_integer_too_long_to_write_is_cut_with_a_note() -> None:
+    data, problems = to_json({"n": 10**5000, "m": -(10**5000), "ok": 2**100})
+
+    assert json.loads(data) == {"n": None, "m": None, "ok": 2**100}
+    assert len(problems) == 2 and all("too many digits to write" in p for p in problems)
+
+
+def test_a_key_that_cannot_be_made_text_loses_its_entry_with_a_note() -> None:
+    data, problems = to_json({"a": 1, _Unprintable(): 2, 10**5000: 3, "b": 4})
+
+    assert json.loads(data) == {"a": 1, "b": 4}
+    assert len(problems) == 2 and all("its entry cut" in p for p in problems)
+
+
+def test_a_mapping_that_cannot_be_read_is_cut_with_a_note() -> None:
+    data, problems = to_json({"a": _Unreadable(x=1), "b": [1]})
+
+    assert json.loads(data) == {"a": None, "b": [1]}
+    assert problems == ["$.a: could not read _Unreadable (RuntimeError('no items today')), cut"]
+
+
+def test_without_the_c_encoder_the_same_text_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    value = {"when": dt.datetime(2026, 5, 9, 14, 32, 1, 482000), "n": [1, 2.5, None], "é": "\u2028"}
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+
+    encode, encode_str = _serialize._make_encoders()
+
+    assert encode(value) == _serialize._encode(value)
+    assert encode_str('é"\n') == _serialize._encode_str('é"\n')
