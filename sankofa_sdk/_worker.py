@@ -30,7 +30,13 @@ from ._operations import MAX_REQUEST_BYTES
 from ._options import Options
 from ._pacer import Pacer
 from ._queue import Backlog, Encoded, Marker, batch_due
-from ._serialize import Operation, Reported, batch_body, encode_operation
+from ._serialize import (
+    Operation,
+    Reported,
+    batch_body,
+    encode_operation,
+    encode_operations,
+)
 from ._spool import PendingBatch, SpoolDirectory, SpoolError
 from ._spooling import Origin, SpoolFeed, batch_elements
 from ._stats import Stats
@@ -470,20 +476,20 @@ class Worker:
         raw = self._raw
         was_empty = not backlog.encoded
         first_seq = backlog.next_seq
+        ops: list[Operation] = []
         for _ in range(_ENCODE_SLICE):
             try:
                 item = raw.popleft()
             except IndexError:
                 break
-            if type(item) is not tuple:
-                self._waiting_markers.append(item)  # type: ignore[arg-type]
+            if type(item) is tuple:
+                ops.append(item)
                 continue
-            self._encoded_total += 1
-            data = self._encode(item)
-            if data is None:
-                backlog.skip_seq()
-            else:
-                backlog.add(data)
+            # A flush marker: what came before it is queued first, in one go.
+            self._encode_into_backlog(ops)
+            ops = []
+            self._waiting_markers.append(item)  # type: ignore[arg-type]
+        self._encode_into_backlog(ops)
         self._read_spool(now)
         self._place_markers()
         taken = backlog.next_seq - first_seq
@@ -537,6 +543,28 @@ class Worker:
             with self._room_freed:
                 self._room_freed.notify_all()
 
+    def _encode_into_backlog(self, ops: list[Operation]) -> None:
+        """Encode ``ops`` together (their insert ids made at once) and queue them in order."""
+        if not ops:
+            return
+        self._encoded_total += len(ops)
+        backlog = self._backlog
+        try:
+            encoded, cut = encode_operations(ops, self._lib_version)
+        except Exception:  # an operation the client should not have queued: find it alone
+            for op in ops:
+                data = self._encode(op)
+                if data is None:
+                    backlog.skip_seq()
+                else:
+                    backlog.add(data)
+            return
+        for index, data in enumerate(encoded):
+            if self._checked(ops[index], data, cut.get(index)) is None:
+                backlog.skip_seq()
+            else:
+                backlog.add(data)
+
     def _encode(self, op: Operation) -> Optional[bytes]:
         try:
             data, problems = encode_operation(op, self._lib_version)
@@ -545,6 +573,12 @@ class Worker:
                 [op], DeliveryError(f"could not encode operation: {exc!r}", reason="invalid")
             )
             return None
+        return self._checked(op, data, problems)
+
+    def _checked(
+        self, op: Operation, data: bytes, problems: Optional[list[str]]
+    ) -> Optional[bytes]:
+        """``data`` if it can be sent; None (reported) when it is too large even alone."""
         if problems:
             self._warnings.warn(
                 "cut:" + op[0],

@@ -155,7 +155,7 @@ def test_the_queue_full_warning_names_the_option_and_the_count(
             client.track("Next", distinct_id="user_1")
     release.set()
     assert client.flush(10)
-    assert client.stats()["dropped"] == {"queue_full": 3}
+    assert client.stats()["dropped"] == {"queue_full": 4}  # "First" in flight counts too
     assert "block_when_full" in caplog.text and "max_queue_size=3" in caplog.text
     assert "1 so far" in caplog.text
 
@@ -165,15 +165,15 @@ def test_block_when_full_waits_for_room_instead_of_dropping(
 ) -> None:
     callback, entered, release = blocking_callback()
     rsps.add_callback(responses.POST, BATCH_URL, callback=callback)
-    client = make_client(flush_at=1, max_queue_size=3, block_when_full=30)
+    client = make_client(flush_at=1, max_queue_size=4, block_when_full=30)
     client.track("First", distinct_id="user_1")
     assert entered.wait(10)
-    for _ in range(3):
+    for _ in range(3):  # with "First" in flight, the queue holds four
         client.track("Next", distinct_id="user_1")
     caller = threading.Thread(target=client.track, args=("Waits",), kwargs={"distinct_id": "u_1"})
     caller.start()
     caller.join(0.2)
-    assert caller.is_alive()  # no room: the call waits (the queue holds three)
+    assert caller.is_alive()  # no room: the call waits
     release.set()
     caller.join(30)
     assert not caller.is_alive()
@@ -186,7 +186,7 @@ def test_a_block_when_full_wait_is_bounded(
 ) -> None:
     callback, entered, release = blocking_callback()
     rsps.add_callback(responses.POST, BATCH_URL, callback=callback)
-    client = make_client(flush_at=1, max_queue_size=1, block_when_full=0.05)
+    client = make_client(flush_at=1, max_queue_size=2, block_when_full=0.05)
     client.track("First", distinct_id="user_1")
     assert entered.wait(10)
     client.track("Second", distinct_id="user_1")
