@@ -36,9 +36,7 @@ def work(count: int) -> None:
 
 def deliver_leftovers() -> None:
     """A new process on the same spool_dir: it adopts what the dead one left."""
-    with sankofa_sdk.Client(
-        os.environ["SANKOFA_API_KEY"], os.environ["SANKOFA_HOST"]
-    ) as client:
+    with sankofa_sdk.Client(os.environ["SANKOFA_API_KEY"], os.environ["SANKOFA_HOST"]) as client:
         client.flush(timeout=30)
         print(f"next process: delivered {client.stats()['delivered']} left behind", flush=True)
 

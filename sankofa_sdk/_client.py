@@ -7,6 +7,7 @@ import atexit
 import ipaddress
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -33,7 +34,7 @@ from ._validate import (
     copy_mapping,
 )
 from ._version import __version__
-from ._worker import Clock, Worker
+from ._worker import CUT_GRACE, Clock, Worker
 
 DEFAULT_HOST = "https://api.sankofa.dev"
 LIB_VERSION = f"python-{__version__}"
@@ -164,7 +165,11 @@ class Client:
                 "api_key is required: pass the project's key (sk_live_… or sk_test_…), "
                 "or disabled=True"
             )
-        self._api_key = api_key or ""
+        # A key read from a file or an environment variable often ends in a newline: strip it
+        # (sent as is, it breaks every request, and the error would quote it).
+        self._api_key = (api_key or "").strip()
+        if any(ord(c) < 0x21 or ord(c) == 0x7F for c in self._api_key):
+            raise ConfigurationError("api_key contains spaces or control characters")
         self.host = _normalise_host(host)
         self.options = Options.from_kwargs(
             flush_at=flush_at,
@@ -205,7 +210,7 @@ class Client:
         self._on_error = on_error
         self._shutdown_timeout = options.shutdown_timeout
         self._closed = False
-        self._shutdown_lock = threading.Lock()
+        self._new_shutdown_state()
         self._warnings = ThrottledWarning()
         self._identity = IdentityScope()
         self._stats = Stats()
@@ -408,7 +413,7 @@ class Client:
         """
         if self._disabled or self._sync_mode or not self._send:
             return True
-        return self._worker.flush(timeout)
+        return self._worker.flush(None if timeout is None else _seconds(timeout))
 
     def shutdown(self, timeout: Optional[float] = None) -> None:
         """Deliver what is queued (for at most ``timeout`` or ``shutdown_timeout`` seconds) and stop.
@@ -417,25 +422,39 @@ class Client:
         unsent and never hangs at exit. Operations left when the time is up are reported as
         dropped with reason ``"shutdown"``.
         """
-        seconds = self._shutdown_timeout if timeout is None else max(0.0, float(timeout))
+        seconds = self._shutdown_timeout if timeout is None else _seconds(timeout)
         deadline = time.monotonic() + seconds
-        # A second call (another thread, or atexit after an explicit call) waits for the first.
-        with self._shutdown_lock:
-            if self._closed:
-                return
-            self._begin_shutdown(deadline)
-            self._finish_shutdown(deadline)
+        if not self._begin_shutdown(deadline):
+            # A second call: it returns when the first is done, except on the thread running
+            # the first (a SIGTERM handler calling shutdown() during shutdown or at exit),
+            # where waiting would never end.
+            if self._shutdown_thread != threading.get_ident():
+                self._shutdown_done.wait(max(0.0, self._shutdown_deadline - time.monotonic()) + 2)
+            return
+        try:
+            if not self._disabled:
+                self._worker.finish_stop(deadline)
+        finally:
+            self._end_shutdown()
 
-    def _begin_shutdown(self, deadline: float) -> None:
-        self._closed = True
+    def _begin_shutdown(self, deadline: float) -> bool:
+        """Start shutting down; False if it had already started."""
+        with self._shutdown_guard:
+            if self._closed:
+                return False
+            self._closed = True
+            self._shutdown_thread = threading.get_ident()
+            self._shutdown_deadline = deadline
         _live_clients.discard(self)
         if not self._disabled:
             self._worker.begin_stop(deadline)
+        return True
 
-    def _finish_shutdown(self, deadline: float) -> None:
-        if not self._disabled:
-            self._worker.finish_stop(deadline)
-        self._transport.close()
+    def _end_shutdown(self) -> None:
+        try:
+            self._transport.close()
+        finally:
+            self._shutdown_done.set()
 
     async def aflush(self, timeout: Optional[float] = None) -> bool:
         """:meth:`flush` without blocking the event loop."""
@@ -531,10 +550,22 @@ class Client:
         except Exception:
             logger.exception("sankofa_sdk: the on_error callback raised")
 
+    def _new_shutdown_state(self) -> None:
+        self._shutdown_guard = threading.Lock()
+        self._shutdown_done = threading.Event()
+        self._shutdown_thread = 0  # threading.get_ident() of the one running it
+        self._shutdown_deadline = 0.0
+
     def _after_fork_in_child(self) -> None:
         self._stats.reset()
         self._transport.reset_after_fork()
         self._worker.reset_after_fork()
+        # The parent's threads may have held these at the fork; the child starts fresh.
+        self._new_shutdown_state()
+        if self._closed:
+            self._shutdown_done.set()
+        else:
+            _finalize_in_multiprocessing_child(self)
 
 
 def _register_at_fork(client: Client) -> None:
@@ -564,23 +595,52 @@ def _shutdown_all_at_exit() -> None:
     """
     clients = [client for client in list(_live_clients) if not client._closed]
     started = time.monotonic()
-    plans = []
+    plans: list[tuple[Client, float]] = []
     for client in clients:
         deadline = started + client._shutdown_timeout
         try:
-            with client._shutdown_lock:
-                if client._closed:
-                    continue
-                client._begin_shutdown(deadline)
-            plans.append((client, deadline))
+            if client._begin_shutdown(deadline):
+                plans.append((client, deadline))
         except Exception:
             logger.exception("sankofa_sdk: error while shutting down at exit")
+    active = [(c, d) for c, d in plans if not c._disabled]
+    # Every thread sends until its own deadline, all at the same time; then whatever is still
+    # in flight is cut, all at once, and one short grace lets the threads see the cut.
+    for client, deadline in active:
+        client._worker.join_until(deadline)
+    if any([client._worker.cut() for client, _ in active]):
+        grace = time.monotonic() + CUT_GRACE
+        for client, _ in active:
+            client._worker.join_until(grace)
     for client, deadline in plans:
         try:
-            with client._shutdown_lock:
-                client._finish_shutdown(deadline)
+            if not client._disabled:
+                client._worker.report_leftovers(deadline)
         except Exception:
             logger.exception("sankofa_sdk: error while shutting down at exit")
+        finally:
+            client._end_shutdown()
+
+
+def _finalize_in_multiprocessing_child(client: Client) -> None:
+    """A multiprocessing child ends with os._exit, running no atexit hook, but it does run
+    multiprocessing's own finalizers: shut the client down from there (held weakly)."""
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is None:
+        return
+    ref = weakref.ref(client)
+
+    def finalize() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.shutdown()
+
+    mp_util.Finalize(None, finalize, exitpriority=10)
+
+
+def _seconds(value: float) -> float:
+    """A timeout argument as seconds that threading accepts (no overflow for 1e10 or inf)."""
+    return min(max(0.0, float(value)), threading.TIMEOUT_MAX / 2)
 
 
 def _register_exit_hook() -> None:

@@ -20,6 +20,9 @@ MAX_BATCH_OPERATIONS = 9_000
 """The engine's buffer holds 10,000 items of each kind and answers 503 to a request that does
 not fit whole, so one batch must stay clearly below that."""
 
+MAX_SECONDS = 86_400 * 365
+"""Longer waits are typos, and past threading's limit they would raise deep inside."""
+
 DEFAULT_RATE_LIMIT = (500, 60)
 """The engine's request budget per API key: 500 requests per 60 s window."""
 
@@ -98,6 +101,8 @@ def _problems(values: dict[str, Any]) -> list[str]:
         value = values[name]
         if not _is_number(value) or value < 0 or (value == 0 and not zero_ok):
             problems.append(f"{name} must be a number of seconds {'>= 0' if zero_ok else '> 0'}")
+        elif value > MAX_SECONDS:
+            problems.append(f"{name} must be at most {MAX_SECONDS:,} seconds")
 
     need_int("flush_at", 1, MAX_BATCH_OPERATIONS)
     need_int("max_batch_size", 1, MAX_BATCH_OPERATIONS)

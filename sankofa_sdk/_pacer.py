@@ -229,6 +229,11 @@ class Pacer:
         self._paused_until = max(self._paused_until, now + seconds)
 
     @property
+    def paused_until(self) -> float:
+        """When a pause the engine asked for (429, quota, a spent window) ends."""
+        return self._paused_until if self.enabled else 0.0
+
+    @property
     def window(self) -> float:
         return self._window
 

@@ -58,7 +58,9 @@ class Backlog:
         self.held_count = 0
         self.room = options.max_queue_size
         self.next_seq = 0
-        self._average_op_bytes = 300.0
+        # Pessimistic until measured: callers get room for what they queue before the first
+        # operation is encoded, and a too small guess would let a burst of big ones overfill it.
+        self._average_op_bytes = 8_000.0
 
     @property
     def encoded_count(self) -> int:

@@ -55,6 +55,8 @@ class RetryPolicy:
             value = getattr(self, name)
             if not _positive(value):
                 problems.append(f"{name} must be a number of seconds > 0")
+            elif value > 86_400 * 365:
+                problems.append(f"{name} must be at most a year")
         if not (_positive(self.reset_wait) or self.reset_wait == 0):
             problems.append("reset_wait must be a number of seconds >= 0")
         if not problems and self.backoff_max < self.backoff_base:

@@ -151,18 +151,26 @@ class Transport:
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "Idempotency-Key": idempotency_key,
+            # The answer is read up to a cap; a compressed one would be inflated whole first by
+            # older urllib3 versions.
+            "Accept-Encoding": "identity",
         }
         if gzipped:
             headers["Content-Encoding"] = "gzip"
         self._aborted.clear()
-        watchdog = threading.Timer(budget, self._active.cut)
-        watchdog.daemon = True
-        watchdog.start()
         try:
             return self._post(data, headers, budget)
+        except BaseException as exc:  # even a thread refused at exit: an answer, never a raise
+            return Answer(None, {}, b"", Failure.RESET, _describe(exc, self._api_key))
         finally:
-            watchdog.cancel()
             self._active.connection = None
+
+    def budget(self, time_left: Optional[float]) -> float:
+        """How long one request may take: ``timeout``, or less when the deadline is nearer.
+
+        The whole request, not each socket read: whoever waits for the answer calls ``abort``
+        when this has passed (see ``_worker._Sender``)."""
+        return self._options.timeout if time_left is None else min(self._options.timeout, time_left)
 
     def _post(self, data: bytes, headers: dict[str, str], budget: float) -> Answer:
         started = self._clock()
@@ -182,7 +190,7 @@ class Transport:
             timed_out = self._aborted.is_set() or self._clock() - started >= budget
             if timed_out or isinstance(exc, requests.Timeout):
                 return Answer(None, {}, b"", Failure.TIMEOUT, f"timed out after {budget:.3g}s")
-            return Answer(None, {}, b"", Failure.RESET, _describe(exc))
+            return Answer(None, {}, b"", Failure.RESET, _describe(exc, self._api_key))
         kept = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
         text = body[:200].decode("utf-8", "replace")
         return Answer(response.status_code, kept, body[:MAX_ANSWER_BYTES], None, text)
@@ -207,5 +215,9 @@ def _fully_read(raw: Any) -> bool:
         return False
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc)[:300]}"
+def _describe(exc: BaseException, api_key: str) -> str:
+    """The error in a few words, never with the key (an exception may quote a header)."""
+    text = str(exc)
+    if api_key:
+        text = text.replace(api_key, "<api key>")
+    return f"{type(exc).__name__}: {text[:300]}"

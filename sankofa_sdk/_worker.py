@@ -30,6 +30,7 @@ from ._operations import MAX_REQUEST_BYTES
 from ._options import Options
 from ._pacer import Pacer
 from ._queue import Backlog, Encoded, Marker, batch_due
+from ._retry import Failure
 from ._serialize import (
     Operation,
     Reported,
@@ -50,7 +51,10 @@ _MAX_OPERATION_BYTES = MAX_REQUEST_BYTES - len(_ENVELOPE) - 64
 MAX_RETRYING = 2
 """New batches are formed only while fewer batches than this wait for a retry: during an outage
 the rest waits in the queue (bounded by bytes) instead of multiplying failing requests."""
+CUT_GRACE = 0.5
+"""After a request is cut at the shutdown deadline, how long to wait for the thread to see it."""
 _ENCODE_SLICE = 2_000
+_ROOM_CHUNK = 256
 """Operations encoded per turn of the loop, so a backlog never delays a due request for long."""
 
 
@@ -66,35 +70,65 @@ class Clock:
 
 
 class _Sender:
-    """Runs one request at a time for the worker on a thread of its own.
+    """Runs one request at a time on a thread of its own, so the one waiting for the answer
+    can keep a wall-clock deadline on it (``cut_if_late``) and, for the worker, go on encoding
+    what callers queue meanwhile (the queue's byte bound stays measured, the next batch is
+    ready when the answer comes). Only the request runs here: whatever the answer changes is
+    the waiter's. ``notify`` is set with each answer, as is ``finished``.
 
-    While a request waits on the network the worker goes on encoding what callers queue, so the
-    queue's byte bound stays measured and the next batch is ready when the answer comes. Only
-    the request runs here; everything the answer changes is the worker's (it is woken with
-    ``done`` and reads ``answer``).
+    Without its thread (one that could not be started, e.g. at interpreter exit on Python
+    3.12, or a process out of threads) the request runs on the caller's thread instead, bounded
+    by the socket timeouts alone.
     """
 
-    def __init__(self, transport: Transport, done: threading.Event) -> None:
+    def __init__(self, transport: Transport, notify: threading.Event) -> None:
         self._transport = transport
-        self._done = done
+        self._notify = notify
         self._job: Optional[tuple[bytes, bool, str, Optional[float]]] = None
         self._has_job = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self.finished = threading.Event()
         self.answer: Optional[Answer] = None
+        self.cut_at = 0.0
+        """A ``time.monotonic()`` after which the request in progress is cut."""
+
+    def ensure_thread(self) -> bool:
+        if self._thread is not None and self._thread.is_alive():
+            return True
+        try:
+            thread = threading.Thread(target=self._run, name="sankofa-sdk-sender", daemon=True)
+            thread.start()
+        except RuntimeError:  # "can't start new thread" (or "can't create new thread at
+            return False  # interpreter shutdown"): the caller's thread does the request
+        self._thread = thread
+        return True
 
     def start(self, data: bytes, gzipped: bool, key: str, time_left: Optional[float]) -> None:
         self.answer = None
-        self._job = (data, gzipped, key, time_left)
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="sankofa-sdk-sender", daemon=True
-            )
-            self._thread.start()
+        self.finished.clear()
+        self.cut_at = time.monotonic() + self._transport.budget(time_left) + 0.05
+        job = (data, gzipped, key, time_left)
+        if not self.ensure_thread():
+            self._finish(self._transport.send(*job))
+            return
+        self._job = job
         self._has_job.set()
+
+    def cut_if_late(self) -> float:
+        """Cut the request if its time is up; else the seconds left until it is."""
+        left = self.cut_at - time.monotonic()
+        if left <= 0 and self.answer is None:
+            self._transport.abort()
+        return max(0.0, left)
 
     def stop(self) -> None:
         self._job = None
         self._has_job.set()
+
+    def _finish(self, answer: Answer) -> None:
+        self.answer = answer
+        self.finished.set()
+        self._notify.set()
 
     def _run(self) -> None:
         while True:
@@ -103,8 +137,11 @@ class _Sender:
             job = self._job
             if job is None:
                 return
-            self.answer = self._transport.send(*job)  # never raises
-            self._done.set()
+            try:
+                answer = self._transport.send(*job)  # never raises, but be sure: the waiter waits
+            except BaseException as exc:
+                answer = Answer(None, {}, b"", Failure.RESET, type(exc).__name__)
+            self._finish(answer)
 
 
 class _Batch:
@@ -188,12 +225,14 @@ class Worker:
         self._in_flight: Optional[_Batch] = None
         self._in_flight_since = 0.0
         self._sender = _Sender(self._transport, self._wake)
+        self._sync_sender = _Sender(self._transport, threading.Event())
         self._abandoned = False
         self._barriers: deque[tuple[int, Marker]] = deque()
         self._waiting_since: Optional[float] = None
         self._raw_empty_at = self._clock.now()
         self._encoded_total = 0
-        self._sync_lock = threading.Lock()
+        self._sync_lock = threading.RLock()  # on_error may call track() again in sync mode
+        self._quota_until = 0.0
         self._sync_wake = threading.Event()
         self._waiting_markers: list[Marker] = []
         self.pacer = Pacer(self._options.rate_limit, batch_size=self._options.max_batch_size)
@@ -325,6 +364,9 @@ class Worker:
                 # The first operation's flush_interval runs from now, as if the queue had been
                 # seen empty just before it: no request for a lone first operation of a burst.
                 self._raw_empty_at = self._clock.now()
+                # Both threads now, not at the first request: at interpreter exit a new
+                # thread may be refused (Python 3.12), and the queue would never be sent.
+                self._sender.ensure_thread()
                 thread.start()
                 self._thread = thread
 
@@ -343,6 +385,8 @@ class Worker:
         if self.spool is not None and self.spool.own is not None:
             marker.spool_target = self.spool.own.next_seq - 1
         self._raw.append(marker)
+        if self._closed_for_submit:
+            self._report_late()  # shutdown ended meanwhile: nobody else will see the marker
         if self._thread is None:
             self._start()
         self._wake.set()
@@ -358,20 +402,38 @@ class Worker:
             self._room_freed.notify_all()
 
     def finish_stop(self, deadline: float) -> None:
-        """Wait for the thread until ``deadline``, then report whatever is left. Idempotent."""
+        """Wait for the thread until ``deadline``, cut a request still in flight, then report
+        whatever is left. Several clients at exit use the three steps apart, to share one
+        deadline and one grace period (see ``_client``)."""
+        self.join_until(deadline)
+        if self.cut():
+            self.join_until(time.monotonic() + CUT_GRACE)
+        self.report_leftovers(deadline)
+
+    def join_until(self, when: float) -> None:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                self._transport.abort()  # a request still in flight: cut it
-                thread.join(0.5)
-        elif thread is None and self._raw:
-            self._run()  # never started (queued from a fork child before its first wake)
-        if not self._sync_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            self._transport.abort()  # a sync-mode send still going: cut it, it reports itself
-            self._sync_lock.acquire()
-        self._sync_lock.release()
-        self._abandon_leftovers()
+            thread.join(max(0.0, when - time.monotonic()))
+
+    def cut(self) -> bool:
+        """Cut the request in flight if the thread is still at work; True if it was."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+            return False
+        self._transport.abort()
+        return True
+
+    def report_leftovers(self, deadline: float) -> None:
+        """Report everything not delivered (a sync-mode send still going is cut first)."""
+        acquired = self._sync_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        if not acquired:
+            self._transport.abort()  # it reports its own operation when the cut reaches it
+            acquired = self._sync_lock.acquire(timeout=CUT_GRACE)
+        try:
+            self._abandon_leftovers()
+        finally:
+            if acquired:
+                self._sync_lock.release()
 
     def reset_after_fork(self) -> None:
         """In a forked child: a fresh, empty queue and no thread (started on the next call).
@@ -441,7 +503,11 @@ class Worker:
             return True
         held_back, self._held_back = self._held_back, False
         if retry is not None:
-            self._retrying.remove(retry)
+            with self._state_lock:  # in flight the moment it leaves the list: never in neither
+                if self._abandoned:
+                    return False
+                self._retrying.remove(retry)
+                self._in_flight = retry
             self._send(retry, held_back)
         else:
             self._send_new(now, held_back)
@@ -544,6 +610,14 @@ class Worker:
                 self._room_freed.notify_all()
 
     def _encode_into_backlog(self, ops: list[Operation]) -> None:
+        """Encode ``ops`` in chunks and queue them in order, measuring the room after each
+        chunk: when operations suddenly grow (10 KB properties), callers get less room
+        within a few hundred operations, not a whole slice later."""
+        for start in range(0, len(ops), _ROOM_CHUNK):
+            self._encode_chunk(ops[start : start + _ROOM_CHUNK])
+            self._update_room()
+
+    def _encode_chunk(self, ops: list[Operation]) -> None:
         """Encode ``ops`` together (their insert ids made at once) and queue them in order."""
         if not ops:
             return
@@ -569,8 +643,9 @@ class Worker:
         try:
             data, problems = encode_operation(op, self._lib_version)
         except Exception as exc:
+            # Accepted, so not "invalid" (a refusal at the call): counted as failed.
             self._fail(
-                [op], DeliveryError(f"could not encode operation: {exc!r}", reason="invalid")
+                [op], DeliveryError(f"could not encode operation: {exc!r}", reason="unencodable")
             )
             return None
         return self._checked(op, data, problems)
@@ -602,13 +677,20 @@ class Worker:
 
     def _send_new(self, now: float, held_back: bool) -> None:
         options = self._options
-        items = self._backlog.take(options.max_batch_size, options.max_batch_bytes, len(_ENVELOPE))
+        with self._state_lock:  # in flight the moment it leaves the queue: never in neither
+            if self._abandoned:
+                return
+            items = self._backlog.take(
+                options.max_batch_size, options.max_batch_bytes, len(_ENVELOPE)
+            )
+            batch = _Batch(items) if items else None
+            self._in_flight = batch
         # What is left waits for its own trigger: flush_at more, or flush_interval from now.
         # A small remainder does not go right behind a full batch.
         self._waiting_since = now if self._backlog.encoded else None
         self._update_room()
-        if items:
-            self._send(_Batch(items), held_back)
+        if batch is not None:
+            self._send(batch, held_back)
 
     def _wire(self, batch: _Batch) -> Optional[tuple[bytes, bool]]:
         """The bytes to send for ``batch`` (kept for its retries); None if it cannot go whole."""
@@ -639,6 +721,8 @@ class Worker:
         """Start ``batch`` on the sender; its answer is handled by a later turn."""
         wire = self._wire(batch)
         if wire is None:
+            with self._state_lock:
+                self._in_flight = None  # split or reported instead
             return
         with self._state_lock:
             self._in_flight = batch
@@ -648,8 +732,9 @@ class Worker:
     def _await_answer(self) -> bool:
         answer = self._sender.answer
         if answer is None:
+            left = self._sender.cut_if_late()  # timeout is a wall-clock deadline
             if not (self._raw and len(self._raw) >= self._wake_at):
-                self._wake.wait(self._options.flush_interval)  # the sender wakes us
+                self._wake.wait(min(self._options.flush_interval, left + 0.01))
             return True
         with self._state_lock:
             batch, self._in_flight = self._in_flight, None
@@ -666,7 +751,12 @@ class Worker:
         with self._state_lock:
             self._in_flight = batch
         started = self._started(batch, held_back=False)
-        answer = self._transport.send(*wire, batch.key, self._time_left(started))
+        sender = self._sync_sender
+        sender.start(*wire, batch.key, self._time_left(started))
+        while not sender.finished.wait(sender.cut_if_late() + 0.01):
+            pass
+        answer = sender.answer
+        assert answer is not None
         with self._state_lock:
             self._in_flight = None
             if self._abandoned:
@@ -703,6 +793,7 @@ class Worker:
             if verdict is Verdict.QUOTA_EXCEEDED:
                 # Retrying cannot succeed before the plan's quota turns: probe once a window.
                 self.pacer.pause(now, self.pacer.window)
+                self._quota_until = now + self.pacer.window
             self._log_refusal(answer, verdict)
             self._fail(batch.reported, self._error(answer, verdict), batch)
 
@@ -902,9 +993,13 @@ class Worker:
 
     def _report_late(self) -> None:
         """A call that raced the end of shutdown: report it (and anything like it) now."""
+        with self._state_lock:
+            batches, self._retrying = self._retrying, []
         encoded, raw, markers = self._backlog.drain_all()
         self._encoded_total += len(raw)
-        ops: list[Reported] = [*(e.data for e in encoded), *raw]
+        ops: list[Reported] = [op for b in batches if not b.noted for op in b.reported]
+        ops += [e.data for e in encoded if e.origin is None]
+        ops += raw
         for marker in markers:
             marker.set()
         if ops:
@@ -926,7 +1021,13 @@ class Worker:
             batch = _Batch([Encoded(data, 0)], keep_on_429=True)
             give_up_at = self._clock.now() + self._policy.max_retry_time
             while True:
-                wait_until = max(batch.next_try_at, self.pacer.ready_at())
+                if self._clock.now() < self._quota_until:
+                    error = DeliveryError("the plan's quota is used up", reason="quota_exceeded")
+                    self._fail([op], error)
+                    return
+                # Each call is its own request in sync mode: only a pause the engine asked for
+                # (a 429) holds it back, not the spacing a background thread would keep.
+                wait_until = max(batch.next_try_at, self.pacer.paused_until)
                 if wait_until > give_up_at or self._stopping:
                     reason = "shutdown" if self._stopping else "retries_exhausted"
                     self._fail([op], DeliveryError("not delivered in time", reason=reason))

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 import pytest
 
+from sankofa_sdk import Client
 from sankofa_sdk._answers import Answer
 from sankofa_sdk._options import Options
 from sankofa_sdk._retry import Failure
@@ -108,11 +109,13 @@ def test_timeout_is_a_deadline_for_the_whole_request_not_per_read(
             conn.sendall(bytes([byte]))  # one byte every 0.1 s: each read succeeds in time
             time.sleep(0.1)
 
-    transport = transport_for(raw_server(drip), timeout=1.0)
-    thread, answers = send_in_thread(transport)
-    thread.join(30)  # the drip would take over 15 minutes
-    assert not thread.is_alive()
-    assert answers[0].status is None and answers[0].failure is Failure.TIMEOUT
+    server = raw_server(drip)
+    client = Client("sk_test_x" * 3, f"http://127.0.0.1:{server.port}", timeout=1.0, max_retries=0)
+    client.track("Dripped", distinct_id="user_1")
+    assert client.flush(30)  # the drip would take over 15 minutes
+    stats = client.stats()
+    assert stats["dropped"] == {"retries_exhausted": 1}
+    client.shutdown()
 
 
 def test_a_hanging_server_is_cut_by_abort(

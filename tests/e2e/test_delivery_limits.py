@@ -34,18 +34,24 @@ client = sankofa_sdk.Client(key, url)
 started = time.monotonic()
 sent = 0
 tick = 0.01  # send in small slices so the rate is steady, as a busy app's would be
-while True:
+total = max(1, round(rate * seconds))
+
+
+def call(n):
+    if method == "track":
+        client.track("Load", {"process": name, "seq": n}, distinct_id="user_" + name)
+    else:
+        client.people_set({"seq": n}, distinct_id="user_%s_%d" % (name, n % 1000))
+
+
+while sent < total:
     elapsed = time.monotonic() - started
-    if elapsed >= seconds:
-        break
-    due = min(int(elapsed * rate) + int(tick * rate), int(rate * seconds))
+    due = total if elapsed >= seconds else min(int(elapsed * rate) + int(tick * rate), total)
     while sent < due:
-        if method == "track":
-            client.track("Load", {"process": name, "seq": sent}, distinct_id="user_" + name)
-        else:
-            client.people_set({"seq": sent}, distinct_id="user_%s_%d" % (name, sent % 1000))
+        call(sent)
         sent += 1
-    time.sleep(tick)
+    if sent < total:
+        time.sleep(tick)
 last_call = time.monotonic()
 flushed = client.flush(timeout=120)
 done = time.monotonic()
