@@ -66,6 +66,7 @@ which is what ``flush_interval`` (0.5 s) asks at low traffic anyway."""
 MAX_GROWTH = 1.5
 ADDITIVE_STEP = 1 / 200
 """A step of the pace, as a share of the whole budget's pace (``L / W``)."""
+YIELD = 0.95
 DEAD_BAND = 0.05
 """Within 5% of the target the fleet's total is left alone and only shares move."""
 FULL = 0.8
@@ -77,6 +78,7 @@ BLIND_RESUME_SHARE = 0.75
 SHRINK_ON_429 = 0.7
 NEED_HEADROOM = 1.25
 DEMAND_SECONDS = 10.0
+BACKLOG_DRAIN_SECONDS = 60.0
 """The arrival rate is a moving average over about this long."""
 
 
@@ -108,12 +110,19 @@ class Pacer:
         budget: Optional[tuple[int, float]] = DEFAULT_RATE_LIMIT,
         *,
         batch_size: int = 5_000,
+        max_pause: float = 60.0,
         seed: Optional[int] = None,
     ) -> None:
         self.enabled = budget is not None
         limit, window = budget if budget is not None else DEFAULT_RATE_LIMIT
         self._limit = limit
         self._window = float(window)
+        self._longest_window = 2 * float(window)
+        """An engine that says its window is longer than this is not believed: one odd
+        header must not stall a process for days."""
+        self._max_pause = max_pause
+        self._last_growth: Optional[float] = None
+        self._backlog = 0
         self._window_learned = False  # until then, the window assumed from ``budget``
         self.rate = self._max_rate() * INITIAL_SHARE
         self._next_start = 0.0
@@ -140,14 +149,18 @@ class Pacer:
             return 0.0
         return max(self._next_start, self._paused_until)
 
-    def started(self, now: float, *, held_back: bool, fullness: float = 0.0) -> None:
+    def started(
+        self, now: float, *, held_back: bool, fullness: float = 0.0, backlog: int = 0
+    ) -> None:
         """A request starts at ``now``.
 
         ``held_back``: its batch was due before ``ready_at``. ``fullness``: how full the batch
         is (0 to 1 of ``max_batch_size`` or ``max_batch_bytes``); a process whose batches are
-        full needs more requests, one with small batches only needs patience.
+        full needs more requests, one with small batches only needs patience. ``backlog``:
+        operations still waiting after this batch.
         """
         self._held_back = held_back
+        self._backlog = backlog
         self._fullness = min(1.0, max(0.0, fullness))
         if self._first_start is None:
             self._first_start = now
@@ -218,10 +231,13 @@ class Pacer:
 
     def _needed_rate(self, now: float) -> float:
         """Requests per second that would carry the recent arrival rate in full batches."""
-        if not self._arrivals:
+        if not self._arrivals and not self._backlog:
             return 0.0
         kept = math.exp(-(now - self._arrivals_at) / DEMAND_SECONDS)
         ops_per_second = self._arrivals * kept / DEMAND_SECONDS
+        # What keeps arriving, and what is already waiting (drained over a minute): without
+        # headers, a backlog left by a pause must not drain at the pace of new arrivals only.
+        ops_per_second += self._backlog / BACKLOG_DRAIN_SECONDS
         return ops_per_second / (self._batch_size * FULL)
 
     def pause(self, now: float, seconds: float) -> None:
@@ -251,20 +267,24 @@ class Pacer:
         # once the engine speaks, what it says replaces the window assumed from ``budget``.
         # A process that joins late in a window underestimates it for that window only, and
         # the R / T term below keeps it from spending more than that window has left.
-        if not self._window_learned or info.reset > self._window:
-            self._window = max(1.0, info.reset)
+        reset = min(info.reset, self._longest_window)
+        if not self._window_learned or reset > self._window:
+            self._window = max(1.0, reset)
             self._window_learned = True
         reserve = max(1, int(info.limit * 0.02))
         if info.remaining <= reserve:
             # The window is nearly spent: whatever is sent now would be refused. Wait it out.
-            self._paused_until = max(self._paused_until, now + info.reset + 0.5)
+            wait = min(reset + 0.5, self._max_pause)
+            self._paused_until = max(self._paused_until, now + wait)
         self._own_since_sample += 1  # this answer's Remaining already counts its request
         measured = self._measure(now, info)
         if measured is None:
             return
         fleet_rate, own_rate, reliable = measured
-        target = TARGET_SHARE * min(info.remaining / max(info.reset, 1.0), self._max_rate())
-        if not reliable and fleet_rate <= GROSS_OVERSHOOT * target:
+        target = TARGET_SHARE * min(info.remaining / max(reset, 1.0), self._max_rate())
+        spent = info.limit - info.remaining
+        gross = fleet_rate > GROSS_OVERSHOOT * target and spent >= info.limit * 0.1
+        if not reliable and not gross:
             return  # a rough view only acts on a gross overshoot (a fleet starting together)
         step = self._max_rate() * ADDITIVE_STEP
         if fleet_rate > target * (1 + DEAD_BAND):
@@ -273,16 +293,20 @@ class Pacer:
         elif not self._held_back:
             pass  # this process sends less than its allowance: nothing to change
         elif fleet_rate < target * (1 - DEAD_BAND):
-            # Under: fill the budget fast (multiplicatively), at least by one step.
-            grown = self.rate * (min(MAX_GROWTH, target / fleet_rate) if fleet_rate else MAX_GROWTH)
+            # Under: fill the budget fast (multiplicatively, by time rather than by answer,
+            # so a process that answers rarely is not slow to grow), at least by one step.
+            seconds = 1.0 if self._last_growth is None else max(1.0, now - self._last_growth)
+            limit = MAX_GROWTH**seconds
+            grown = self.rate * (min(limit, target / fleet_rate) if fleet_rate else limit)
             self.rate = max(grown, self.rate + step)
+            self._last_growth = now
         elif self._fullness >= FULL:
             # On target: requests go where bigger batches no longer help. A process whose
             # batches are full takes a step...
             self.rate += step
         elif self._fullness < ROOMY:
-            # ...and one whose batches have room to grow gives half a step back.
-            self.rate -= step / 2
+            # ...and one whose batches have room to grow gives some back.
+            self.rate = min(self.rate - step / 2, self.rate * YIELD)
         self.rate = min(self._max_rate(), max(self._min_rate(), self.rate))
 
     def _measure(self, now: float, info: RateLimitHeaders) -> Optional[tuple[float, float, bool]]:
@@ -328,7 +352,7 @@ class Pacer:
         self._sample = None
         if retry_after is None:
             # No word on when the window ends: a whole window from now certainly is past it.
-            wait = self._window * (1 + 0.1 * self._random.random())
+            wait = min(self._window * (1 + 0.1 * self._random.random()), self._max_pause)
         else:
             # Spread the fleet's return a little instead of all at the same instant.
             wait = retry_after + self._random.random() * min(1.0, 0.1 + retry_after / 4)

@@ -235,7 +235,11 @@ class Worker:
         self._quota_until = 0.0
         self._sync_wake = threading.Event()
         self._waiting_markers: list[Marker] = []
-        self.pacer = Pacer(self._options.rate_limit, batch_size=self._options.max_batch_size)
+        self.pacer = Pacer(
+            self._options.rate_limit,
+            batch_size=self._options.max_batch_size,
+            max_pause=self._policy.max_retry_after,
+        )
         self.spool: Optional[SpoolFeed] = None
         self.spool = self._open_spool()
         if self.spool is not None:
@@ -550,8 +554,13 @@ class Worker:
                 break
             if type(item) is tuple:
                 ops.append(item)
+                if len(ops) >= _ROOM_CHUNK:
+                    # Taken from the raw queue but not yet encoded, operations are counted
+                    # nowhere: keep that to one chunk, so the room stays true.
+                    self._encode_into_backlog(ops)
+                    ops = []
                 continue
-            # A flush marker: what came before it is queued first, in one go.
+            # A flush marker: what came before it is queued first.
             self._encode_into_backlog(ops)
             ops = []
             self._waiting_markers.append(item)  # type: ignore[arg-type]
@@ -610,12 +619,11 @@ class Worker:
                 self._room_freed.notify_all()
 
     def _encode_into_backlog(self, ops: list[Operation]) -> None:
-        """Encode ``ops`` in chunks and queue them in order, measuring the room after each
-        chunk: when operations suddenly grow (10 KB properties), callers get less room
-        within a few hundred operations, not a whole slice later."""
-        for start in range(0, len(ops), _ROOM_CHUNK):
-            self._encode_chunk(ops[start : start + _ROOM_CHUNK])
-            self._update_room()
+        """Encode ``ops`` (one chunk at most) and queue them, then measure the room again:
+        when operations suddenly grow (10 KB properties), callers get less room within a few
+        hundred operations, not a whole slice later."""
+        self._encode_chunk(ops)
+        self._update_room()
 
     def _encode_chunk(self, ops: list[Operation]) -> None:
         """Encode ``ops`` together (their insert ids made at once) and queue them in order."""
@@ -711,7 +719,8 @@ class Worker:
         size = sum(len(e.data) for e in batch.items)
         fullness = max(len(batch.items) / options.max_batch_size, size / options.max_batch_bytes)
         started = self._clock.now()
-        self.pacer.started(started, held_back=held_back, fullness=fullness)
+        backlog = self._backlog.encoded_count + (self.spool.unread() if self.spool else 0)
+        self.pacer.started(started, held_back=held_back, fullness=fullness, backlog=backlog)
         return started
 
     def _time_left(self, now: float) -> Optional[float]:

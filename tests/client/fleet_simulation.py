@@ -220,7 +220,9 @@ def simulate(
             chunks = process.take(options.max_batch_size)
             process.waiting_since = t if process.queued else None
             fullness = sum(n for _, n in chunks) / options.max_batch_size
-            process.pacer.started(t, held_back=process.held_back, fullness=fullness)
+            process.pacer.started(
+                t, held_back=process.held_back, fullness=fullness, backlog=process.queued
+            )
             process.held_back = False
             status, answer_headers = limiter.hit(t)
             requests.append(t)
