@@ -77,6 +77,7 @@ BLIND_GROWTH_PER_WINDOW = 0.02
 BLIND_RESUME_SHARE = 0.75
 SHRINK_ON_429 = 0.7
 NEED_HEADROOM = 1.25
+NEED_SHARE_CAP = 0.5
 DEMAND_SECONDS = 10.0
 BACKLOG_DRAIN_SECONDS = 60.0
 """The arrival rate is a moving average over about this long."""
@@ -276,6 +277,7 @@ class Pacer:
             # The window is nearly spent: whatever is sent now would be refused. Wait it out.
             wait = min(reset + 0.5, self._max_pause)
             self._paused_until = max(self._paused_until, now + wait)
+            return  # the pause is the answer; the pace itself is not to blame
         self._own_since_sample += 1  # this answer's Remaining already counts its request
         measured = self._measure(now, info)
         if measured is None:
@@ -307,6 +309,12 @@ class Pacer:
         elif self._fullness < ROOMY:
             # ...and one whose batches have room to grow gives some back.
             self.rate = min(self.rate - step / 2, self.rate * YIELD)
+        need = self._needed_rate(now)
+        if self._held_back and need > self.rate:
+            # Whatever the fleet does, a process gets what carries its own arrivals in full
+            # batches (up to half the target): the decreases above then come out of the
+            # processes that could wait with bigger batches instead.
+            self.rate = min(need, target * NEED_SHARE_CAP) if need > self.rate else self.rate
         self.rate = min(self._max_rate(), max(self._min_rate(), self.rate))
 
     def _measure(self, now: float, info: RateLimitHeaders) -> Optional[tuple[float, float, bool]]:
