@@ -314,7 +314,7 @@ class Pacer:
             # Whatever the fleet does, a process gets what carries its own arrivals in full
             # batches (up to half the target): the decreases above then come out of the
             # processes that could wait with bigger batches instead.
-            self.rate = min(need, target * NEED_SHARE_CAP) if need > self.rate else self.rate
+            self.rate = max(self.rate, min(need, target * NEED_SHARE_CAP))
         self.rate = min(self._max_rate(), max(self._min_rate(), self.rate))
 
     def _measure(self, now: float, info: RateLimitHeaders) -> Optional[tuple[float, float, bool]]:
