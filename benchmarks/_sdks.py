@@ -25,6 +25,8 @@ EQUAL = {"flush_at": 100, "flush_interval_s": 0.5, "max_queue_size": 10_000, "gz
 """The equal batch settings: the same batch size, interval, queue bound and compression."""
 
 Call = Callable[[str, dict[str, Any]], Any]
+QUEUE_BYTES_PER_OP = 4096
+"""Room per operation when a figure sizes sankofa_sdk's queue: well above the workload's ~1 KB."""
 
 
 class Adapter:
@@ -94,6 +96,10 @@ class Sankofa(Adapter):
         import sankofa_sdk
 
         kwargs = _options(config, queue_size, gzip, {"flush_interval_s": "flush_interval"})
+        if queue_size is not None:
+            # The queue is also bounded by bytes (128 MiB by default): 200,000 of the workload's
+            # events would not fit, so a figure that sizes the queue for every call sizes both.
+            kwargs["max_queue_bytes"] = max(queue_size * QUEUE_BYTES_PER_OP, 128 * 1024 * 1024)
         kwargs.update(options or {})  # a scenario's own settings (the delivery scenarios)
         self.client = sankofa_sdk.Client("sk_test_benchmark0001", host=host, **kwargs)
 
