@@ -1,9 +1,12 @@
 """Side-by-side benchmarks: ``bash benchmarks/run [--quick]`` (or ``python -m benchmarks``).
 
 Starts the counting sink, then for each run and each configuration measures every figure for
-every SDK, each in a fresh subprocess, rotating the order of the SDKs from run to run. Prints
-min/median/max and the ratio to posthog-python, checks the targets of issue 5, and writes
-everything (raw results included) to ``benchmarks/results/<UTC time>.json`` and ``.md``.
+every SDK, each in a fresh subprocess, rotating the order of the SDKs from run to run. Then,
+once, the delivery scenarios of issue 9 (a fleet through a request budget, an outage, a flaky
+network), each SDK with its production defaults, in fresh processes against the same sink with
+its limiter or faults on. Prints min/median/max and the ratio to posthog-python, checks the
+targets of issue 5, and writes everything (raw results included) to
+``benchmarks/results/<UTC time>.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,70 @@ QUICK = {
     "down_n": 2_000,
     "server_n": 20_000,
 }
+
+# The delivery scenarios of issue 9, each SDK with its production defaults. The engine's budget
+# is 500 requests per 60 s per key; the fleet runs it 10x faster in time (50 per 6 s), as the
+# end-to-end tests do, so a run takes a minute rather than ten. ``limit_s``: how long after the
+# start (fleet) or after the last call (the others) the scenario waits for everything.
+DELIVERY: dict[str, dict[str, Any]] = {
+    "fleet": {
+        "procs": 8,
+        "rate": 1_000,
+        "seconds": 12,
+        "rate_limit": {"limit": 50, "window": 6, "headers": True},
+        "limit_s": 60,
+    },
+    "fleet_blind": {
+        "procs": 8,
+        "rate": 1_000,
+        "seconds": 12,
+        "rate_limit": {"limit": 50, "window": 6, "headers": False},
+        "limit_s": 60,
+    },
+    # Answers without headers cannot teach a client that the window is 6 s rather than the
+    # engine's 60: sankofa_sdk's defaults then wait a whole 60 s window after a 429. This is
+    # the same fleet with sankofa_sdk told the scaled budget, as a user of such an engine would.
+    "fleet_blind_told": {
+        "procs": 8,
+        "rate": 1_000,
+        "seconds": 12,
+        "rate_limit": {"limit": 50, "window": 6, "headers": False},
+        "limit_s": 60,
+        "sdks": ["sankofa"],
+        "options": {"rate_limit": [50, 6]},
+    },
+    "outage": {"procs": 1, "rate": 5_000, "seconds": 4, "outage_s": 8, "limit_s": 45},
+    "flaky": {
+        "procs": 1,
+        "rate": 5_000,
+        "seconds": 4,
+        "flaky": {"reset_share": 0.1, "error_share": 0.1, "seed": 7, "status": 500},
+        "limit_s": 45,
+    },
+}
+# A smoke run of the same paths: a budget small enough that the quick fleet meets 429s too.
+_QUICK_FLEET = {"procs": 2, "rate": 500, "seconds": 3, "limit_s": 6}
+DELIVERY_QUICK: dict[str, dict[str, Any]] = {
+    "fleet": {
+        **DELIVERY["fleet"],
+        **_QUICK_FLEET,
+        "rate_limit": {"limit": 10, "window": 6, "headers": True},
+    },
+    "fleet_blind": {
+        **DELIVERY["fleet_blind"],
+        **_QUICK_FLEET,
+        "rate_limit": {"limit": 10, "window": 6, "headers": False},
+    },
+    "fleet_blind_told": {
+        **DELIVERY["fleet_blind_told"],
+        **_QUICK_FLEET,
+        "rate_limit": {"limit": 10, "window": 6, "headers": False},
+        "options": {"rate_limit": [10, 6]},
+    },
+    "outage": {**DELIVERY["outage"], "rate": 1_000, "seconds": 1, "outage_s": 2, "limit_s": 5},
+    "flaky": {**DELIVERY["flaky"], "rate": 1_000, "seconds": 1, "limit_s": 5},
+}
+FIGURES = ("sink", "hot_path", "throughput", "unreachable", "server", *DELIVERY)
 # The equal-settings throughput run is shorter: posthog-python's caller alone needs ~60 s for
 # 200,000 captures here, and at full load its batches fill long before any interval expires,
 # so its equal settings (flush_interval 0.5 s instead of 5 s) change nothing there.
@@ -110,6 +177,144 @@ class Harness:
             }
         )
         print(f"  {name:<40} {seconds:6.1f}s  {_headline(task, result)}", flush=True)
+
+    # --- the delivery scenarios (issue 9) ------------------------------------------------------
+
+    def delivery(self, scenario: str, sdk: str) -> None:
+        """One scenario for one SDK: its processes, the sink's limiter or faults, the count."""
+        spec = (DELIVERY_QUICK if self.args.quick else DELIVERY)[scenario]
+        name = f"delivery-{scenario}-{sdk}"
+        started = time.monotonic()
+        control = SinkControl(self.sink_url)
+        try:
+            result = self._delivery(control, scenario, sdk, spec, name)
+        except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            self.failures.append(f"{name}: {exc!r}")
+            print(f"  {name:<40} FAILED: {exc!r}", flush=True)
+            return
+        finally:
+            with contextlib.suppress(RuntimeError, OSError):
+                control.faults(clear=True)  # never leave a fault on for the next measurement
+            control.close()
+        seconds = time.monotonic() - started
+        self.records.append(
+            {
+                "run": 0,
+                "config": "defaults",
+                "task": scenario,
+                "sdk": sdk,
+                "seconds": seconds,
+                "result": result,
+            }
+        )
+        print(f"  {name:<40} {seconds:6.1f}s  {_report.delivery_headline(result)}", flush=True)
+
+    def _delivery(
+        self, control: SinkControl, scenario: str, sdk: str, spec: dict[str, Any], name: str
+    ) -> dict[str, Any]:
+        procs, limit_s = spec["procs"], spec["limit_s"]
+        control.faults(clear=True)
+        control.reset(sdk)  # also forgets this SDK's rate-limit windows
+        # Time to start the processes and import the SDK (~0.15 s each here), so that every
+        # process makes its first call at the same instant.
+        startup = (1.0 if self.args.quick else 2.0) + 0.25 * procs
+        start_at = time.monotonic() + startup
+        if "rate_limit" in spec:
+            control.faults(rate_limit=spec["rate_limit"])
+        if "outage_s" in spec:
+            control.faults(outage={"from": start_at, "seconds": spec["outage_s"], "status": 503})
+        if "flaky" in spec:
+            control.faults(flaky=spec["flaky"])
+        # A fleet shares one deadline from the start; a single process waits limit_s after
+        # its own last call (a slow caller's calls take longer than the scenario's seconds).
+        deadline = start_at + limit_s if procs > 1 else None
+        child = {
+            "task": "delivery",
+            "sdk": sdk,
+            "sink": self.sink_url,
+            "rate": spec["rate"],
+            "seconds": spec["seconds"],
+            "start_at": start_at,
+            "deadline": deadline,
+            "drain_s": limit_s,
+            "options": spec.get("options"),
+        }
+        calls_bound = max(3 * spec["seconds"], spec["seconds"] + 10)
+        timeout = startup + calls_bound + limit_s + 30
+        children = [self._spawn({**child, "index": i}, f"{name}-p{i}") for i in range(procs)]
+        results = [self._collect(proc, log, timeout) for proc, log in children]
+        sent = sum(r["sent"] for r in results)
+        refused = sum(r["refused"] for r in results)
+        failed = sum(r["failed"] for r in results)
+        queued = sum(r["queued_at_end"] for r in results)
+        last_call = max(r["last_call"] for r in results)
+        end = deadline if deadline is not None else last_call + limit_s
+        # Everything the SDKs did not give up on should be there; a silent loss waits out the end.
+        control.wait(sdk, sent - refused - failed, max(0.0, end - time.monotonic()))
+        everything = control.all_stats()
+        got = everything["sdks"][sdk]
+        stored = got["unique"]
+        since = start_at if procs > 1 else last_call
+        all_stored_s = got["grew_at"] - since if stored >= sent and got["grew_at"] else None
+        windows = [w for key, w in everything["windows"].items() if key.startswith(f"{sdk}:")]
+        statuses = got["statuses"]
+        requests = got["requests"]
+        return {
+            "scenario": scenario,
+            "spec": spec,
+            "procs": procs,
+            "total": sum(r["total"] for r in results),
+            "sent": sent,
+            "stored": stored,
+            "lost": sent - stored,
+            "refused": refused,
+            "failed": failed,
+            "queued_at_end": queued,
+            "unaccounted": max(0, sent - stored - refused - failed - queued),
+            "duplicates": got["duplicates"],
+            "replayed_ops": got["replayed_ops"],
+            "requests": requests,
+            "statuses": statuses,
+            "share_429": statuses.get("429", 0) / requests if requests else 0.0,
+            "max_requests_per_window": max((max(w) for w in windows if w), default=None),
+            "windows": windows[0] if len(windows) == 1 else windows,
+            "all_stored_s": all_stored_s,
+            "measured_from": "start" if procs > 1 else "last call",
+            "limit_s": limit_s,
+            "last_stored_s": got["grew_at"] - since if got["grew_at"] else None,
+            "calls_s": last_call - start_at,
+            "late_start_s": max(r["started"] - start_at for r in results),
+            "drained": sum(1 for r in results if r["drained_at"] is not None),
+            "children": results,
+            "sink": got,
+        }
+
+    def _spawn(self, spec: dict[str, Any], log_name: str) -> tuple[subprocess.Popen[str], Path]:
+        log = self.logs / f"{log_name}.log"
+        with open(log, "w") as err:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks._child", json.dumps(spec)],
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        return proc, log
+
+    @staticmethod
+    def _collect(proc: subprocess.Popen[str], log: Path, timeout: float) -> dict[str, Any]:
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # only this child, which we started; its result is lost
+            proc.communicate()
+            raise
+        for line in reversed(out.splitlines()):
+            if line.startswith("RESULT "):
+                result: dict[str, Any] = json.loads(line[7:])
+                return result
+        raise RuntimeError(f"delivery child failed (exit {proc.returncode}); see {log}")
 
     # --- the sink's own capacity --------------------------------------------------------------
 
@@ -357,8 +562,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--configs", default=",".join(CONFIGS), help="defaults,equal")
     parser.add_argument(
         "--figures",
-        default="sink,hot_path,throughput,unreachable,server",
-        help="comma-separated subset of sink,hot_path,throughput,unreachable,server",
+        default=",".join(FIGURES),
+        help=f"comma-separated subset of {','.join(FIGURES)}",
     )
     parser.add_argument(
         "--compare",
@@ -366,7 +571,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         help="an earlier results file to compare with (default: the latest of the same kind)",
     )
     args = parser.parse_args(argv)
-    for name, allowed in (("sdks", SDKS), ("configs", CONFIGS)):
+    for name, allowed in (("sdks", SDKS), ("configs", CONFIGS), ("figures", FIGURES)):
         chosen = getattr(args, name).split(",")
         if not chosen or any(c not in allowed for c in chosen):
             parser.error(f"--{name} takes a subset of {','.join(allowed)}")
@@ -417,6 +622,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                         print(f"  r{run} reference server FAILED: {exc!r}", flush=True)
                 else:
                     print("  reference server: sankofa_sdk.server is not there yet; skipped")
+        # The delivery scenarios run once, after the timed figures: each takes up to a minute
+        # per SDK, and what they measure (operations stored, requests) varies little run to run.
+        scenarios = [f for f in DELIVERY if f in figures]
+        if scenarios:
+            print("delivery under the engine's limits (production defaults)", flush=True)
+        for scenario in scenarios:
+            for sdk in sdks:
+                if sdk in DELIVERY[scenario].get("sdks", SDKS):
+                    harness.delivery(scenario, sdk)
         baseline = harness.child(
             "benchmarks._child", {"task": "workload_only", "n": 100_000}, 120, "workload-only"
         )
@@ -428,6 +642,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     sink = _report.spread(sink_values) if sink_values else None
     found = _report.targets(summary, servers)
     table = _report.markdown(summary, servers, sdks, sink)
+    delivery = _report.delivery_markdown(harness.records, sdks)
+    if delivery:
+        table += "\nDelivery under the engine's limits (production defaults, one run):\n\n"
+        table += delivery
     text = (
         f"{table}\n"
         f"Workload alone (building the dicts, no SDK): {baseline['cpu_ms_per_1000']:.1f} ms CPU per 1,000.\n"

@@ -11,6 +11,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -160,6 +161,65 @@ def server_client_load(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def delivery(spec: dict[str, Any]) -> dict[str, Any]:
+    """One process of a delivery scenario: an app tracking at a steady rate, with defaults.
+
+    From ``start_at`` (a ``time.monotonic()``, the same in every process) it makes ``rate``
+    track calls a second for ``seconds``, in 10 ms slices as a busy app would, then waits for
+    the SDK's own flush until ``drain_s`` after its last call, or until ``deadline`` when one
+    is given (a fleet shares one deadline). It never shuts the SDK down: a shutdown could drop
+    or hurry what is still queued, and the sink's count is the measurement.
+    """
+    sdk, rate, seconds = spec["sdk"], spec["rate"], spec["seconds"]
+    total = int(rate * seconds)
+    # Production defaults, queue bound included; ``options`` only where a scenario says so.
+    extra = {"options": spec["options"]} if spec.get("options") else {}
+    adapter = ADAPTERS[sdk](spec["sink"], "defaults", **extra)
+    track = adapter.call("track")
+    build, ids = event_properties, DISTINCT_IDS
+    offset = spec.get("index", 0) * total  # distinct request_n across a fleet's processes
+    tick = 0.01
+    start_at = spec["start_at"]
+    # Bound the call phase: an SDK whose calls cannot keep the pace stops at this point, and
+    # the calls not made are reported (``sent`` < ``total``).
+    calls_until = start_at + max(3 * seconds, seconds + 10)
+    ready_at = time.monotonic()
+    time.sleep(max(0.0, start_at - ready_at))
+    started = time.monotonic()
+    sent = 0
+    while sent < total:
+        now = time.monotonic()
+        if now >= calls_until:
+            break
+        due = min(int((now - started) * rate) + int(tick * rate), total)
+        while sent < due:
+            track(ids[sent % 1000], build(offset + sent))
+            sent += 1
+        pause = started + (sent / rate) - tick - time.monotonic()
+        if pause > 0:
+            time.sleep(min(pause, tick))
+    last_call = time.monotonic()
+    deadline = spec.get("deadline") or last_call + spec["drain_s"]
+    flusher = threading.Thread(target=adapter.drain, daemon=True)
+    flusher.start()
+    flusher.join(max(0.0, deadline - time.monotonic()))
+    drained_at = None if flusher.is_alive() else time.monotonic()
+    stats = adapter.client.stats() if sdk == "sankofa" else None
+    return {
+        "total": total,
+        "sent": sent,
+        "refused": adapter.dropped(),
+        "failed": adapter.failed(),
+        "queued_at_end": adapter.held(),
+        "ready_at": ready_at,
+        "started": started,
+        "last_call": last_call,
+        "drained_at": drained_at,
+        "deadline": deadline,
+        "stats": stats,
+    }
+
+
 def workload_only(spec: dict[str, Any]) -> dict[str, Any]:
     """The CPU the workload itself costs (building the dicts), with no SDK at all."""
     n = spec["n"]
@@ -175,6 +235,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "unreachable": unreachable,
     "workload_only": workload_only,
     "server_client_load": server_client_load,
+    "delivery": delivery,
 }
 
 

@@ -21,10 +21,10 @@ class SinkControl:
         self._port = parts.port or 80
         self._conn = http.client.HTTPConnection(self._host, self._port, timeout=600)
 
-    def _request(self, method: str, path: str) -> dict[str, Any]:
+    def _request(self, method: str, path: str, body: bytes = b"") -> dict[str, Any]:
         for attempt in range(2):
             try:
-                self._conn.request(method, path, body=b"" if method == "POST" else None)
+                self._conn.request(method, path, body=body if method == "POST" else None)
                 response = self._conn.getresponse()
                 data = response.read()
                 break
@@ -33,6 +33,8 @@ class SinkControl:
                 if attempt:
                     raise
         result: dict[str, Any] = json.loads(data or b"{}")
+        if response.status != 200:
+            raise RuntimeError(f"sink answered {response.status} to {method} {path}: {result}")
         return result
 
     def reset(self, sdk: str) -> None:
@@ -48,6 +50,13 @@ class SinkControl:
             "GET", f"/wait?sdk={sdk}&count={count}&timeout={timeout}"
         )["sdks"][sdk]
         return result
+
+    def faults(self, **switches: Any) -> None:
+        """Set the sink's limiter and faults (``rate_limit``, ``outage``, ``flaky``, ``clear``)."""
+        self._request("POST", "/faults", json.dumps(switches).encode())
+
+    def all_stats(self) -> dict[str, Any]:
+        return self._request("GET", "/stats")
 
     def close(self) -> None:
         self._conn.close()

@@ -261,3 +261,115 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> str:
                     f"{_fmt(cell['median'])} | {change:+.0%} |"
                 )
     return "\n".join(lines) + "\n"
+
+
+# --- the delivery scenarios (issue 9) ---------------------------------------------------------
+
+DELIVERY_TITLES = {
+    "fleet": "Fleet through a request budget",
+    "fleet_blind": "The same fleet, answers without rate-limit headers or Retry-After",
+    "fleet_blind_told": "The same fleet without headers, sankofa_sdk told the budget",
+    "outage": "Outage",
+    "flaky": "Flaky network",
+}
+
+
+def _seconds(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def delivery_headline(r: Record) -> str:
+    done = (
+        f"all after {r['all_stored_s']:.1f} s"
+        if r["all_stored_s"] is not None
+        else f"not all within {r['limit_s']} s"
+    )
+    return (
+        f"stored {r['stored']:,}/{r['total']:,}, lost {r['lost']:,}, "
+        f"{r['requests']:,} requests ({r['share_429']:.0%} 429), dup {r['duplicates']:,}, {done}"
+    )
+
+
+def _scenario_line(spec: dict[str, Any]) -> str:
+    procs = spec["procs"]
+    fleet = f"{procs} processes x " if procs > 1 else ""
+    load = f"{fleet}{spec['rate']:,} ops/s for {spec['seconds']} s"
+    if "rate_limit" in spec:
+        limit = spec["rate_limit"]
+        how = (
+            "429 with Retry-After, X-RateLimit-* on the others"
+            if limit["headers"]
+            else "429 without Retry-After, no X-RateLimit-* headers"
+        )
+        told = ""
+        if spec.get("options", {}).get("rate_limit"):
+            told = "; sankofa_sdk with rate_limit=({}, {})".format(*spec["options"]["rate_limit"])
+        return f"{load}, one key, {limit['limit']} requests per {limit['window']} s ({how}){told}"
+    if "outage_s" in spec:
+        return f"{load}, every request answered 503 for the first {spec['outage_s']} s"
+    flaky = spec["flaky"]
+    return (
+        f"{load}, {flaky['reset_share']:.0%} of requests stored then reset without an answer, "
+        f"{flaky['error_share']:.0%} answered {flaky['status']} and not stored"
+    )
+
+
+def delivery_markdown(records: list[Record], sdks: list[str]) -> str:
+    """One table per scenario: what each SDK got stored, lost, spent and how long it took."""
+    lines: list[str] = []
+    for scenario, title in DELIVERY_TITLES.items():
+        by_sdk = {r["sdk"]: r["result"] for r in records if r["task"] == scenario}
+        if not by_sdk:
+            continue
+        spec = next(iter(by_sdk.values()))["spec"]
+        lines.append(f"**{title}**: {_scenario_line(spec)}.")
+        lines.append("")
+        lines.append("| | " + " | ".join(sdks) + " |")
+        lines.append("|---|" + "---|" * len(sdks))
+
+        def row(label: str, show: Callable[[Record], str], by_sdk: Record = by_sdk) -> None:
+            cells = [show(by_sdk[s]) if s in by_sdk else "-" for s in sdks]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+        total = next(iter(by_sdk.values()))["total"]
+        row(f"stored (of {total:,})", lambda r: f"{r['stored']:,}")
+        row(
+            "not stored: dropped at the queue / given up (reported) / still held at the end "
+            "/ unaccounted",
+            lambda r: (
+                f"{r['lost']:,}: {r['refused']:,} / {r['failed']:,} / {r['queued_at_end']:,} "
+                f"/ {r['unaccounted']:,}"
+            ),
+        )
+        if scenario == "flaky":
+            row(
+                "duplicates stored (resent, absorbed by Idempotency-Key)",
+                lambda r: f"{r['duplicates']:,} ({r['replayed_ops']:,})",
+            )
+        elif any(r["duplicates"] for r in by_sdk.values()):
+            row("duplicates stored", lambda r: f"{r['duplicates']:,}")
+        row(
+            "requests (answered 429)",
+            lambda r: f"{r['requests']:,} ({r['statuses'].get('429', 0):,}, {r['share_429']:.0%})",
+        )
+        if "rate_limit" in spec:
+            row(
+                f"most requests in one {spec['rate_limit']['window']} s window",
+                lambda r: f"{r['max_requests_per_window'] or 0:,}",
+            )
+        since = "the start" if spec["procs"] > 1 else "the last call"
+        row(
+            f"all stored, seconds after {since}",
+            lambda r: (
+                f"{r['all_stored_s']:.1f}"
+                if r["all_stored_s"] is not None
+                else f"not within {r['limit_s']} s"
+            ),
+        )
+        row("calls took (s, scheduled " + f"{spec['seconds']})", lambda r: f"{r['calls_s']:.1f}")
+        row(
+            "processes whose flush returned by then",
+            lambda r: f"{r['drained']} of {r['procs']}",
+        )
+        lines.append("")
+    return "\n".join(lines)

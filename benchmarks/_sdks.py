@@ -25,6 +25,8 @@ EQUAL = {"flush_at": 100, "flush_interval_s": 0.5, "max_queue_size": 10_000, "gz
 """The equal batch settings: the same batch size, interval, queue bound and compression."""
 
 Call = Callable[[str, dict[str, Any]], Any]
+QUEUE_BYTES_PER_OP = 4096
+"""Room per operation when a figure sizes sankofa_sdk's queue: well above the workload's ~1 KB."""
 
 
 class Adapter:
@@ -40,6 +42,22 @@ class Adapter:
 
     def dropped(self) -> int:
         """Operations the SDK itself refused (queue full, closed) since it was created."""
+        raise NotImplementedError
+
+    def failed(self) -> int:
+        """Operations the SDK accepted, then gave up on and reported (``on_error``, stats)."""
+        raise NotImplementedError
+
+    def held(self) -> int:
+        """Operations accepted and not finished: queued, in a batch being sent or retried."""
+        return self.queued()
+
+    def drain(self) -> None:
+        """Block until the SDK says everything queued was sent or given up (its own flush).
+
+        Unbounded in some SDKs: the delivery scenarios call it on a thread they stop waiting
+        for at their deadline.
+        """
         raise NotImplementedError
 
     def shutdown(self) -> None:
@@ -73,10 +91,16 @@ class Sankofa(Adapter):
         config: str,
         queue_size: Optional[int] = None,
         gzip: Optional[bool] = None,
+        options: Optional[dict[str, Any]] = None,
     ) -> None:
         import sankofa_sdk
 
         kwargs = _options(config, queue_size, gzip, {"flush_interval_s": "flush_interval"})
+        if queue_size is not None:
+            # The queue is also bounded by bytes (128 MiB by default): 200,000 of the workload's
+            # events would not fit, so a figure that sizes the queue for every call sizes both.
+            kwargs["max_queue_bytes"] = max(queue_size * QUEUE_BYTES_PER_OP, 128 * 1024 * 1024)
+        kwargs.update(options or {})  # a scenario's own settings (the delivery scenarios)
         self.client = sankofa_sdk.Client("sk_test_benchmark0001", host=host, **kwargs)
 
     def call(self, kind: str) -> Call:
@@ -97,6 +121,12 @@ class Sankofa(Adapter):
     def dropped(self) -> int:
         dropped = self.client.stats()["dropped"]
         return int(sum(dropped.get(r, 0) for r in ("queue_full", "closed", "invalid")))
+
+    def failed(self) -> int:
+        return int(self.client.stats()["failed"])
+
+    def drain(self) -> None:
+        self.client.flush(None)
 
     def shutdown(self) -> None:
         self.client.shutdown(timeout=30)
@@ -121,8 +151,13 @@ class Posthog(Adapter):
         from posthog import Posthog as Client
 
         kwargs = _options(config, queue_size, gzip, {"flush_interval_s": "flush_interval"})
-        self.client = Client("phc_benchmark0001", host=host, **kwargs)
         self._refused = 0
+        self._failed = 0
+        # on_error only counts what the SDK gives up on; it changes nothing in its delivery.
+        self.client = Client("phc_benchmark0001", host=host, on_error=self._on_error, **kwargs)
+
+    def _on_error(self, error: Exception, batch: list[Any]) -> None:
+        self._failed += len(batch)
 
     def call(self, kind: str) -> Call:
         client = self.client
@@ -159,6 +194,21 @@ class Posthog(Adapter):
     def dropped(self) -> int:
         return self._refused
 
+    def failed(self) -> int:
+        return self._failed
+
+    def held(self) -> int:
+        # A queue.Queue counts an item until task_done(), which posthog calls once the batch
+        # holding it was sent or given up: this includes the batch its sender thread holds.
+        lane = getattr(self.client, "_analytics_lane", None)
+        return int((lane.queue if lane is not None else self.client.queue).unfinished_tasks)
+
+    def drain(self) -> None:
+        try:
+            self.client.flush(timeout_seconds=None)  # posthog 7: its default gives up after 10 s
+        except TypeError:
+            self.client.flush()  # posthog 6: no timeout
+
     def shutdown(self) -> None:
         self.client.shutdown()
 
@@ -183,8 +233,13 @@ class Segment(Adapter):
 
         names = {"flush_at": "upload_size", "flush_interval_s": "upload_interval"}
         kwargs = _options(config, queue_size, gzip, names)
-        self.client = Client("wk_benchmark0001", host=host, **kwargs)
         self._refused = 0
+        self._failed = 0
+        # on_error only counts what the SDK gives up on; it changes nothing in its delivery.
+        self.client = Client("wk_benchmark0001", host=host, on_error=self._on_error, **kwargs)
+
+    def _on_error(self, error: Exception, batch: list[Any]) -> None:
+        self._failed += len(batch)
 
     def call(self, kind: str) -> Call:
         client = self.client
@@ -211,6 +266,16 @@ class Segment(Adapter):
 
     def dropped(self) -> int:
         return self._refused
+
+    def failed(self) -> int:
+        return self._failed
+
+    def held(self) -> int:
+        # As for posthog: counted until task_done(), so the batch being sent is included.
+        return int(self.client.queue.unfinished_tasks)
+
+    def drain(self) -> None:
+        self.client.flush()
 
     def shutdown(self) -> None:
         self.client.shutdown()

@@ -6,12 +6,31 @@ It speaks just enough HTTP/1.1 (keep-alive, ``Content-Length`` bodies, optional 
 - posthog-python: ``POST /batch/`` with ``{"api_key", "batch": [...]}``;
 - Segment's analytics-python: ``POST /v1/batch`` with ``{"batch": [...]}`` and basic auth.
 
-Each body is decoded in full (``json.loads``) and every operation is counted and de-duplicated
-by its SDK's message id (Sankofa ``properties.$insert_id``, or the batch's ``Idempotency-Key``
-plus position for operations without one; posthog ``uuid``; Segment ``messageId``). Control
-routes: ``GET /stats``, ``POST /reset?sdk=NAME``, ``GET /wait?sdk=NAME&count=N&timeout=S`` (a
-long poll that answers when that many unique operations have arrived, so a waiting benchmark
-spends no CPU polling).
+Each stored body is decoded in full (``json.loads``) and every operation is counted and
+de-duplicated by its SDK's message id (Sankofa ``properties.$insert_id``, or the batch's
+``Idempotency-Key`` plus position for operations without one; posthog ``uuid``; Segment
+``messageId``). Like the engine, a Sankofa request whose ``Idempotency-Key`` was already stored
+is answered without being stored again (counted as ``replayed``); the peers send no such key.
+
+The engine's limits and a bad network, the same for all three formats (``POST /faults``):
+
+- ``{"rate_limit": {"limit": 50, "window": 6, "headers": true}}``: the engine's request budget
+  per API key (Sankofa ``x-api-key``, posthog ``api_key`` in the body, Segment's basic auth):
+  a fixed window from the key's first request, in whole seconds, every request counted; one
+  over the limit gets 429 with ``Retry-After``, the others ``X-RateLimit-Limit/Remaining/Reset``.
+  ``"headers": false`` answers like the hosted engine: no rate-limit headers, no Retry-After.
+- ``{"outage": {"from": T, "seconds": 8, "status": 503}}``: every batch request from
+  ``time.monotonic()`` T (default now) for that long is answered 503 and not stored.
+- ``{"flaky": {"reset_share": 0.1, "error_share": 0.1, "seed": 7, "status": 500}}``: a share of
+  requests is read, stored, then its connection is reset without an answer (the answer lost on
+  the way back, which is what makes a retry a duplicate); another share is answered 500 and
+  not stored.
+- ``{"clear": true}``: normal service.
+
+Control routes: ``GET /stats``, ``POST /reset?sdk=NAME`` (also forgets that SDK's rate-limit
+windows and stored idempotency keys), ``GET /wait?sdk=NAME&count=N&timeout=S`` (a long poll that
+answers when that many unique operations have arrived, so a waiting benchmark spends no CPU
+polling), ``POST /faults``.
 
 Run: ``python -m benchmarks._sink`` prints ``{"url": ...}`` on its first line and serves until
 its standard input closes (so it never outlives the harness that started it).
@@ -24,10 +43,14 @@ import base64
 import contextlib
 import gzip
 import json
+import random
+import re
+import socket
+import struct
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 from urllib.parse import parse_qs, urlsplit
 
 SDK_BY_PATH = {
@@ -38,6 +61,8 @@ SDK_BY_PATH = {
 }
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
+RESET = "reset"
+"""The status recorded for a request whose connection was reset instead of answered."""
 
 
 class Counter:
@@ -45,30 +70,41 @@ class Counter:
 
     def __init__(self) -> None:
         self.requests = 0
+        self.statuses: dict[str, int] = {}
         self.wire_bytes = 0
         self.json_bytes = 0
         self.received = 0
         self.duplicates = 0
+        self.replayed = 0
+        self.replayed_ops = 0
         self.unauthenticated = 0
         self.rejected = 0
+        self.key_mismatch = 0
         self.by_type: dict[str, int] = {}
         self.ids: set[str] = set()
+        self.stored_keys: set[str] = set()
         self.first_at: Optional[float] = None
         self.last_at: Optional[float] = None
+        self.grew_at: Optional[float] = None
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
+            "statuses": dict(self.statuses),
             "wire_bytes": self.wire_bytes,
             "json_bytes": self.json_bytes,
             "received": self.received,
             "unique": len(self.ids),
             "duplicates": self.duplicates,
+            "replayed": self.replayed,
+            "replayed_ops": self.replayed_ops,
             "unauthenticated": self.unauthenticated,
             "rejected": self.rejected,
+            "key_mismatch": self.key_mismatch,
             "by_type": dict(self.by_type),
             "first_at": self.first_at,
             "last_at": self.last_at,
+            "grew_at": self.grew_at,
         }
 
 
@@ -110,37 +146,176 @@ def _ids_segment(body: Any, headers: dict[str, str], counter: Counter) -> list[s
 
 
 EXTRACT = {"sankofa": _ids_sankofa, "posthog": _ids_posthog, "segment": _ids_segment}
+BATCH_KEY = {"sankofa": "operations", "posthog": "batch", "segment": "batch"}
+
+# posthog-python adds ``api_key`` to the body after the batch, so the last ``"api_key"`` in the
+# text is the top-level one; ``ingest`` checks that against the decoded body (key_mismatch).
+_POSTHOG_KEY = re.compile(rb'"api_key"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _decompressed(headers: dict[str, str], raw: bytes) -> bytes:
+    return gzip.decompress(raw) if headers.get("content-encoding") == "gzip" else raw
+
+
+def api_key(sdk: str, headers: dict[str, str], data: bytes) -> str:
+    """The API key a request is counted against, read without decoding the whole body."""
+    if sdk == "sankofa":
+        return headers.get("x-api-key", "")
+    if sdk == "segment":
+        return headers.get("authorization", "")
+    match = _POSTHOG_KEY.match(data, max(0, data.rfind(b'"api_key"')))
+    return match.group(1).decode("utf-8", "replace") if match else ""
+
+
+class Limiter:
+    """The engine's request budget: ``limit`` requests per ``window`` seconds per key.
+
+    As the engine (and the reference server's ``FixedWindowLimiter``): the window starts at the
+    key's first request, time has whole-second resolution, every request counts (refused ones
+    too), an over-limit request gets only ``Retry-After`` and the others ``X-RateLimit-*``.
+    """
+
+    def __init__(self, limit: int, window: int, headers: bool) -> None:
+        if limit < 1 or window < 1:
+            raise ValueError("rate limit and window must be positive")
+        self.limit = limit
+        self.window = window
+        self.headers = headers
+        self._buckets: dict[str, list[int]] = {}  # key -> [window end, hits]
+        self.windows: dict[str, list[int]] = {}  # key -> hits of each window, for the report
+
+    def hit(self, key: str) -> tuple[bool, tuple[tuple[str, str], ...]]:
+        now = int(time.time())
+        bucket = self._buckets.get(key)
+        if bucket is None or now >= bucket[0]:
+            bucket = self._buckets[key] = [now + self.window, 0]
+            self.windows.setdefault(key, []).append(0)
+        bucket[1] += 1
+        self.windows[key][-1] += 1
+        reset_in, remaining = bucket[0] - now, self.limit - bucket[1]
+        if not self.headers:
+            return remaining >= 0, ()
+        if remaining < 0:
+            return False, (("Retry-After", str(reset_in)),)
+        return True, (
+            ("X-RateLimit-Limit", str(self.limit)),
+            ("X-RateLimit-Remaining", str(remaining)),
+            ("X-RateLimit-Reset", str(reset_in)),
+        )
+
+    def forget(self, prefix: str) -> None:
+        for table in (self._buckets, self.windows):
+            for key in [k for k in table if k.startswith(prefix)]:
+                del table[key]
+
+
+class Verdict(NamedTuple):
+    status: Optional[int]
+    """None: reset the connection instead of answering."""
+    headers: tuple[tuple[str, str], ...] = ()
+    store: bool = True
+
+
+class Faults:
+    """What the sink does to batch requests besides storing them: the limiter, an outage, a
+    flaky network. All off by default; the existing figures never turn them on."""
+
+    def __init__(self) -> None:
+        self.limiter: Optional[Limiter] = None
+        self.outage: Optional[tuple[float, float, int]] = None  # (from, until, status)
+        self.flaky: Optional[tuple[float, float, int, random.Random]] = None
+        self.config: dict[str, Any] = {}
+
+    def configure(self, body: dict[str, Any]) -> None:
+        """Apply a ``POST /faults`` body; raises ValueError (or KeyError, TypeError) if bad."""
+        if body.get("clear"):
+            self.limiter, self.outage, self.flaky, self.config = None, None, None, {}
+        if "rate_limit" in body:
+            spec = body["rate_limit"]
+            self.limiter = Limiter(
+                int(spec["limit"]), int(spec["window"]), bool(spec.get("headers", True))
+            )
+        if "outage" in body:
+            spec = body["outage"]
+            start = float(spec.get("from") or time.monotonic())
+            self.outage = (start, start + float(spec["seconds"]), int(spec.get("status", 503)))
+        if "flaky" in body:
+            spec = body["flaky"]
+            reset_share, error_share = float(spec["reset_share"]), float(spec["error_share"])
+            if min(reset_share, error_share) < 0 or reset_share + error_share > 1:
+                raise ValueError("shares must be >= 0 and add up to at most 1")
+            rng = random.Random(spec.get("seed"))
+            self.flaky = (reset_share, error_share, int(spec.get("status", 500)), rng)
+        self.config.update({k: v for k, v in body.items() if k != "clear"})
+
+    def judge(self, sdk: str, headers: dict[str, str], data: bytes) -> Verdict:
+        """What to do with one batch request (``data``: its body, decompressed)."""
+        extra: tuple[tuple[str, str], ...] = ()
+        # The limiter first, as in the engine: every request spends budget, failed ones too.
+        if self.limiter is not None:
+            allowed, extra = self.limiter.hit(f"{sdk}:{api_key(sdk, headers, data)}")
+            if not allowed:
+                return Verdict(429, extra, store=False)
+        if self.outage is not None:
+            start, until, status = self.outage
+            if start <= time.monotonic() < until:
+                return Verdict(status, store=False)
+        if self.flaky is not None:
+            reset_share, error_share, status, rng = self.flaky
+            roll = rng.random()
+            if roll < reset_share:
+                return Verdict(None, store=True)
+            if roll < reset_share + error_share:
+                return Verdict(status, store=False)
+        return Verdict(200, extra)
 
 
 class Sink:
     def __init__(self) -> None:
         self.counters: dict[str, Counter] = {name: Counter() for name in EXTRACT}
         self.unknown_paths: dict[str, int] = {}
+        self.faults = Faults()
         self._waiters: list[tuple[str, int, asyncio.Future[None]]] = []
 
     def reset(self, sdk: Optional[str]) -> None:
         for name in [sdk] if sdk else list(self.counters):
             self.counters[name] = Counter()
+            if self.faults.limiter is not None:
+                self.faults.limiter.forget(f"{name}:")
 
-    def ingest(self, sdk: str, headers: dict[str, str], raw: bytes) -> None:
+    def ingest(self, sdk: str, headers: dict[str, str], raw: bytes, data: bytes) -> None:
+        """Store one answered request: count its operations (``data``: ``raw`` decompressed)."""
         counter = self.counters[sdk]
-        counter.requests += 1
         counter.wire_bytes += len(raw)
+        key = headers.get("idempotency-key") if sdk == "sankofa" else None
         try:
-            data = gzip.decompress(raw) if headers.get("content-encoding") == "gzip" else raw
             counter.json_bytes += len(data)
-            ids = EXTRACT[sdk](json.loads(data), headers, counter)
+            body = json.loads(data)
+            if key is not None and key in counter.stored_keys:
+                # The engine answers a retry of a stored batch from its idempotency store.
+                counter.replayed += 1
+                counter.replayed_ops += len(body[BATCH_KEY[sdk]])
+                return
+            posthog_limited = sdk == "posthog" and self.faults.limiter is not None
+            if posthog_limited and body.get("api_key") != api_key(sdk, headers, data):
+                counter.key_mismatch += 1
+            ids = EXTRACT[sdk](body, headers, counter)
         except Exception:
             counter.rejected += 1
             return
+        if key is not None:
+            counter.stored_keys.add(key)
         before = len(counter.ids)
         counter.ids.update(ids)
+        grown = len(counter.ids) - before
         counter.received += len(ids)
-        counter.duplicates += len(ids) - (len(counter.ids) - before)
+        counter.duplicates += len(ids) - grown
         now = time.monotonic()
         if counter.first_at is None:
             counter.first_at = now
         counter.last_at = now
+        if grown:
+            counter.grew_at = now
         self._wake(sdk)
 
     def _wake(self, sdk: str) -> None:
@@ -163,19 +338,41 @@ class Sink:
             await asyncio.wait_for(future, timeout)
 
     def stats(self) -> dict[str, Any]:
+        limiter = self.faults.limiter
         return {
             "sdks": {name: c.snapshot() for name, c in self.counters.items()},
             "unknown_paths": dict(self.unknown_paths),
+            "faults": self.faults.config,
+            "windows": dict(limiter.windows) if limiter is not None else {},
             "now": time.monotonic(),
         }
 
 
-def _response(status: int, body: bytes, close: bool = False) -> bytes:
-    reason = {200: "OK", 404: "Not Found", 413: "Payload Too Large"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_BODIES = {
+    429: b'{"error":"Rate limit exceeded. Please wait a moment."}',
+    503: b'{"error":"Buffer full","ok":false}',
+}
+_FAULT_BODY = b'{"error":"injected fault"}'
+
+
+def _response(
+    status: int, body: bytes, close: bool = False, headers: tuple[tuple[str, str], ...] = ()
+) -> bytes:
     head = (
-        f"HTTP/1.1 {status} {reason.get(status, 'OK')}\r\n"
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     )
+    for name, value in headers:
+        head += f"{name}: {value}\r\n"
     if close:
         head += "Connection: close\r\n"
     return head.encode("ascii") + b"\r\n" + body
@@ -231,10 +428,8 @@ class _Connection(asyncio.Protocol):
         parts = urlsplit(target)
         sdk = SDK_BY_PATH.get(parts.path)
         if method == "POST" and sdk is not None:
-            # Answer first, count after: the sender's wait for an answer never includes our JSON
-            # decoding, so every SDK sees the same, minimal server latency.
-            self._transport.write(_response(200, b"{}", close) if close else _OK)
-            self._sink.ingest(sdk, headers, body)
+            self._batch(sdk, headers, body, close)
+            return
         elif parts.path == "/wait":
             query = parse_qs(parts.query)
             task = asyncio.ensure_future(
@@ -248,11 +443,68 @@ class _Connection(asyncio.Protocol):
         elif parts.path == "/reset" and method == "POST":
             self._sink.reset(parse_qs(parts.query).get("sdk", [""])[0] or None)
             self._transport.write(_response(200, b"{}", close))
+        elif parts.path == "/faults" and method == "POST":
+            try:
+                self._sink.faults.configure(json.loads(body or b"{}"))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                reason = json.dumps({"error": repr(exc)}).encode()
+                self._transport.write(_response(400, reason, close))
+            else:
+                self._transport.write(_response(200, b'{"ok":true}', close))
         else:
             self._sink.unknown_paths[parts.path] = self._sink.unknown_paths.get(parts.path, 0) + 1
             self._transport.write(_response(404, b'{"error":"not found"}', close))
         if close:
             self._transport.close()
+
+    def _batch(self, sdk: str, headers: dict[str, str], raw: bytes, close: bool) -> None:
+        assert self._transport is not None
+        sink = self._sink
+        counter = sink.counters[sdk]
+        counter.requests += 1
+        faults = sink.faults
+        if faults.limiter is None and faults.outage is None and faults.flaky is None:
+            # Answer first, count after: the sender's wait for an answer never includes our
+            # JSON decoding, so every SDK sees the same, minimal server latency.
+            self._transport.write(_response(200, b"{}", close) if close else _OK)
+            counter.statuses["200"] = counter.statuses.get("200", 0) + 1
+            sink.ingest(sdk, headers, raw, self._data(headers, raw))
+            if close:
+                self._transport.close()
+            return
+        # Only posthog's key is in the body; the others are decompressed after the answer.
+        data = self._data(headers, raw) if sdk == "posthog" and faults.limiter else None
+        verdict = faults.judge(sdk, headers, data or b"")
+        label = RESET if verdict.status is None else str(verdict.status)
+        counter.statuses[label] = counter.statuses.get(label, 0) + 1
+        if verdict.status is None:
+            if verdict.store:  # applied, then the answer is lost on the way back
+                sink.ingest(sdk, headers, raw, data or self._data(headers, raw))
+            self._reset()
+            return
+        answer = b"{}" if verdict.status == 200 else _BODIES.get(verdict.status, _FAULT_BODY)
+        self._transport.write(_response(verdict.status, answer, close, verdict.headers))
+        if verdict.store:
+            sink.ingest(sdk, headers, raw, data or self._data(headers, raw))
+        if close:
+            self._transport.close()
+
+    @staticmethod
+    def _data(headers: dict[str, str], raw: bytes) -> bytes:
+        try:
+            return _decompressed(headers, raw)
+        except Exception:  # not gzip after all (OSError, EOFError, zlib.error)
+            return b""  # ingest counts an empty body as rejected
+
+    def _reset(self) -> None:
+        # SO_LINGER 0 makes the close send RST: the client sees its connection reset after
+        # the request was read, as with a proxy or network failure.
+        assert self._transport is not None
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._transport.abort()
 
     def _reply_stats(self, close: bool) -> None:
         if self._transport is None or self._transport.is_closing():
