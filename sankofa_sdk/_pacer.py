@@ -79,7 +79,7 @@ SHRINK_ON_429 = 0.7
 NEED_HEADROOM = 1.25
 NEED_SHARE_CAP = 0.5
 DEMAND_SECONDS = 10.0
-BACKLOG_DRAIN_SECONDS = 60.0
+BACKLOG_DRAIN_SECONDS = 10.0
 """The arrival rate is a moving average over about this long."""
 
 
@@ -236,7 +236,7 @@ class Pacer:
             return 0.0
         kept = math.exp(-(now - self._arrivals_at) / DEMAND_SECONDS)
         ops_per_second = self._arrivals * kept / DEMAND_SECONDS
-        # What keeps arriving, and what is already waiting (drained over a minute): without
+        # What keeps arriving, and what is already waiting (drained within about ten seconds): without
         # headers, a backlog left by a pause must not drain at the pace of new arrivals only.
         ops_per_second += self._backlog / BACKLOG_DRAIN_SECONDS
         return ops_per_second / (self._batch_size * FULL)

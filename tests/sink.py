@@ -3,6 +3,7 @@ but not the reference server's rules (subprocess exit and fork tests)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
@@ -24,6 +25,8 @@ class RecordingSink:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)  # large batches are compressed by default
                 ops = json.loads(body)["operations"]
                 with sink._changed:
                     sink.operations.extend(ops)
