@@ -204,7 +204,7 @@ def delivery(spec: dict[str, Any]) -> dict[str, Any]:
     flusher.start()
     flusher.join(max(0.0, deadline - time.monotonic()))
     drained_at = None if flusher.is_alive() else time.monotonic()
-    stats = adapter.client.stats() if sdk == "sankofa" else None
+    stats = adapter.client.stats() if sdk.startswith("sankofa") else None
     return {
         "total": total,
         "sent": sent,

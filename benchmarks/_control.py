@@ -10,6 +10,9 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+WIRE = {"sankofa-spool": "sankofa"}
+"""Variants that speak another SDK's wire format: the sink counts them under that name."""
+
 
 class SinkControl:
     """The sink's control routes over one keep-alive connection."""
@@ -38,17 +41,18 @@ class SinkControl:
         return result
 
     def reset(self, sdk: str) -> None:
-        self._request("POST", f"/reset?sdk={sdk}")
+        self._request("POST", f"/reset?sdk={WIRE.get(sdk, sdk)}")
 
     def stats(self, sdk: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._request("GET", "/stats")["sdks"][sdk]
+        result: dict[str, Any] = self._request("GET", "/stats")["sdks"][WIRE.get(sdk, sdk)]
         return result
 
     def wait(self, sdk: str, count: int, timeout: float) -> dict[str, Any]:
         """Block (without spending CPU) until the sink holds ``count`` unique ops, or ``timeout``."""
+        wire = WIRE.get(sdk, sdk)
         result: dict[str, Any] = self._request(
-            "GET", f"/wait?sdk={sdk}&count={count}&timeout={timeout}"
-        )["sdks"][sdk]
+            "GET", f"/wait?sdk={wire}&count={count}&timeout={timeout}"
+        )["sdks"][wire]
         return result
 
     def faults(self, **switches: Any) -> None:

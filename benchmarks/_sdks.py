@@ -19,7 +19,8 @@ from typing import Any, Callable, Optional
 
 from ._workload import EVENT_NAME
 
-SDKS = ("sankofa", "posthog", "segment")
+SDKS = ("sankofa", "sankofa-spool", "posthog", "segment")
+"""``sankofa-spool`` is sankofa_sdk with ``spool_dir``: every call written to disk first."""
 CONFIGS = ("defaults", "equal")
 EQUAL = {"flush_at": 100, "flush_interval_s": 0.5, "max_queue_size": 10_000, "gzip": False}
 """The equal batch settings: the same batch size, interval, queue bound and compression."""
@@ -287,4 +288,35 @@ class Segment(Adapter):
         return str(VERSION)
 
 
-ADAPTERS: dict[str, type[Adapter]] = {"sankofa": Sankofa, "posthog": Posthog, "segment": Segment}
+class SankofaSpool(Sankofa):
+    """sankofa_sdk with a spool in a fresh temporary directory (removed at shutdown)."""
+
+    name = "sankofa-spool"
+
+    def __init__(
+        self,
+        host: str,
+        config: str,
+        queue_size: Optional[int] = None,
+        gzip: Optional[bool] = None,
+        options: Optional[dict[str, Any]] = None,
+    ) -> None:
+        import tempfile
+
+        self._spool = tempfile.mkdtemp(prefix="sankofa-bench-spool-")
+        spool = {"spool_dir": self._spool, "max_spool_bytes": 8 * 1024**3}
+        super().__init__(host, config, queue_size, gzip, {**spool, **(options or {})})
+
+    def shutdown(self) -> None:
+        import shutil
+
+        super().shutdown()
+        shutil.rmtree(self._spool, ignore_errors=True)
+
+
+ADAPTERS: dict[str, type[Adapter]] = {
+    "sankofa": Sankofa,
+    "sankofa-spool": SankofaSpool,
+    "posthog": Posthog,
+    "segment": Segment,
+}
