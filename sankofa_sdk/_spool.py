@@ -416,16 +416,15 @@ class SpoolDirectory:
     def close(self) -> None:
         """Close the files and release the lock: the directory becomes adoptable."""
         with self._write_lock:
-            self.closed = True
-            for fd in (self._segment_fd, self._batches_fd, self._lock_fd):
-                if fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-            self._segment_fd = self._batches_fd = None
+            self._close_files()
 
     def forget_after_fork(self) -> None:
         """In a forked child: close our copies of the files without touching the lock, which
-        the parent still holds (closing a copy of an flock'd file does not release it)."""
+        the parent still holds (closing a copy of an flock'd file does not release it). No
+        ``_write_lock`` here: a parent's thread may have held it at the fork."""
+        self._close_files()
+
+    def _close_files(self) -> None:
         self.closed = True
         for fd in (self._segment_fd, self._batches_fd, self._lock_fd):
             if fd is not None:

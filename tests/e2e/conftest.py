@@ -7,12 +7,15 @@ in a test's time; nothing sleeps to wait for a thread (flush() and wait_until_ap
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 from sankofa_sdk import Client
 from sankofa_sdk.server import ReferenceServer
+
+from .external_server import ExternalServer
 
 FAST_RETRIES: dict[str, Any] = dict(
     flush_interval=0.05,
@@ -44,3 +47,18 @@ def e2e_client(server: ReferenceServer) -> Iterator[Callable[..., Client]]:
     yield make
     for client in clients:
         client.shutdown(timeout=5)
+
+
+@pytest.fixture
+def external(tmp_path: Path) -> Iterator[Callable[..., ExternalServer]]:
+    """Start ``python -m sankofa_sdk.server`` in its own process (stopped after the test)."""
+    servers: list[ExternalServer] = []
+
+    def start(*args: str) -> ExternalServer:
+        server = ExternalServer(tmp_path / f"server{len(servers)}.log", *args)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

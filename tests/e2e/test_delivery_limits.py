@@ -14,8 +14,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -90,20 +88,6 @@ def assert_all_delivered(result: dict[str, Any]) -> None:
     assert result["flushed"], result
     assert stats["dropped"] == {} and stats["failed"] == 0, result
     assert stats["delivered"] == result["sent"], result
-
-
-@pytest.fixture
-def external(tmp_path: Path) -> Iterator[Callable[..., ExternalServer]]:
-    servers: list[ExternalServer] = []
-
-    def start(*args: str) -> ExternalServer:
-        server = ExternalServer(tmp_path / f"server{len(servers)}.log", *args)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def test_a_fleet_of_eight_shares_one_request_budget(

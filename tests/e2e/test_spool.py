@@ -18,7 +18,6 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -147,20 +146,6 @@ def assert_exactly_once(seqs: Counter[int], at_least: int) -> None:
     missing = [seq for seq in range(top + 1) if seq not in seqs]
     assert not missing, f"lost: {missing[:10]}"
     assert top + 1 >= at_least, f"only {top + 1} stored of {at_least} returned"
-
-
-@pytest.fixture
-def external(tmp_path: Path) -> Iterator[Callable[..., ExternalServer]]:
-    servers: list[ExternalServer] = []
-
-    def start(*args: str) -> ExternalServer:
-        server = ExternalServer(tmp_path / f"server{len(servers)}.log", *args)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.mark.parametrize("ending", ["kill", "sigterm", "os_exit"])
