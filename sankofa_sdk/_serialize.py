@@ -18,6 +18,7 @@ import json.encoder
 import math
 import os
 import re
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from datetime import time as dt_time
@@ -353,9 +354,30 @@ def _encode_one(
     return to_json({"type": op[0], "payload": _payload(op, lib_version, insert_id)})
 
 
-def encode_operation(op: Operation, lib_version: str) -> tuple[bytes, list[str]]:
-    """One batch element, ``{"type":…,"payload":…}``, as JSON bytes, plus what had to be cut."""
-    return _encode_one(op, lib_version, None)
+def encode_operation(
+    op: Operation, lib_version: str, insert_id: Optional[str] = None
+) -> tuple[bytes, list[str]]:
+    """One batch element, ``{"type":…,"payload":…}``, as JSON bytes, plus what had to be cut.
+
+    ``insert_id``: the ``$insert_id`` a track gets (one of ``InsertIds``), else a new one."""
+    return _encode_one(op, lib_version, insert_id)
+
+
+class InsertIds:
+    """``$insert_id``s made 256 at a time (one read of the random source) and handed out one
+    by one: for encoding single operations on the callers' threads (with a spool), where a
+    fresh id each (0.75 µs) is a good part of what a call costs. Thread-safe: ``deque`` pops
+    are atomic."""
+
+    def __init__(self) -> None:
+        self._ids: deque[str] = deque()
+
+    def next(self) -> str:
+        try:
+            return self._ids.popleft()
+        except IndexError:
+            self._ids.extend(_insert_ids(256))
+            return self._ids.popleft()
 
 
 def encode_operations(

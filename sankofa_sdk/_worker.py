@@ -32,6 +32,7 @@ from ._pacer import Pacer
 from ._queue import Backlog, Encoded, Marker, batch_due
 from ._retry import Failure
 from ._serialize import (
+    InsertIds,
     Operation,
     Reported,
     batch_body,
@@ -51,6 +52,7 @@ _MAX_OPERATION_BYTES = MAX_REQUEST_BYTES - len(_ENVELOPE) - 64
 MAX_RETRYING = 2
 """New batches are formed only while fewer batches than this wait for a retry: during an outage
 the rest waits in the queue (bounded by bytes) instead of multiplying failing requests."""
+SPOOL_WAKE_AT = 1_000
 CUT_GRACE = 0.5
 """After a request is cut at the shutdown deadline, how long to wait for the thread to see it."""
 _ENCODE_SLICE = 2_000
@@ -210,6 +212,10 @@ class Worker:
         self._backlog = Backlog(self._options)
         self._raw = self._backlog.raw
         self._wake_at = self._options.flush_at
+        # With a spool the thread reads calls back from disk; waking it every flush_at calls
+        # would cost the callers more in thread switches than it gains (the data is safe on
+        # disk, and the periodic wake still takes whatever is there after flush_interval).
+        self._spool_wake_at = max(self._options.flush_at, SPOOL_WAKE_AT)
         self._wake = threading.Event()
         self._room_freed = threading.Condition()
         self._blocked_callers = 0
@@ -235,6 +241,7 @@ class Worker:
         self._quota_until = 0.0
         self._sync_wake = threading.Event()
         self._waiting_markers: list[Marker] = []
+        self._insert_ids = InsertIds()
         self.pacer = Pacer(
             self._options.rate_limit,
             batch_size=self._options.max_batch_size,
@@ -301,7 +308,7 @@ class Worker:
         spool = self.spool
         if spool is None or not spool.writable:
             return self.submit(op)
-        data = self._encode(op)
+        data = self._encode(op, self._insert_ids.next() if op[0] == "track" else None)
         if data is None:
             return True  # reported as invalid or too large, like the thread would
         try:
@@ -313,7 +320,7 @@ class Worker:
             return False
         if self._thread is None:
             self._start()
-        if spool.unread() >= self._wake_at and not self._wake.is_set():
+        if spool.unread() >= self._spool_wake_at and not self._wake.is_set():
             self._wake.set()
         return True
 
@@ -647,9 +654,9 @@ class Worker:
             else:
                 backlog.add(data)
 
-    def _encode(self, op: Operation) -> Optional[bytes]:
+    def _encode(self, op: Operation, insert_id: Optional[str] = None) -> Optional[bytes]:
         try:
-            data, problems = encode_operation(op, self._lib_version)
+            data, problems = encode_operation(op, self._lib_version, insert_id)
         except Exception as exc:
             # Accepted, so not "invalid" (a refusal at the call): counted as failed.
             self._fail(
