@@ -143,6 +143,44 @@ def test_trait_history_says_which_value_when_and_from_which_update(
     assert history[0]["distinct_id"] == "user_1" and history[0]["update_id"] > 0
 
 
+def test_trait_history_names_the_request_each_value_came_in(server: ReferenceServer) -> None:
+    reply = send_batch(
+        server, people("user_1", {"plan": "free"}), headers={"Idempotency-Key": "key-1"}
+    )
+    assert reply.status == 200
+    send(server, track("user_1"), people("user_1", {"plan": "pro"}, timestamp=ts(10)))
+    first, second = (r for r in server.requests if r.path == "/api/v1/batch")
+
+    history = data(server, "person/history", id="user_1")["history"]
+    by_value = {h["text"]: h["request"] for h in history if h["key"] == "plan"}
+
+    assert by_value["free"]["sequence"] == first.sequence
+    assert by_value["free"]["idempotency_key"] == "key-1"
+    assert by_value["pro"]["sequence"] == second.sequence
+    assert by_value["pro"]["idempotency_key"] is None
+    for request in by_value.values():
+        assert request["in_log"] is True and request["route"] == "batch"
+        assert request["received_at"].endswith("Z")
+    shown = data(server, "request", sequence=by_value["free"]["sequence"])
+    assert (shown["path"], shown["idempotency_key"]) == ("/api/v1/batch", "key-1")
+
+
+def test_request_numbers_go_on_across_a_reopened_store(tmp_path: Any) -> None:
+    db = str(tmp_path / "people.db")
+    with ReferenceServer(rate_limit=None, db_path=db) as first:
+        send(first, people("user_1", {"plan": "free"}))
+        numbered = first.requests[-1].sequence
+    with ReferenceServer(rate_limit=None, db_path=db) as second:
+        send(second, people("user_1", {"plan": "pro"}, timestamp=ts(10)))
+        later = second.requests[-1].sequence
+        history = data(second, "person/history", id="user_1")["history"]
+
+    requests = {h["text"]: h["request"] for h in history}
+    assert later > numbered
+    assert (requests["free"]["sequence"], requests["free"]["in_log"]) == (numbered, False)
+    assert (requests["pro"]["sequence"], requests["pro"]["in_log"]) == (later, True)
+
+
 def test_deleting_from_the_console_uses_the_read_api_rules(server: ReferenceServer) -> None:
     send(server, people("user_1", {"plan": "pro", "seats": 2}), alias("anon_1", "user_1"))
 
