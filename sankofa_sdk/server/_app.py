@@ -98,7 +98,9 @@ class App:
         self.kept = KeptBodies()
         self.console: Optional[ConsoleRoutes] = None
         self.request_count = 0
-        self._sequence = itertools.count(1)  # next() is atomic: handler threads share it
+        # next() is atomic: handler threads share it. A stored request keeps its number, so
+        # numbering goes on from the last one a reopened store holds.
+        self._sequence = itertools.count(store.last_sequence() + 1)
         self._sleep = sleep
 
     # --- entry --------------------------------------------------------------------------
@@ -116,6 +118,7 @@ class App:
             if console_answer is not None:
                 return console_answer
         received_at = time.time()
+        sequence = next(self._sequence)  # taken first: the writer stores it with the body
         self.request_count += 1
         origin = request.headers.get("Origin")
         if (
@@ -142,13 +145,15 @@ class App:
             else:
                 if verdict is not None:
                     extra = verdict.headers
-                answer, scope, replayed = self._route(request, route, path)
+                answer, scope, replayed = self._route(request, route, path, sequence)
         if isinstance(answer, Response):
             if origin:
                 extra += (("Access-Control-Allow-Origin", "*"),)
             if extra:
                 answer = answer._replace(headers=answer.headers + extra)
-        self.record(request, path, answer, scope, replayed, fault is not None, received_at)
+        self.record(
+            request, path, answer, scope, replayed, fault is not None, received_at, sequence
+        )
         return answer
 
     def record(
@@ -160,9 +165,10 @@ class App:
         replayed: bool = False,
         fault: bool = False,
         received_at: Optional[float] = None,
+        sequence: int = 0,
     ) -> None:
         """Add a request to the log (the HTTP layer calls it for requests it refused unread)."""
-        sequence = next(self._sequence)
+        sequence = sequence or next(self._sequence)
         if isinstance(answer, Response):
             status: Optional[int] = answer.status
             body = answer.body
@@ -199,7 +205,7 @@ class App:
         return self.faults.pick()
 
     def _route(
-        self, request: Request, route: str, path: str
+        self, request: Request, route: str, path: str, sequence: int = 0
     ) -> tuple[Response, Optional[Scope], bool]:
         method = request.method
         if route == "/health":
@@ -212,14 +218,16 @@ class App:
             if kind in SINGLE_ROUTES or kind == "batch":
                 if method != "POST":
                     return _responses.method_not_allowed("POST"), None, False
-                return self._ingest(request, kind)
+                return self._ingest(request, kind, sequence)
         if route == READ_PREFIX or route.startswith(READ_PREFIX + "/"):
             return self._read(request, path), None, False
         return _responses.not_found(method, path), None, False
 
     # --- ingestion ----------------------------------------------------------------------
 
-    def _ingest(self, request: Request, kind: str) -> tuple[Response, Optional[Scope], bool]:
+    def _ingest(
+        self, request: Request, kind: str, sequence: int = 0
+    ) -> tuple[Response, Optional[Scope], bool]:
         scope = self.projects.authenticate(request.headers.get("x-api-key"))
         if isinstance(scope, Response):
             return scope, None, False
@@ -239,14 +247,20 @@ class App:
                 return remembered, scope, True
         response: Optional[Response] = None
         try:
-            response = self._accept(request, kind, scope, idem_scope, idem_key)
+            response = self._accept(request, kind, scope, idem_scope, idem_key, sequence)
             return response, scope, False
         finally:
             if idem_key is not None:
                 self.idempotency.release(idem_scope, idem_key, response)
 
     def _accept(
-        self, request: Request, kind: str, scope: Scope, idem_scope: str, idem_key: Optional[str]
+        self,
+        request: Request,
+        kind: str,
+        scope: Scope,
+        idem_scope: str,
+        idem_key: Optional[str],
+        sequence: int = 0,
     ) -> Response:
         project, environment = scope
         self.writer.wait_for_room(ADMISSION_WAIT)
@@ -291,6 +305,8 @@ class App:
             kind,
             body,
             device,
+            sequence,
+            request.headers.get("Idempotency-Key"),
         )
         if not self.writer.push(unit):
             return _responses.BUFFER_FULL

@@ -220,6 +220,15 @@ class ConsoleApi:
         history = self.store.trait_history(project, env, query.get("id", ""))
         if history is None:
             return None
+        records = self.app.records
+        oldest = records[0].sequence if records else None
+        for entry in history:
+            request = entry["request"]
+            if request is not None:
+                # The log keeps the latest requests of this run; older ones are told by their
+                # identity only (the Requests view cannot open them).
+                number = request["sequence"]
+                request["in_log"] = bool(number and oldest is not None and number >= oldest)
         return {
             "history": [
                 {
@@ -231,6 +240,7 @@ class ConsoleApi:
                     "distinct_id": entry["distinct_id"],
                     "update_id": entry["update_id"],
                     "source": entry["source"],
+                    "request": entry["request"],
                 }
                 for entry in reversed(history)
             ]

@@ -1,9 +1,9 @@
 """The console's live stream: operations in the store newer than a cursor, and their text.
 
-It reads what the writer already stored (events and their request bodies, profile updates and
-their values, aliases), so watching the stream adds nothing to the ingestion path. Events keep
-the request they came in, so their operation is shown byte for byte; profile updates and
-aliases keep their values only, so theirs is shown as stored and marked so.
+It reads what the writer already stored (request bodies, and the events, profile updates and
+aliases that point into them), so watching the stream adds nothing to the ingestion path. Each
+operation is shown as it arrived, byte for byte but for indentation. Profile updates and aliases
+stored before their request was kept (an older ``--db`` file) are shown as stored, marked so.
 """
 
 from __future__ import annotations
@@ -201,39 +201,73 @@ def operation(db: sqlite3.Connection, project: str, env: str, ref: str) -> Optio
     scope = (project, env)
     if kind == "track" and key.isdigit():
         found = db.execute(
-            "SELECT b.route, b.body, e.idx FROM events e JOIN bodies b ON b.id = e.body_id"
-            " WHERE e.id = ? AND e.project_id = ? AND e.environment = ?",
+            "SELECT body_id, idx FROM events WHERE id = ? AND project_id = ? AND environment = ?",
+            (int(key), *scope),
+        ).fetchone()
+        return None if found is None else _arrived(db, *found)
+    if kind == "people" and key.isdigit():
+        found = db.execute(
+            "SELECT body_id, idx FROM profile_updates WHERE id = ? AND project_id = ?"
+            " AND environment = ? AND source = 'ingest'",
             (int(key), *scope),
         ).fetchone()
         if found is None:
             return None
-        route, body, index = found
-        text = bytes(body).decode("utf-8", "replace")
-        if route == "batch":
-            texts = operation_texts(text) or []
-            text = texts[index] if index < len(texts) else text
-        return {"text": pretty(text), "exact": True, "note": f"as it arrived on /api/v1/{route}"}
-    if kind == "people" and key.isdigit():
-        return _update_text(db, scope, int(key))
+        arrived = _arrived(db, *found)
+        if arrived is not None:
+            arrived["note"] += (
+                "; $os, $browser and $device_model are added from the User-Agent when not sent"
+            )
+        return arrived or _update_text(db, scope, int(key))
     if kind == "alias":
         try:
             (alias_id,) = json.loads(key)
         except (ValueError, TypeError):
             return None
         found = db.execute(
-            "SELECT alias_id, distinct_id, ts FROM aliases WHERE project_id = ?"
+            "SELECT alias_id, distinct_id, ts, body_id, idx FROM aliases WHERE project_id = ?"
             " AND environment = ? AND alias_id = ?",
             (*scope, alias_id),
         ).fetchone()
         if found is None:
             return None
+        arrived = _arrived(db, found[3], found[4])
+        if arrived is not None:
+            return arrived
         payload = {"alias_id": found[0], "distinct_id": found[1], "timestamp": _iso(found[2])}
         return {
             "text": json.dumps({"type": "alias", "payload": payload}, indent=2, ensure_ascii=False),
             "exact": False,
-            "note": "as stored: the reference server keeps an alias's ids, not its request",
+            "note": (
+                "as stored: this alias was stored by an older version of the reference server,"
+                " which kept its ids, not its request"
+            ),
         }
     return None
+
+
+def _arrived(
+    db: sqlite3.Connection, body_id: Optional[int], index: Optional[int]
+) -> Optional[dict[str, Any]]:
+    """The operation at ``index`` of a stored request, as it arrived; None when not kept."""
+    if body_id is None:
+        return None
+    found = db.execute(
+        "SELECT route, body, sequence FROM bodies WHERE id = ?", (body_id,)
+    ).fetchone()
+    if found is None:
+        return None
+    route, body, sequence = found
+    text = bytes(body).decode("utf-8", "replace")
+    if route == "batch":
+        texts = operation_texts(text) or []
+        text = texts[index] if index is not None and index < len(texts) else text
+    return {
+        "text": pretty(text),
+        "exact": True,
+        "note": f"as it arrived on /api/v1/{route}",
+        "sequence": sequence,
+    }
 
 
 def _update_text(
@@ -255,7 +289,8 @@ def _update_text(
         "text": json.dumps({"type": "people", "payload": payload}, indent=2, ensure_ascii=False),
         "exact": False,
         "note": (
-            "as stored: the reference server keeps each update's values, not its request;"
-            " $os, $browser and $device_model are added from the User-Agent when not sent"
+            "as stored: this update was stored by an older version of the reference server,"
+            " which kept its values, not its request; $os, $browser and $device_model are"
+            " added from the User-Agent when not sent"
         ),
     }

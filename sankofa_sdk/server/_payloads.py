@@ -46,12 +46,16 @@ class Profile(NamedTuple):
     distinct_id: str
     properties: dict[str, Any]
     timestamp_us: int
+    position: int = 0
+    """Position of the operation in its request (0 on the single route)."""
 
 
 class Alias(NamedTuple):
     alias_id: str
     distinct_id: str
     timestamp_us: int
+    position: int = 0
+    """Position of the operation in its request (0 on the single route)."""
 
 
 Item = Union[Event, Profile, Alias]
@@ -177,9 +181,14 @@ def parse_item(
                 properties[key] = value
         if is_garbage_id(distinct_id):
             return None
-        return Profile(distinct_id, properties, received_us if timestamp is None else timestamp)
+        return Profile(
+            distinct_id, properties, received_us if timestamp is None else timestamp, index
+        )
     if is_garbage_id(distinct_id):
         return None
     return Alias(
-        fields.get("alias_id") or "", distinct_id, received_us if timestamp is None else timestamp
+        fields.get("alias_id") or "",
+        distinct_id,
+        received_us if timestamp is None else timestamp,
+        index,
     )

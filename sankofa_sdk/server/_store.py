@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS traits (
 CREATE TABLE IF NOT EXISTS profile_updates (
     id INTEGER PRIMARY KEY, project_id TEXT NOT NULL, environment TEXT NOT NULL,
     distinct_id TEXT NOT NULL, ts INTEGER NOT NULL, applied_at INTEGER NOT NULL,
-    source TEXT NOT NULL DEFAULT 'ingest'
+    source TEXT NOT NULL DEFAULT 'ingest', body_id INTEGER, idx INTEGER
 );
 CREATE INDEX IF NOT EXISTS profile_updates_person
     ON profile_updates (project_id, environment, distinct_id);
@@ -52,13 +52,13 @@ CREATE TABLE IF NOT EXISTS trait_history (
 CREATE INDEX IF NOT EXISTS trait_history_update ON trait_history (update_id);
 CREATE TABLE IF NOT EXISTS aliases (
     project_id TEXT NOT NULL, environment TEXT NOT NULL, alias_id TEXT NOT NULL,
-    distinct_id TEXT NOT NULL, ts INTEGER NOT NULL,
+    distinct_id TEXT NOT NULL, ts INTEGER NOT NULL, body_id INTEGER, idx INTEGER,
     PRIMARY KEY (project_id, environment, alias_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS aliases_target ON aliases (project_id, environment, distinct_id);
 CREATE TABLE IF NOT EXISTS bodies (
     id INTEGER PRIMARY KEY, route TEXT NOT NULL, body BLOB NOT NULL, device TEXT NOT NULL,
-    received_at INTEGER NOT NULL
+    received_at INTEGER NOT NULL, sequence INTEGER, idempotency_key TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, event_id TEXT NOT NULL, project_id TEXT NOT NULL,
@@ -77,6 +77,14 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ) WITHOUT ROWID;
 """
 
+_ADDED_COLUMNS = {
+    "profile_updates": ("body_id INTEGER", "idx INTEGER"),
+    "aliases": ("body_id INTEGER", "idx INTEGER"),
+    "bodies": ("sequence INTEGER", "idempotency_key TEXT"),
+}
+"""Columns newer than the first stored format; a store written before them gets them empty
+(its profile updates and aliases then have no request to show)."""
+
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
 
 
@@ -94,6 +102,9 @@ class Unit(NamedTuple):
     body: bytes = b""
     """The request body as decoded (events are rebuilt from it when read)."""
     device: Device = Device("Other", "Other", "Other")
+    sequence: int = 0
+    """The request's number in the request log (0 when it has none)."""
+    idempotency_key: Optional[str] = None
 
 
 class Person(NamedTuple):
@@ -128,6 +139,17 @@ class PeopleStore:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            for table, columns in _ADDED_COLUMNS.items():
+                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column.split()[0] not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+    def last_sequence(self) -> int:
+        """The highest request number a stored request carries (0 when none does)."""
+        with self._lock:
+            row = self._db.execute("SELECT max(sequence) FROM bodies").fetchone()
+        return int(row[0] or 0)
 
     def close(self) -> None:
         with self._lock:
@@ -157,21 +179,43 @@ class PeopleStore:
 
     def _apply_unit(self, db: sqlite3.Connection, unit: Unit, applied_at: int) -> None:
         project, env = unit.project_id, unit.environment
+        if not unit.items:
+            body_id = None
+        else:
+            # Kept once per request: events are rebuilt from it, and every operation is shown
+            # as it arrived from it.
+            body_id = db.execute(
+                "INSERT INTO bodies (route, body, device, received_at, sequence, idempotency_key)"
+                " VALUES (?,?,?,?,?,?)",
+                (
+                    unit.route,
+                    unit.body,
+                    "\t".join(unit.device),
+                    unit.received_us,
+                    unit.sequence or None,
+                    unit.idempotency_key,
+                ),
+            ).lastrowid
         events = [item for item in unit.items if type(item) is Event]
         for item in unit.items:
             if type(item) is Profile:
-                self._apply_profile(db, project, env, item, applied_at)
+                self._apply_profile(db, project, env, item, applied_at, body_id=body_id)
             elif type(item) is Alias:
                 db.execute(
-                    "INSERT INTO aliases VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET "
-                    "distinct_id = excluded.distinct_id, ts = excluded.ts",
-                    (project, env, item.alias_id, item.distinct_id, item.timestamp_us),
+                    "INSERT INTO aliases VALUES (?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET"
+                    " distinct_id = excluded.distinct_id, ts = excluded.ts,"
+                    " body_id = excluded.body_id, idx = excluded.idx",
+                    (
+                        project,
+                        env,
+                        item.alias_id,
+                        item.distinct_id,
+                        item.timestamp_us,
+                        body_id,
+                        item.position,
+                    ),
                 )
         if events:
-            body_id = db.execute(
-                "INSERT INTO bodies (route, body, device, received_at) VALUES (?,?,?,?)",
-                (unit.route, unit.body, "\t".join(unit.device), unit.received_us),
-            ).lastrowid
             ids = _event_ids(len(events))
             received = unit.received_us
             db.executemany(
@@ -209,12 +253,13 @@ class PeopleStore:
         item: Profile,
         applied_at: int,
         source: str = "ingest",
+        body_id: Optional[int] = None,
     ) -> None:
         ts, did = item.timestamp_us, item.distinct_id
         update_id = db.execute(
             "INSERT INTO profile_updates (project_id, environment, distinct_id, ts, applied_at,"
-            " source) VALUES (?,?,?,?,?,?)",
-            (project, env, did, ts, applied_at, source),
+            " source, body_id, idx) VALUES (?,?,?,?,?,?,?,?)",
+            (project, env, did, ts, applied_at, source, body_id, item.position),
         ).lastrowid
         history = []
         for key, value in item.properties.items():
@@ -482,8 +527,10 @@ class PeopleStore:
                 return None
             marks = ",".join("?" * len(person.ids))
             sql = (
-                "SELECT h.key, h.value, h.won, u.id, u.distinct_id, u.ts, u.applied_at, u.source"
+                "SELECT h.key, h.value, h.won, u.id, u.distinct_id, u.ts, u.applied_at, u.source,"
+                " b.sequence, b.received_at, b.idempotency_key, b.route"
                 " FROM trait_history h JOIN profile_updates u ON u.id = h.update_id"
+                " LEFT JOIN bodies b ON b.id = u.body_id"
                 f" WHERE u.project_id = ? AND u.environment = ? AND u.distinct_id IN ({marks})"
             )
             args: list[Any] = [project, env, *person.ids]
@@ -501,6 +548,14 @@ class PeopleStore:
                 "timestamp": _iso(r[5]),
                 "applied_at": _iso(r[6]),
                 "source": r[7],
+                "request": None
+                if r[9] is None
+                else {
+                    "sequence": r[8],
+                    "received_at": _iso(r[9]),
+                    "idempotency_key": r[10],
+                    "route": r[11],
+                },
             }
             for r in rows
         ]

@@ -122,6 +122,30 @@ def test_profile_of_a_person_identified_after_an_anonymous_visit(
     expect(page.locator("code.distinct-id")).to_have_text("user_42")
 
 
+def test_trait_history_links_to_the_request_a_value_came_in(
+    page: Page, server: ReferenceServer
+) -> None:
+    sent = post(
+        server,
+        "/api/v1/batch",
+        batch(people("user_9", {"name": "Kofi", "plan": "pro"})),
+        headers={"Idempotency-Key": "signup-9"},
+    )
+    assert sent.status == 200 and server.wait_until_applied(10)
+    number = server.requests[-1].sequence
+
+    open_view(page, server, "people")
+    page.get_by_role("link", name="Kofi").click()
+    page.get_by_role("tab", name="Trait history").click()
+    entry = page.locator("table.history tr", has_text="plan")
+    expect(entry).to_contain_text("signup-9")
+    entry.get_by_role("link", name=f"request #{number}").click()
+
+    focused = page.get_by_role("region", name=f"Request #{number}")
+    expect(focused).to_contain_text("POST /api/v1/batch")
+    expect(focused).to_contain_text("Idempotency-Key: signup-9")
+
+
 def test_live_stream_shows_a_new_event(page: Page, server: ReferenceServer, client: Client) -> None:
     open_view(page, server, "live")
     expect(page.get_by_text("Nothing yet")).to_be_visible()

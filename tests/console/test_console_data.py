@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 from typing import Any
 
 import pytest
@@ -142,6 +143,44 @@ def test_trait_history_says_which_value_when_and_from_which_update(
     assert history[0]["distinct_id"] == "user_1" and history[0]["update_id"] > 0
 
 
+def test_trait_history_names_the_request_each_value_came_in(server: ReferenceServer) -> None:
+    reply = send_batch(
+        server, people("user_1", {"plan": "free"}), headers={"Idempotency-Key": "key-1"}
+    )
+    assert reply.status == 200
+    send(server, track("user_1"), people("user_1", {"plan": "pro"}, timestamp=ts(10)))
+    first, second = (r for r in server.requests if r.path == "/api/v1/batch")
+
+    history = data(server, "person/history", id="user_1")["history"]
+    by_value = {h["text"]: h["request"] for h in history if h["key"] == "plan"}
+
+    assert by_value["free"]["sequence"] == first.sequence
+    assert by_value["free"]["idempotency_key"] == "key-1"
+    assert by_value["pro"]["sequence"] == second.sequence
+    assert by_value["pro"]["idempotency_key"] is None
+    for request in by_value.values():
+        assert request["in_log"] is True and request["route"] == "batch"
+        assert request["received_at"].endswith("Z")
+    shown = data(server, "request", sequence=by_value["free"]["sequence"])
+    assert (shown["path"], shown["idempotency_key"]) == ("/api/v1/batch", "key-1")
+
+
+def test_request_numbers_go_on_across_a_reopened_store(tmp_path: Any) -> None:
+    db = str(tmp_path / "people.db")
+    with ReferenceServer(rate_limit=None, db_path=db) as first:
+        send(first, people("user_1", {"plan": "free"}))
+        numbered = first.requests[-1].sequence
+    with ReferenceServer(rate_limit=None, db_path=db) as second:
+        send(second, people("user_1", {"plan": "pro"}, timestamp=ts(10)))
+        later = second.requests[-1].sequence
+        history = data(second, "person/history", id="user_1")["history"]
+
+    requests = {h["text"]: h["request"] for h in history}
+    assert later > numbered
+    assert (requests["free"]["sequence"], requests["free"]["in_log"]) == (numbered, False)
+    assert (requests["pro"]["sequence"], requests["pro"]["in_log"]) == (later, True)
+
+
 def test_deleting_from_the_console_uses_the_read_api_rules(server: ReferenceServer) -> None:
     send(server, people("user_1", {"plan": "pro", "seats": 2}), alias("anon_1", "user_1"))
 
@@ -268,25 +307,120 @@ def test_an_events_operation_is_shown_as_it_arrived(server: ReferenceServer) -> 
     )
 
 
-def test_profile_and_alias_operations_are_shown_as_stored(server: ReferenceServer) -> None:
-    send(
-        server,
-        alias("anon_1", "user_1", timestamp=ts(0)),
-        people("user_1", {"plan": "pro"}, timestamp=ts(1)),
+def test_profile_and_alias_operations_are_shown_as_they_arrived(server: ReferenceServer) -> None:
+    people_text = (
+        '{ "payload" :{"properties":{ "z" :1.50,  "a":"\\u00e9", "z":2},'
+        '"distinct_id":"user_1" ,"timestamp":"' + ts(1) + '"},"type":"people"}'
     )
+    alias_text = '{"type":"alias","payload":{ "distinct_id" :"user_1","alias_id":"anon_1"}}'
+    body = '{"operations" : [ ' + alias_text + " ,\n  " + people_text + "]}"
+    reply = post(
+        server,
+        "/api/v1/batch",
+        gzip.compress(body.encode()),
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert reply.status == 200 and server.wait_until_applied()
+    sequence = server.requests[-1].sequence
     rows = {r["kind"]: r for r in data(server, "stream")["rows"]}
 
     update = data(server, "operation", ref=rows["people"]["id"])
     stitch = data(server, "operation", ref=rows["alias"]["id"])
 
-    assert update["exact"] is False and "as stored" in update["note"]
-    assert json.loads(update["text"])["payload"]["properties"]["plan"] == "pro"
-    assert json.loads(stitch["text"])["payload"] == {
-        "alias_id": "anon_1",
-        "distinct_id": "user_1",
-        "timestamp": ts(0),
-    }
+    for shown, sent in ((update, people_text), (stitch, alias_text)):
+        assert shown["exact"] is True and "as it arrived on /api/v1/batch" in shown["note"]
+        assert shown["sequence"] == sequence
+        # Only whitespace between tokens changes: key order, duplicates and spelling stay.
+        assert "".join(shown["text"].split()) == "".join(sent.split())
+    assert update["text"].index('"z"') < update["text"].index('"a"')
+    assert update["text"].count('"z"') == 2 and "1.50" in update["text"]
+    assert "\\u00e9" in update["text"]
+    assert "$os" in update["note"]  # the server's additions are named, not shown as sent
     assert console(server, "operation", {"ref": "track:999"}).status == 404
+    assert console(server, "operation", {"ref": "people:999"}).status == 404
+
+
+def test_single_route_profile_and_alias_are_shown_as_they_arrived(
+    server: ReferenceServer,
+) -> None:
+    sent = {
+        "people": b'{"properties":{"plan":"pro"},  "distinct_id":"user_1"}',
+        "alias": b'{"distinct_id":"user_1",\n"alias_id":"anon_1"}',
+    }
+    for kind, body in sent.items():
+        assert post(server, f"/api/v1/{kind}", body).status == 200
+    assert server.wait_until_applied()
+    rows = {r["kind"]: r for r in data(server, "stream")["rows"]}
+
+    for kind, body in sent.items():
+        shown = data(server, "operation", ref=rows[kind]["id"])
+        assert shown["exact"] is True and f"/api/v1/{kind}" in shown["note"]
+        assert "".join(shown["text"].split()) == "".join(body.decode().split())
+
+
+OLD_TABLES = """
+CREATE TABLE profile_updates (
+    id INTEGER PRIMARY KEY, project_id TEXT NOT NULL, environment TEXT NOT NULL,
+    distinct_id TEXT NOT NULL, ts INTEGER NOT NULL, applied_at INTEGER NOT NULL,
+    source TEXT NOT NULL DEFAULT 'ingest'
+);
+CREATE TABLE aliases (
+    project_id TEXT NOT NULL, environment TEXT NOT NULL, alias_id TEXT NOT NULL,
+    distinct_id TEXT NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (project_id, environment, alias_id)
+) WITHOUT ROWID;
+CREATE TABLE bodies (
+    id INTEGER PRIMARY KEY, route TEXT NOT NULL, body BLOB NOT NULL, device TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE TABLE trait_history (
+    update_id INTEGER NOT NULL, key TEXT NOT NULL, value TEXT, won INTEGER NOT NULL
+);
+CREATE TABLE identities (
+    project_id TEXT NOT NULL, environment TEXT NOT NULL, distinct_id TEXT NOT NULL,
+    first_seen INTEGER, last_seen INTEGER, has_profile INTEGER NOT NULL DEFAULT 0,
+    traits_updated INTEGER, deleted_at INTEGER,
+    PRIMARY KEY (project_id, environment, distinct_id)
+) WITHOUT ROWID;
+CREATE TABLE traits (
+    project_id TEXT NOT NULL, environment TEXT NOT NULL, distinct_id TEXT NOT NULL,
+    key TEXT NOT NULL, value TEXT, ts INTEGER NOT NULL, update_id INTEGER NOT NULL,
+    PRIMARY KEY (project_id, environment, distinct_id, key)
+) WITHOUT ROWID;
+"""
+
+
+def test_a_store_written_before_requests_were_kept_shows_its_rows_as_stored(
+    tmp_path: Any,
+) -> None:
+    db = str(tmp_path / "old.db")
+    old = sqlite3.connect(db)
+    old.executescript(OLD_TABLES)
+    scope = ("proj_reference", "live")
+    old.execute("INSERT INTO profile_updates VALUES (1,?,?,'user_1',5,6,'ingest')", scope)
+    old.execute("INSERT INTO trait_history VALUES (1,'plan','\"pro\"',1)")
+    old.execute("INSERT INTO traits VALUES (?,?,'user_1','plan','\"pro\"',5,1)", scope)
+    old.execute("INSERT INTO identities VALUES (?,?,'user_1',5,5,1,5,NULL)", scope)
+    old.execute("INSERT INTO aliases VALUES (?,?,'anon_1','user_1',4)", scope)
+    old.commit()
+    old.close()
+
+    with ReferenceServer(rate_limit=None, db_path=db) as reopened:
+        rows = {r["kind"]: r for r in data(reopened, "stream")["rows"]}
+        update = data(reopened, "operation", ref=rows["people"]["id"])
+        stitch = data(reopened, "operation", ref=rows["alias"]["id"])
+        (entry,) = data(reopened, "person/history", id="user_1")["history"]
+        send(reopened, people("user_2", {"plan": "free"}))
+        fresh = [r for r in data(reopened, "stream", kinds="people")["rows"] if r != rows["people"]]
+        exact = data(reopened, "operation", ref=fresh[0]["id"])
+
+    for shown in (update, stitch):
+        assert shown["exact"] is False and "as stored" in shown["note"]
+        assert "older version" in shown["note"]
+    assert json.loads(update["text"])["payload"]["properties"] == {"plan": "pro"}
+    assert json.loads(stitch["text"])["payload"]["alias_id"] == "anon_1"
+    assert entry["text"] == "pro" and entry["request"] is None
+    assert exact["exact"] is True  # the reopened file keeps requests from now on
 
 
 # --- requests ----------------------------------------------------------------------------------

@@ -19,8 +19,11 @@ function row(ctx, op) {
     ],
     async () => {
       const found = await api("operation", { project: ctx.project, env: ctx.env, ref: op.id });
+      const from = found.sequence
+        ? [" \u00b7 ", h("a", { href: link("requests", { project: ctx.project, env: ctx.env, sequence: found.sequence }) }, `request #${found.sequence}`)]
+        : [];
       return [
-        h("p", { class: found.exact ? "muted" : "muted inexact" }, found.note),
+        h("p", { class: found.exact ? "muted" : "muted inexact" }, found.note, ...from),
         code(found.text, `${op.kind} operation as JSON`),
       ];
     },
@@ -168,7 +171,7 @@ export async function livePage(main, ctx) {
     ),
     h("div", { class: "pending-bar" }, pending),
     list,
-    h("p", { class: "muted footnote" }, "Events are shown as they arrived. Profile updates and aliases are shown as stored: the server keeps their values, not their request. See ", h("a", { href: link("requests", { project, env }) }, "Requests"), " for every answer."),
+    h("p", { class: "muted footnote" }, "Every operation is shown as it arrived, only indented (profile updates and aliases stored by an older version of the server are shown as stored, and marked so). See ", h("a", { href: link("requests", { project, env }) }, "Requests"), " for every answer."),
   );
   restart();
   return () => {

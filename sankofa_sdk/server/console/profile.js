@@ -94,6 +94,18 @@ function effect(entry) {
   return "lost to a later timestamp";
 }
 
+// The request an update came in: a link to it while the request log has it, its identity always.
+function requestOf(ctx, request) {
+  if (!request) return [];
+  const name = request.sequence ? `request #${request.sequence}` : "a request";
+  const parts = [h("br"), "in "];
+  if (request.in_log) parts.push(h("a", { class: "request-link", href: link("requests", { project: ctx.project, env: ctx.env, sequence: request.sequence }) }, name));
+  else parts.push(h("span", { title: "no longer in this server's request log" }, name));
+  parts.push(h("span", { class: "muted" }, ` received ${when(request.received_at)}`));
+  if (request.idempotency_key !== null) parts.push(h("span", { class: "muted" }, " \u00b7 Idempotency-Key "), h("code", null, request.idempotency_key));
+  return parts;
+}
+
 function historyPanel(ctx, id) {
   const holder = h("div", null, notice("Loading…"));
   api("person/history", { project: ctx.project, env: ctx.env, id })
@@ -116,7 +128,7 @@ function historyPanel(ctx, id) {
                 h("th", { scope: "row" }, h("code", null, e.key)),
                 h("td", { class: `value type-${e.type}` }, e.type === "null" ? "(removed)" : e.text),
                 h("td", null, effect(e)),
-                h("td", { class: "from" }, h("span", null, `update #${e.update_id} for `), h("code", null, e.distinct_id), h("span", { class: "muted" }, ` applied ${when(e.applied_at)}`)),
+                h("td", { class: "from" }, h("span", null, `update #${e.update_id} for `), h("code", null, e.distinct_id), h("span", { class: "muted" }, ` applied ${when(e.applied_at)}`), ...requestOf(ctx, e.request)),
               ),
             ),
           ),

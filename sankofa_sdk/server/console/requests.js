@@ -58,8 +58,18 @@ function row(record) {
   );
 }
 
+// The request a link named (#/requests?…&sequence=N), opened above the list.
+function focused(sequence) {
+  const holder = h("section", { class: "focused", "aria-label": `Request #${sequence}` }, notice("Loading…"));
+  api("request", { sequence })
+    .then((record) => holder.replaceChildren(h("h2", null, `Request #${sequence}: ${record.method} ${record.path} \u2192 ${record.status === null ? "reset" : record.status}`), ...detail(record)))
+    .catch(() => holder.replaceChildren(notice(`Request #${sequence} is no longer in this server's request log.`)));
+  return holder;
+}
+
 export async function requestsPage(main, ctx) {
   const { project, env } = ctx;
+  const sequence = Number(ctx.params.get("sequence")) || 0;
   const list = h("div", { class: "rows requests", "aria-label": "Requests, newest first" });
   const older = h("button", { type: "button", class: "more", hidden: true }, "Load older requests");
   let newest = 0;
@@ -92,6 +102,7 @@ export async function requestsPage(main, ctx) {
   main.replaceChildren(
     h("div", { class: "page-head" }, h("h1", null, "Requests"), envChip(env)),
     h("p", { class: "muted" }, "Every request this server answered for this project and environment (and those whose key named no project), newest first. Open one for its answer, its body and, for a refusal, the operation refused."),
+    ...(sequence ? [focused(sequence)] : []),
     list,
     older,
   );
