@@ -561,6 +561,8 @@ class Worker:
                 break
             if type(item) is tuple:
                 ops.append(item)
+                # Taken off the raw queue but not yet encoded, it still takes its room.
+                backlog.room -= 1
                 if len(ops) >= _ROOM_CHUNK:
                     # Taken from the raw queue but not yet encoded, operations are counted
                     # nowhere: keep that to one chunk, so the room stays true.
