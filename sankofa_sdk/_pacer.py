@@ -8,41 +8,50 @@ pacer trades requests for bigger batches.
 
 The algorithm, per process (pure: a function of the answers and the times it is given):
 
-1. **Allowance.** The process may start at most ``rate`` requests per second. It starts at
-   ``L / W``: one process alone can spend the whole budget evenly, never faster.
+1. **Allowance.** The process may start at most ``rate`` requests per second, never more than
+   ``L / W`` (one process alone can spend the whole budget evenly). It starts at a quarter of
+   that: about 2 requests a second, what ``flush_interval`` asks at low traffic anyway.
 
 2. **With rate-limit headers** (``X-RateLimit-Limit/Remaining/Reset``, the open-source engine).
-   Two answers of the same window give the fleet's spending since the first: ``Remaining``
-   fell by ``used`` (our own requests included) in ``dt`` seconds, so the fleet spends
-   ``f = used / dt``. What the fleet may spend is ``g = 0.9 * min(Remaining / Reset, L / W)``:
-   the rest of this window spread evenly, and never more than the budget's own pace (so no
-   burst at a window's end carries into the next). Then:
-   - ``f > g``: every process scales its own actual rate by ``g / f``. All of them see about
-     the same ``f``, so the fleet lands on ``g`` in one step, each keeping its share
-     (multiplicative decrease, proportional to the overshoot).
-   - ``f <= g`` and this process is held back (it had a batch due before its allowance let it
-     go): it grows by ``min(1.5, g / f)``. Scaling only the held-back processes by ``g / f``
-     cannot overshoot: the others keep what they use.
-   - ``Remaining`` down to the last few requests: wait until the window resets.
+   The fleet's spending ``f`` is measured from ``Remaining``: between two of our answers in one
+   window (``used / dt``), or, for a process that answers rarely, over the window so far
+   (``(Limit - Remaining) / elapsed``; rough early in a window, so then it only acts on a gross
+   overshoot). What the fleet may spend is ``g = 0.9 * min(Remaining / Reset, L / W)``: the
+   rest of this window spread evenly, never faster than the budget's own pace (no burst at a
+   window's end carries into the next). Then:
+   - ``f`` more than 5% over ``g``: every process scales its own actual rate by ``g / f``;
+     they all see about the same ``f``, so the fleet lands on ``g`` in one step.
+   - ``f`` more than 5% under ``g`` and this process is held back (a batch was due before its
+     allowance let it go): it grows by ``g / f``, at most 1.5x per second since it last grew.
+     Only held-back processes grow, so this cannot overshoot: the others keep what they use.
+   - Within 5% of ``g`` the total is left alone and shares move, as in AIMD: a held-back
+     process with full batches takes a step (1/200 of ``L / W``), one with batches less than
+     40% full gives 5% back. Requests go where bigger batches no longer help.
+   - Whatever the above says, a held-back process gets at least what carries its own arrival
+     rate (and its backlog, over about ten seconds) in 80%-full batches, up to half of ``g``.
+   - ``Remaining`` down to the last 2%: wait until the window resets (at most
+     ``max_retry_after``), without blaming the pace.
+   The window ``W`` is learned as the longest ``Reset`` seen, at most twice the one assumed.
 
-3. **Without headers** (the hosted engine sends none, not even ``Retry-After``), 429 is the
-   only signal. On a 429 the process waits a whole window (a fixed window that was exhausted
-   has certainly ended ``W`` seconds later), then resumes at 80% of what it managed to spend in
-   the last window (``0.8 * own successes in the last W / W``): if every process does that,
-   the fleet lands 20% under the budget. While held back without a 429, it grows by 5% a
-   window, so the fleet probes the limit again only every few windows, and each probe costs one
-   429 per process.
+3. **Without headers** (the hosted engine's docs promise none, not even ``Retry-After``), a
+   429 is the only signal. The process waits a whole window (an exhausted fixed window has
+   certainly ended ``W`` seconds later; at most ``max_retry_after``), then resumes at the
+   smaller of 70% of its rate and 75% of what it managed to spend in the last window: if every
+   process does that, the fleet lands a quarter under the budget. 429s in a row before anything
+   gets through shrink it once. While held back it grows 2% a window, so the fleet probes the
+   limit only every several windows, each probe costing about one 429 per process; and it never
+   goes below what carries its own arrivals and backlog (1.25x, in 80%-full batches).
 
-4. **429 with ``Retry-After``** (the open-source engine): wait that long (capped), and shrink
-   as in 3.
+4. **429 with ``Retry-After``** (the open-source engine): wait that long (capped by
+   ``max_retry_after``, spread by a little jitter), and shrink as in 3.
 
 The rate never drops below one request per two windows, so a process always gets through; a
 fleet of more than ``2 * L`` processes sharing one key would exceed the budget on that floor
-alone (that is the documented limit, 1,000 processes per key at the engine's 500 per 60 s).
+alone (the documented limit: 1,000 processes per key at the engine's 500 per 60 s).
 
 ``tests/client/test_pacer_simulation.py`` drives many pacers against a model of the engine's
 fixed-window limiter with a fake clock and checks requests per window, the share of 429s and
-delivery for 1 to 64 processes, with headers and without.
+delivery for 1 to 200 processes, with headers and without.
 """
 
 from __future__ import annotations
