@@ -78,9 +78,14 @@ def format_epoch(seconds: float) -> str:
 
 def format_datetime(value: datetime) -> str:
     """Format a datetime as RFC 3339 UTC with milliseconds and ``Z``. Naive values are read as UTC."""
+    return format_epoch(datetime_epoch(value))
+
+
+def datetime_epoch(value: datetime) -> float:
+    """The Unix time of a datetime, as ``format_datetime`` reads it."""
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         value = value.replace(tzinfo=timezone.utc)
-    return format_epoch((value - _EPOCH).total_seconds())
+    return (value - _EPOCH).total_seconds()
 
 
 def _build(match: re.Match[str], *, zoned: bool) -> datetime:

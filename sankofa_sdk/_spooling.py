@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import NamedTuple, Optional
 
 from ._log import logger
-from ._spool import PendingBatch, SpoolDirectory, SpoolError
+from ._spool import PendingBatch, Record, SpoolDirectory, SpoolError
 
 ADOPT_INTERVAL = 5.0
 """How often a live client looks for directories whose owner died."""
@@ -58,8 +58,9 @@ class SpoolFeed:
 
     # --- the callers' side ----------------------------------------------------------------
 
-    def append(self, data: bytes) -> Optional[int]:
-        """Write one encoded operation; its number, or None when the spool is full.
+    def append(self, data: bytes, kind: int) -> Optional[int]:
+        """Write one operation (``OP``: its JSON, ``CALL``: its packed values); how many of
+        ours are now unread, or None when the spool is full.
 
         Raises SpoolError when the disk refuses (full, read-only, gone); from then on the
         spool takes nothing more (``writable`` is False), and what it holds is still delivered.
@@ -69,7 +70,7 @@ class SpoolFeed:
             raise SpoolError(9, "the spool takes no more")
         if own.written_bytes + len(data) > self._max_bytes:
             return None
-        return own.append(data)
+        return own.append(data, kind) - self.read_seq
 
     def unread(self) -> int:
         own = self.own
@@ -97,20 +98,20 @@ class SpoolFeed:
             )
         return found
 
-    def read(self, budget: int) -> list[tuple[bytes, Origin]]:
+    def read(self, budget: int) -> list[tuple[Record, Origin]]:
         """Operations from disk for the queue, about ``budget`` bytes: adopted ones first."""
-        found: list[tuple[bytes, Origin]] = []
+        found: list[tuple[Record, Origin]] = []
         for spool in [*self.adopted, *([self.own] if self.own is not None else [])]:
             if budget <= 0:
                 break
             records, damaged = spool.read(budget)
             if damaged:
                 self._damaged(spool, damaged)
-            for segment, seq, data in records:
-                found.append((data, Origin(spool, segment, seq)))
-                budget -= len(data)
+            for segment, found_record in records:
+                found.append((found_record, Origin(spool, segment, found_record.seq)))
+                budget -= len(found_record.payload)
             if spool is self.own and records:
-                self.read_seq = records[-1][1]
+                self.read_seq = records[-1][1].seq
         return found
 
     def all_read(self) -> bool:
@@ -177,6 +178,11 @@ class SpoolFeed:
         except OSError as exc:
             # Delivery goes on; a death now could resend this batch under a new key.
             logger.warning("sankofa_sdk: could not note a batch in the spool: %s", exc)
+
+    def undecodable(self, spool: SpoolDirectory, count: int) -> None:
+        """A record whose checksum holds but whose values do not unpack (written by a version
+        that packed calls differently): skipped like damage."""
+        self._damaged(spool, count)
 
     def _damaged(self, spool: SpoolDirectory, count: int) -> None:
         self.damaged_bytes += count

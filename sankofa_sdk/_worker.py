@@ -39,7 +39,8 @@ from ._serialize import (
     encode_operation,
     encode_operations,
 )
-from ._spool import PendingBatch, SpoolDirectory, SpoolError
+from ._spool import CALL, OP, PendingBatch, SpoolDirectory, SpoolError
+from ._spool_calls import pack_call, unpack_call
 from ._spooling import Origin, SpoolFeed, batch_elements
 from ._stats import Stats
 from ._transport import Transport
@@ -308,19 +309,25 @@ class Worker:
         spool = self.spool
         if spool is None or not spool.writable:
             return self.submit(op)
-        data = self._encode(op, self._insert_ids.next() if op[0] == "track" else None)
-        if data is None:
-            return True  # reported as invalid or too large, like the thread would
+        # Plain values are written as they are: the thread encodes them when it reads them
+        # back, as it would from memory (and gives the event its $insert_id then: until a batch
+        # with it is noted in the spool, nobody has seen it). The rest as JSON, encoded here.
+        data = pack_call(op)
+        kind = CALL
+        if data is None or len(data) > _MAX_OPERATION_BYTES:
+            data, kind = self._encode(op, self._insert_ids.next() if op[0] == "track" else None), OP
+            if data is None:
+                return True  # reported as invalid or too large, like the thread would
         try:
-            seq = spool.append(data)
+            unread = spool.append(data, kind)
         except SpoolError as exc:
             self._spool_failed(exc)
             return self.submit(op)
-        if seq is None:
+        if unread is None:
             return False
         if self._thread is None:
             self._start()
-        if spool.unread() >= self._spool_wake_at and not self._wake.is_set():
+        if unread >= self._spool_wake_at and not self._wake.is_set():
             self._wake.set()
         return True
 
@@ -600,8 +607,22 @@ class Worker:
         backlog = self._backlog
         room = self._options.max_queue_bytes - backlog.encoded_bytes - backlog.held_bytes
         if room > 0:
-            for data, origin in feed.read(room):
-                backlog.add(data, origin)
+            for found, origin in feed.read(room):
+                data = found.payload if found.kind == OP else self._unpacked(found.payload, origin)
+                if data is None:
+                    origin.spool.finished([origin.segment])  # reported: the disk may forget it
+                else:
+                    backlog.add(data, origin)
+
+    def _unpacked(self, payload: bytes, origin: Origin) -> Optional[bytes]:
+        """The JSON of a call the spool kept as values (``_spool_calls``); None, reported,
+        when it cannot be sent."""
+        call = unpack_call(payload)
+        if call is None:
+            if self.spool is not None:
+                self.spool.undecodable(origin.spool, len(payload))
+            return None
+        return self._encode(call, self._insert_ids.next() if call[0] == "track" else None)
 
     def _recovered(self, spool: SpoolDirectory, pending: PendingBatch, now: float) -> _Batch:
         """A batch a dead process noted as going out: resent as it was, with its key."""

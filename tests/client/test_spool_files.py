@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sankofa_sdk._spool import MAGIC, OP, SpoolDirectory, parse, record
+from sankofa_sdk._spool import MAGIC, OP, SEGMENT_BYTES, SpoolDirectory, parse, record
 
 payloads = st.lists(st.binary(min_size=0, max_size=300), min_size=0, max_size=30)
 
@@ -79,8 +79,8 @@ def test_a_live_directory_is_not_adopted_and_a_released_one_is(tmp_path: Path) -
     # Two adopters never get the same directory: the first holds its lock.
     assert list(SpoolDirectory.adopt_dead(root, exclude=set())) == []
     records, _ = adopted.read(1 << 20)
-    assert [data for _, _, data in records] == [b'{"type":"track","payload":{}}']
-    adopted.finished([segment for segment, _, _ in records])
+    assert [r.payload for _, r in records] == [b'{"type":"track","payload":{}}']
+    adopted.finished([segment for segment, _ in records])
     assert adopted.empty()
     adopted.remove()
     assert not os.path.exists(live.path)
@@ -101,7 +101,7 @@ def test_pending_batches_are_resent_and_their_operations_not_read_twice(tmp_path
     assert [(b.key, b.seqs) for b in adopted.pending_batches] == [("a" * 32, [1, 2])]
     records, _ = adopted.read(1 << 20)
     # 1 and 2 go in the pending batch, 3 was done; 4 (cancelled) and 5 are free to go.
-    assert [seq for _, seq, _ in records] == [4, 5]
+    assert [r.seq for _, r in records] == [4, 5]
     adopted.close()
 
 
@@ -113,3 +113,44 @@ def test_a_read_only_root_cannot_be_used(tmp_path: Path) -> None:
             SpoolDirectory.create(str(tmp_path / "spool"))
     finally:
         tmp_path.chmod(0o700)
+
+
+def test_the_unwritten_end_of_a_segment_is_not_damage() -> None:
+    # A writer that died leaves its segment at full size, zeros after the last record.
+    whole = record(OP, 1, b'{"type":"track"}')
+    records, _, damaged = parse(whole + bytes(4096), final=True)
+    assert [r.seq for r in records] == [1] and damaged == 0
+    torn = record(OP, 2, b'{"type":"people"}')[:-5]
+    records, _, damaged = parse(whole + torn + bytes(4096), final=True)
+    assert [r.seq for r in records] == [1] and damaged == len(torn)
+
+
+def test_a_killed_writer_leaves_a_full_size_segment_that_reads_back(tmp_path: Path) -> None:
+    root = str(tmp_path / "spool")
+    spool = SpoolDirectory.create(root)
+    for n in range(3):
+        spool.append(b'{"n":%d}' % n)
+    spool.forget_after_fork()  # closes without cutting the file, as a death would
+    (segment,) = [name for name in os.listdir(spool.path) if name.startswith("seg-")]
+    assert os.path.getsize(os.path.join(spool.path, segment)) == SEGMENT_BYTES
+    (adopted,) = SpoolDirectory.adopt_dead(root, exclude=set())
+    records, damaged = adopted.read(1 << 20)
+    assert [r.payload for _, r in records] == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
+    assert damaged == 0
+    adopted.close()
+
+
+def test_a_record_larger_than_a_segment_gets_a_segment_of_its_own(tmp_path: Path) -> None:
+    root = str(tmp_path / "spool")
+    spool = SpoolDirectory.create(root, fsync=True)
+    big = b"x" * (SEGMENT_BYTES + 10)
+    spool.append(b"small")
+    spool.append(big)
+    spool.append(b"after")
+    spool.close()  # a clean close cuts each segment to what was written
+    sizes = sorted(os.path.getsize(os.path.join(spool.path, n)) for n in os.listdir(spool.path))
+    assert max(sizes) < SEGMENT_BYTES + 100
+    (adopted,) = SpoolDirectory.adopt_dead(root, exclude=set())
+    records, damaged = adopted.read(1 << 30)
+    assert [r.payload for _, r in records] == [b"small", big, b"after"] and damaged == 0
+    adopted.close()

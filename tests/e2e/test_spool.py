@@ -24,6 +24,10 @@ from typing import Any, Callable
 import pytest
 import requests
 
+from sankofa_sdk._serialize import Operation
+from sankofa_sdk._spool import CALL, SpoolDirectory
+from sankofa_sdk._spool_calls import pack_call
+
 from .external_server import ExternalServer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
@@ -271,7 +275,8 @@ def test_damaged_files_in_the_spool_are_skipped_and_reported(
     child.finish()
     (directory,) = spool.iterdir()
     segment = next(directory.glob("seg-*.log"))
-    data = bytearray(segment.read_bytes())
+    # A killed writer leaves its segment at full size, zeros after the last record.
+    data = bytearray(segment.read_bytes().rstrip(b"\x00"))
     data[len(data) // 2 : len(data) // 2 + 40] = b"\x00" * 40  # damage in the middle
     segment.write_bytes(bytes(data) + b"\xa5Z\x01\xff\xff")  # and a torn record at the end
     garbage = spool / "p-garbage"
@@ -283,6 +288,30 @@ def test_damaged_files_in_the_spool_are_skipped_and_reported(
     assert result["flushed"]
     seqs = stored_by_round(server)["torn"]
     assert 990 <= len(seqs) < 1_000 and max(seqs.values()) == 1  # only the damaged one is gone
+
+
+def test_a_kept_call_that_does_not_unpack_is_skipped_and_reported(
+    external: Callable[..., ExternalServer], tmp_path: Path
+) -> None:
+    # A record whose checksum holds but whose values are not a call of this version (written
+    # by a future one, say): the adopter skips it as damage and delivers the rest.
+    server = external()
+    spool = tmp_path / "spool"
+    left = SpoolDirectory.create(str(spool))
+    for seq in range(4):
+        op: Operation = ("track", "user_odd", "Spooled", {"round": "odd", "seq": seq}, None, 1e9)
+        packed = pack_call(op)
+        assert packed is not None
+        left.append(packed, CALL)
+        if seq == 1:
+            left.append(b"\x00 not a packed call", CALL)
+    left.close()
+    child = Child(server, spool, "drain", 0, "flush")
+    code, out, err = child.finish()
+    assert code == 0, err
+    assert child.result(out)["flushed"]
+    assert stored_by_round(server)["odd"] == Counter({0: 1, 1: 1, 2: 1, 3: 1})
+    assert "damaged byte(s) skipped" in err
 
 
 @pytest.mark.parametrize("ending", ["full_disk", "read_only"])
