@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -98,6 +99,7 @@ class App:
         self.kept = KeptBodies()
         self.console: Optional[ConsoleRoutes] = None
         self.request_count = 0
+        self._count_lock = threading.Lock()
         # next() is atomic: handler threads share it. A stored request keeps its number, so
         # numbering goes on from the last one a reopened store holds.
         self._sequence = itertools.count(store.last_sequence() + 1)
@@ -119,7 +121,8 @@ class App:
                 return console_answer
         received_at = time.time()
         sequence = next(self._sequence)  # taken first: the writer stores it with the body
-        self.request_count += 1
+        with self._count_lock:
+            self.request_count += 1
         origin = request.headers.get("Origin")
         if (
             request.method == "OPTIONS"
@@ -155,6 +158,16 @@ class App:
             request, path, answer, scope, replayed, fault is not None, received_at, sequence
         )
         return answer
+
+    def clear(self, idempotency: IdempotencyCache) -> None:
+        """Forget the request log, kept bodies, the request counter and rate-limit windows."""
+        with self._count_lock:
+            self.request_count = 0
+        self.records.clear()
+        self.kept.clear()
+        if self.limiter is not None:
+            self.limiter.clear()
+        self.idempotency = idempotency
 
     def record(
         self,
