@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 from urllib.parse import parse_qs, unquote
 
 from .._operations import parse_rfc3339, to_epoch
-from . import _fault_control, _responses, _useragent
+from . import _cors, _fault_control, _responses, _useragent
 from ._encoding import decode_body
 from ._faults import Fault, Faults
 from ._idempotency import MAX_KEY_LENGTH, IdempotencyCache
@@ -98,6 +99,7 @@ class App:
         self.kept = KeptBodies()
         self.console: Optional[ConsoleRoutes] = None
         self.request_count = 0
+        self._count_lock = threading.Lock()
         # next() is atomic: handler threads share it. A stored request keeps its number, so
         # numbering goes on from the last one a reopened store holds.
         self._sequence = itertools.count(store.last_sequence() + 1)
@@ -119,14 +121,21 @@ class App:
                 return console_answer
         received_at = time.time()
         sequence = next(self._sequence)  # taken first: the writer stores it with the body
-        self.request_count += 1
-        origin = request.headers.get("Origin")
-        if (
-            request.method == "OPTIONS"
-            and origin
-            and request.headers.get("Access-Control-Request-Method")
-        ):
-            return Response(204, b"", "", _responses.PREFLIGHT_HEADERS)
+        with self._count_lock:
+            self.request_count += 1
+        before_limit, after_limit = _cors.layers(path, route)
+        cors = _cors.Headers()
+        lookup = request.headers.get
+        preflight = None
+        if before_limit is not None:
+            preflight = _cors.apply(before_limit, request.method, lookup, cors)
+        if preflight is None and after_limit is not None and not is_ingest:
+            # Outside /api/v1 there is no limiter: the dashboard layer may answer a preflight.
+            preflight = _cors.apply(after_limit, request.method, lookup, cors)
+            after_limit = None
+        if preflight is not None:  # not rate limited, never reaches the key checks
+            self.record(request, path, preflight, received_at=received_at, sequence=sequence)
+            return preflight
         replayed = False
         scope: Optional[Scope] = None
         extra: tuple[tuple[str, str], ...] = ()
@@ -145,16 +154,27 @@ class App:
             else:
                 if verdict is not None:
                     extra = verdict.headers
+                if after_limit is not None:
+                    _cors.apply(after_limit, request.method, lookup, cors)
                 answer, scope, replayed = self._route(request, route, path, sequence)
         if isinstance(answer, Response):
-            if origin:
-                extra += (("Access-Control-Allow-Origin", "*"),)
+            extra += cors.items()
             if extra:
                 answer = answer._replace(headers=answer.headers + extra)
         self.record(
             request, path, answer, scope, replayed, fault is not None, received_at, sequence
         )
         return answer
+
+    def clear(self, idempotency: IdempotencyCache) -> None:
+        """Forget the request log, kept bodies, the request counter and rate-limit windows."""
+        with self._count_lock:
+            self.request_count = 0
+        self.records.clear()
+        self.kept.clear()
+        if self.limiter is not None:
+            self.limiter.clear()
+        self.idempotency = idempotency
 
     def record(
         self,
@@ -215,6 +235,14 @@ class App:
             return _responses.method_not_allowed("GET, HEAD"), None, False
         if route.startswith(INGEST_PREFIX + "/"):
             kind = route[len(INGEST_PREFIX) + 1 :]
+            if _is_people_read(kind):
+                # The engine's dashboard reads: a JWT, never an API key (spec section 16).
+                if method in ("GET", "HEAD"):
+                    return _dashboard_auth(request.headers.get("Authorization")), None, False
+                if kind != "people":
+                    return _responses.method_not_allowed("GET, HEAD"), None, False
+                if method != "POST":
+                    return _responses.method_not_allowed("GET, HEAD, POST"), None, False
             if kind in SINGLE_ROUTES or kind == "batch":
                 if method != "POST":
                     return _responses.method_not_allowed("POST"), None, False
@@ -410,6 +438,30 @@ class App:
         if result is None:
             return _responses.error(404, "Person not found")
         return _json(result)
+
+
+def _is_people_read(kind: str) -> bool:
+    parts = kind.split("/")
+    if parts[0] != "people" or len(parts) > 3 or "" in parts:
+        return False
+    if len(parts) == 3:
+        return parts[2] == "heatmap" or (parts[1] == "properties" and parts[2] in KEYS_OR_VALUES)
+    return True
+
+
+KEYS_OR_VALUES = ("keys", "values")
+
+
+def _dashboard_auth(authorization: Optional[str]) -> Response:
+    """The engine's ``RequireAuth`` answer: the reference server has no dashboard users, so a
+    well-formed ``Bearer`` token is refused as invalid (no token verifies)."""
+    value = (authorization or "").rstrip(" ")
+    if not value:
+        return _responses.UNAUTHORIZED_MISSING_TOKEN
+    parts = value.split(" ")
+    if len(parts) != 2 or parts[0] != "Bearer":
+        return _responses.UNAUTHORIZED_TOKEN_FORMAT
+    return _responses.UNAUTHORIZED_INVALID_TOKEN
 
 
 def _json(value: Any) -> Response:

@@ -15,19 +15,45 @@ import zlib
 from typing import Optional
 
 MAX_DECODED_BYTES = 512 * 1024 * 1024
-"""The engine sets no limit on the decoded size; this one keeps a test machine alive."""
+"""The engine sets no limit on the decoded size; this one keeps a test machine alive.
 
-_UNDECODABLE = b"\x00content-encoding could not be decoded"
+It bounds the bytes produced by the whole decoding: every gzip member and every listed
+encoding count against it, and decoding stops (the body is undecodable, so 400) as soon as one
+more byte would pass it, before that byte is allocated.
+"""
+
+UNDECODABLE = b"\x00content-encoding could not be decoded"
 
 
-def _inflate(data: bytes, wbits: int) -> bytes:
-    inflater = zlib.decompressobj(wbits)
-    out = inflater.decompress(data, MAX_DECODED_BYTES)
-    if inflater.unconsumed_tail or not inflater.eof:
-        raise zlib.error("truncated or too large")
-    if wbits > 16 and inflater.unused_data:  # concatenated gzip members
-        return out + _inflate(inflater.unused_data, wbits)
-    return out
+class _TooLarge(Exception):
+    pass
+
+
+class _Budget:
+    """Bytes the decoding of one body may still produce."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def take(self, inflater: zlib._Decompress, data: bytes) -> bytes:
+        # Asking for one byte more than is left tells "exactly at the cap" from "over it".
+        out = inflater.decompress(data, self.left + 1)
+        if len(out) > self.left:
+            raise _TooLarge
+        self.left -= len(out)
+        return out
+
+
+def _inflate(data: bytes, wbits: int, budget: _Budget) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        parts.append(budget.take(inflater, data))
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise zlib.error("truncated")
+        data = inflater.unused_data
+        if wbits < 16 or not data:  # gzip members may follow one another; zlib data may not
+            return b"".join(parts)
 
 
 def decode_body(body: bytes, content_encoding: Optional[str]) -> bytes:
@@ -38,18 +64,19 @@ def decode_body(body: bytes, content_encoding: Optional[str]) -> bytes:
     if not tokens:
         return body
     current = body
+    budget = _Budget(MAX_DECODED_BYTES)
     for position, token in enumerate(tokens):
         try:
             if token == "gzip":
-                current = _inflate(current, 16 + zlib.MAX_WBITS)
+                current = _inflate(current, 16 + zlib.MAX_WBITS, budget)
             elif token == "deflate":
-                current = _inflate(current, zlib.MAX_WBITS)
+                current = _inflate(current, zlib.MAX_WBITS, budget)
             elif token in ("br", "brotli"):
-                return _UNDECODABLE
+                return UNDECODABLE
             elif len(tokens) == 1:
                 return body
             else:
                 return current if position else b""
-        except zlib.error:
-            return _UNDECODABLE
+        except (zlib.error, _TooLarge):
+            return UNDECODABLE
     return current

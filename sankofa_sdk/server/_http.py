@@ -1,13 +1,15 @@
 """HTTP/1.1 with keep-alive on the standard library, speaking to :class:`~._app.App`.
 
 The socket-level rules of the engine live here: the 4 MiB body cap checked before the body is
-read (413 and close), the 4 KiB request-head cap (431), chunked bodies, and connections that
+read (413 and close), the 4 KiB request-head cap (431), strict framing (:mod:`._framing`: an
+ambiguous length or a malformed chunk is 400 and close), chunked bodies, and connections that
 stall or close half-way (dropped without an answer; nothing of theirs was accepted).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import socket
 import struct
@@ -16,9 +18,9 @@ import time
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
-from . import _responses
+from . import _framing, _responses
 from ._app import App, Request
 from ._faults import Fault
 from ._responses import Response
@@ -31,6 +33,19 @@ IDLE_TIMEOUT = 30.0
 
 class _Truncated(Exception):
     """The peer closed or stalled before sending the whole body."""
+
+
+class _HeadRecorder:
+    """Wraps the connection's reader while ``parse_request`` reads the head, keeping its lines."""
+
+    def __init__(self, reader: io.BufferedIOBase) -> None:
+        self.reader = reader
+        self.lines: list[bytes] = []
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self.reader.readline(limit)
+        self.lines.append(line)
+        return line
 
 
 class HTTPServer(ThreadingHTTPServer):
@@ -110,8 +125,16 @@ class _Handler(BaseHTTPRequestHandler):
                 if len(self.raw_requestline) > MAX_HEAD_BYTES:
                     self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
                     return
-                if not self.parse_request():
+                reader = self.rfile
+                recorder = _HeadRecorder(reader)
+                self.rfile = recorder  # type: ignore[assignment]
+                try:
+                    parsed = self.parse_request()
+                finally:
+                    self.rfile = reader
+                if not parsed:
                     return
+                self._head_lines = [self.raw_requestline, *recorder.lines]
                 self._serve()
                 self.wfile.flush()
             finally:
@@ -129,10 +152,15 @@ class _Handler(BaseHTTPRequestHandler):
         if head > MAX_HEAD_BYTES:
             self._refuse_unread(_responses.HEADERS_TOO_LARGE)
             return
+        refusal = _framing.check_head(self._head_lines)
+        if refusal is not None:
+            self._refuse_unread(refusal)
+            self._log(refusal.status, started)
+            return
         body = self._read_body()
-        if body is None:  # over the cap: answered without reading, connection closed
-            self._refuse_unread(_responses.TOO_LARGE)
-            self._log(413, started)
+        if isinstance(body, Response):  # over the cap or malformed: answered, connection closed
+            self._refuse_unread(body)
+            self._log(body.status, started)
             return
         if not self.server.begin():
             self.close_connection = True  # shutting down: no answer, so the client retries
@@ -158,49 +186,52 @@ class _Handler(BaseHTTPRequestHandler):
         request = Request(self.command, self.path, self.headers, b"", self.client_address[0])
         self.server.app.record(request, self.path.split("?", 1)[0], response)
 
-    def _read_body(self) -> Optional[bytes]:
+    def _read_body(self) -> Union[bytes, Response]:
+        """The body, or the answer that refuses it (413 over the cap, 400 for a bad chunk).
+
+        ``check_head`` has made sure the framing is one chunked coding or one Content-Length
+        of digits.
+        """
         limit = self.server.max_body_bytes
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+        if self.headers.get("Transfer-Encoding") is not None:
             return self._read_chunked(limit)
         length_text = self.headers.get("Content-Length")
         if not length_text:
             return b""
-        try:
-            length = int(length_text)
-        except ValueError:
-            raise _Truncated from None
-        if length < 0:
-            raise _Truncated
+        length = int(length_text)
         if length > limit:
-            return None
+            return _responses.TOO_LARGE
         body = self.rfile.read(length)
         if len(body) < length:
             raise _Truncated
         return body
 
-    def _read_chunked(self, limit: int) -> Optional[bytes]:
+    def _read_chunked(self, limit: int) -> Union[bytes, Response]:
         parts: list[bytes] = []
         total = 0
         while True:
             line = self.rfile.readline(1024)
             if not line.endswith(b"\n"):
                 raise _Truncated
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _Truncated from None
+            size = _framing.chunk_size(line)
+            if isinstance(size, Response):
+                return size
             if size == 0:
                 while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
                 return b"".join(parts)
             total += size
             if total > limit:
-                return None
+                return _responses.TOO_LARGE
             chunk = self.rfile.read(size)
             if len(chunk) < size:
                 raise _Truncated
             parts.append(chunk)
-            self.rfile.readline(3)
+            end = self.rfile.read(2)
+            if len(end) < 2:
+                raise _Truncated
+            if end != b"\r\n":
+                return _framing.NO_CRLF_AFTER_CHUNK
 
     def _write(self, response: Response, head_only: bool = False) -> None:
         reason = (

@@ -161,12 +161,23 @@ def _plan_batch(
     return Plan(aliases + people + events, response, discarded, len(operations))
 
 
-def rebuild_events(route: str, body: bytes, device: Device, received_us: int) -> dict[int, Event]:
+READABLE_FORMATS = frozenset({1, 2})
+"""Stored formats whose bodies this code decodes (see ``_store.STORE_FORMAT``); both read with
+today's rules, which are theirs. When the rules change, the new ones get a new format and the
+bodies of older formats keep being read with the rules they were accepted under."""
+
+
+def rebuild_events(
+    route: str, body: bytes, device: Device, received_us: int, stored_format: int
+) -> dict[int, Event]:
     """The events of a stored request with their property maps, by position in the request.
 
-    The store keeps accepted bodies as they came; decoding them again with the same rules,
-    User-Agent parse and receive time gives back exactly what was accepted.
+    The store keeps accepted bodies as they came; decoding them again with the rules of the
+    format they were stored in, the User-Agent parse and receive time stored with them gives
+    back exactly what was accepted.
     """
+    if stored_format not in READABLE_FORMATS:
+        raise ValueError(f"stored format {stored_format} is not one this server reads")
     info = {"environment": "", "project_id": "", "project_name": ""}
     if route == "batch":
         plan = plan_batch(body, device, received_us, info, full=True)

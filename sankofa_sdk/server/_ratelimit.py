@@ -38,6 +38,11 @@ class FixedWindowLimiter:
         self._lock = threading.Lock()
         self._buckets: dict[str, list[int]] = {}  # key -> [window end, hits]
 
+    def clear(self) -> None:
+        """Forget every window: each key's next request starts a new one."""
+        with self._lock:
+            self._buckets = {}
+
     def hit(self, api_key: Optional[str], peer_ip: str) -> Verdict:
         key = f"apikey:{api_key}" if api_key else f"ip:{peer_ip}"
         now = int(self._clock())

@@ -36,17 +36,11 @@ TOO_LARGE = Response(
 )
 HEADERS_TOO_LARGE = Response(431, b'{"error":"Request Header Fields Too Large","ok":false}')
 RATE_LIMITED_BODY = b'{"error":"Rate limit exceeded. Please wait a moment."}'
+UNAUTHORIZED_MISSING_TOKEN = Response(401, b'{"error":"Unauthorized: Missing token"}')
+UNAUTHORIZED_TOKEN_FORMAT = Response(401, b'{"error":"Unauthorized: Invalid token format"}')
+UNAUTHORIZED_INVALID_TOKEN = Response(401, b'{"error":"Unauthorized: Invalid token"}')
 BUFFER_FULL = Response(503, b'{"error":"Buffer full","ok":false}')
 HEALTH = Response(200, b'{"status":"ok"}')
-PREFLIGHT_HEADERS = (
-    ("Access-Control-Allow-Origin", "*"),
-    ("Access-Control-Allow-Methods", "GET,POST,PUT,DELETE,PATCH,OPTIONS"),
-    (
-        "Access-Control-Allow-Headers",
-        "Origin,Content-Type,Accept,Authorization,authorization,x-api-key,x-project-id,"
-        "x-org-id,X-Session-Id,X-Chunk-Index,X-Distinct-Id,X-Replay-Mode",
-    ),
-)
 
 
 def error(status: int, message: str) -> Response:

@@ -220,13 +220,18 @@ class ReferenceServer:
         return list(self._app.records)
 
     def clear(self) -> None:
-        """Forget all data, requests, remembered answers and faults (between tests)."""
+        """Forget everything a test could see of earlier ones (between tests).
+
+        Waits for the writer, then empties the store (people, events, aliases, counters,
+        remembered answers), the request log and the bodies kept for the console, resets the
+        request counter, starts every key's rate-limit window afresh, forgets the
+        ``Idempotency-Key`` answers held in memory, and clears injected faults. Projects and
+        their keys stay.
+        """
         self.wait_until_applied(None)
         self._store.clear()
-        self._app.records.clear()
-        self._app.kept.clear()
         self._idempotency = IdempotencyCache(self._idempotency.window)
-        self._app.idempotency = self._idempotency
+        self._app.clear(self._idempotency)
         self.faults.clear()
 
     # --- read API (decision D3) ---------------------------------------------------------------

@@ -77,10 +77,22 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ) WITHOUT ROWID;
 """
 
+STORE_FORMAT = 2
+"""The stored format this code writes, kept in the file (``PRAGMA user_version``) and on each
+stored body (``bodies.format``).
+
+Events are rebuilt from their stored request bodies when read (:func:`._ingest.rebuild_events`),
+so the rules that decode a body are part of the stored format. A body is always read with the
+rules of the format it was written in: a change to those rules gets a new format number and
+leaves the reading of older numbers as it was. Format 1 is every body stored before formats were
+recorded (no ``format`` value); format 2 adds the version marks, with the same decoding rules.
+A file written in a newer format than this code knows is refused rather than misread.
+"""
+
 _ADDED_COLUMNS = {
     "profile_updates": ("body_id INTEGER", "idx INTEGER"),
     "aliases": ("body_id INTEGER", "idx INTEGER"),
-    "bodies": ("sequence INTEGER", "idempotency_key TEXT"),
+    "bodies": ("sequence INTEGER", "idempotency_key TEXT", "format INTEGER"),
 }
 """Columns newer than the first stored format; a store written before them gets them empty
 (its profile updates and aliases then have no request to show)."""
@@ -138,7 +150,15 @@ class PeopleStore:
             if path:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
+            written = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if written > STORE_FORMAT:
+                self._db.close()
+                raise ValueError(
+                    f"{path} holds stored format {written}, written by a newer reference server;"
+                    f" this one reads formats up to {STORE_FORMAT}"
+                )
             self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {STORE_FORMAT}")
             for table, columns in _ADDED_COLUMNS.items():
                 have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
                 for column in columns:
@@ -185,8 +205,9 @@ class PeopleStore:
             # Kept once per request: events are rebuilt from it, and every operation is shown
             # as it arrived from it.
             body_id = db.execute(
-                "INSERT INTO bodies (route, body, device, received_at, sequence, idempotency_key)"
-                " VALUES (?,?,?,?,?,?)",
+                "INSERT INTO bodies"
+                " (route, body, device, received_at, sequence, idempotency_key, format)"
+                " VALUES (?,?,?,?,?,?,?)",
                 (
                     unit.route,
                     unit.body,
@@ -194,6 +215,7 @@ class PeopleStore:
                     unit.received_us,
                     unit.sequence or None,
                     unit.idempotency_key,
+                    STORE_FORMAT,
                 ),
             ).lastrowid
         events = [item for item in unit.items if type(item) is Event]
@@ -507,13 +529,13 @@ class PeopleStore:
         ids = sorted(body_ids)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            for body_id, route, body, device, received in self._db.execute(
-                f"SELECT id, route, body, device, received_at FROM bodies"
+            for body_id, route, body, device, received, stored_format in self._db.execute(
+                f"SELECT id, route, body, device, received_at, format FROM bodies"
                 f" WHERE id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ):
                 rebuilt[body_id] = rebuild_events(
-                    route, body, Device(*device.split("\t")), received
+                    route, body, Device(*device.split("\t")), received, stored_format or 1
                 )
         return rebuilt
 

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from sankofa_sdk.server import ReferenceServer
+from sankofa_sdk.server.__main__ import bind_warning
 
 from .conftest import applied, track, user_traits
 
@@ -114,8 +115,8 @@ def test_serves_then_stops_on_signal_and_keeps_the_data(
     process = cli("--port", "0", "--db", db, "--api-key", LIVE, "--test-key", TEST)
     url = process.banner()
     assert process.output[1:4] == [
-        f"  live key: {LIVE}",
-        f"  test key: {TEST}",
+        "  live key: sk_live_…4567 (as given; --show-keys prints it)",
+        "  test key: sk_test_…4567 (as given; --show-keys prints it)",
         f"  data:     {db}",
     ]
     assert re.fullmatch(re.escape(f"  console:  {url}/?token=") + r"[\w-]{40,}", process.output[4])
@@ -136,6 +137,56 @@ def test_serves_then_stops_on_signal_and_keeps_the_data(
         assert reopened.stats()["events"] == 3001
         assert user_traits(reopened.get_person("user_1")) == {"plan": "pro"}
         assert reopened.get_person("user_test", environment="test") is not None
+
+
+def test_show_keys_prints_the_given_keys(cli: Callable[..., Cli]) -> None:
+    process = cli("--port", "0", "--api-key", LIVE, "--test-key", TEST, "--show-keys")
+    process.banner()
+    assert process.output[1:3] == [f"  live key: {LIVE}", f"  test key: {TEST}"]
+    assert process.stop() == 0
+
+
+def test_generated_keys_are_printed_once_marked_secret(cli: Callable[..., Cli]) -> None:
+    process = cli("--port", "0")
+    url = process.banner()
+    live = re.fullmatch(
+        r"  live key: (sk_live_[0-9a-f]{32}) \(secret, made for this run\)", process.output[1]
+    )
+    test = re.fullmatch(
+        r"  test key: (sk_test_[0-9a-f]{32}) \(secret, made for this run\)", process.output[2]
+    )
+    assert live and test, process.output
+    assert post_batch(url, live.group(1), [track()]).status_code == 200
+    assert process.stop() == 0
+    assert live.group(1) not in process.stderr()
+
+
+def test_loopback_bind_gives_no_warning(cli: Callable[..., Cli]) -> None:
+    process = cli("--port", "0", "--api-key", LIVE)
+    process.banner()
+    assert process.stop() == 0
+    assert "warning" not in process.stderr()
+
+
+@pytest.mark.parametrize(
+    ("address", "warned"),
+    [
+        ("127.0.0.1", False),
+        ("127.3.2.1", False),
+        ("::1", False),
+        ("0.0.0.0", True),
+        ("::", True),
+        ("192.168.1.20", True),
+        ("", True),
+    ],
+)
+def test_non_loopback_bind_warning(address: str, warned: bool) -> None:
+    warning = bind_warning(address)
+    if warned:
+        assert warning is not None
+        assert "not a loopback address" in warning
+    else:
+        assert warning is None
 
 
 def test_logs_one_line_per_request_without_the_key(cli: Callable[..., Cli]) -> None:
@@ -252,7 +303,7 @@ def test_generated_keys_differ_per_start(cli: Callable[..., Cli]) -> None:
     first.banner()
     second = cli("--port", "0")
     second.banner()
-    keys = [p.output[1].split(": ")[1] for p in (first, second)]
+    keys = [p.output[1].split(": ")[1].split(" ")[0] for p in (first, second)]
     assert all(re.fullmatch(r"sk_live_[0-9a-f]{32}", k) for k in keys)
     assert keys[0] != keys[1]
     assert first.stop() == 0 and second.stop() == 0

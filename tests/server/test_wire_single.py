@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import time
 import zlib
 from typing import Any
 
 import pytest
 
-from sankofa_sdk.server import ReferenceServer
+from sankofa_sdk.server import ReferenceServer, _gojson
 
 from .conftest import JSON, TEXT, applied, post, user_traits
 
@@ -319,10 +320,24 @@ def test_field_names_match_case_insensitively(server: ReferenceServer) -> None:
 
 
 def test_go_folds_long_s_and_kelvin_sign(server: ReferenceServer) -> None:
-    # Go's case folding maps U+017F (long s) to S and U+212A (Kelvin) to K.
-    assert_ok(single(server, "track", {"di\u017ftinct_id": "user_1", "event_name": "x"}))
+    # Go's case folding maps U+017F (long s) to S and U+212A (Kelvin) to K. No wire field has a
+    # k in its name, so a key with the Kelvin sign matches none (ignored, like any unknown key),
+    # while property keys are kept exactly as sent, Kelvin sign included.
+    assert _gojson.fold("\u212a") == _gojson.fold("k") == _gojson.fold("K")
+    assert _gojson.fold("\u017f") == _gojson.fold("s")
+    body = {
+        "di\u017ftinct_id": "user_1",
+        "event_name": "x",
+        "\u212aey": "ignored",
+        "properties": {"\u212aelvin": 1, "kelvin": 2},
+    }
+    assert_ok(single(server, "track", body))
+    assert_ok(single(server, "people", {"distinct_id": "user_2", "properties": {"\u212a": "K"}}))
     applied(server)
     assert server.get_person("user_1") is not None
+    [event] = server.events("user_1")
+    assert event["properties"] == {"\u212aelvin": 1, "kelvin": 2}
+    assert user_traits(server.get_person("user_2")) == {"\u212a": "K"}
 
 
 def test_go_folds_dotted_and_dotless_i(server: ReferenceServer) -> None:
@@ -404,7 +419,17 @@ def test_any_json_value_is_accepted_in_properties(server: ReferenceServer) -> No
 
 
 def test_number_underflow_is_zero_not_an_error(server: ReferenceServer) -> None:
-    assert_ok(single(server, "track", b'{"distinct_id":"user_1","properties":{"x":1e-400}}'))
+    # Go's ParseFloat rounds a magnitude below the smallest subnormal to a signed zero.
+    body = b'{"distinct_id":"user_1","properties":{"x":1e-400,"y":-1e-400}}'
+    assert_ok(single(server, "track", body))
+    assert_ok(single(server, "people", b'{"distinct_id":"user_1","properties":{"z":1e-400}}'))
+    applied(server)
+    [event] = server.events("user_1")
+    x, y = event["properties"]["x"], event["properties"]["y"]
+    assert (x, math.copysign(1, x)) == (0.0, 1.0)
+    assert (y, math.copysign(1, y)) == (0.0, -1.0)
+    z = user_traits(server.get_person("user_1"))["z"]
+    assert (z, math.copysign(1, z)) == (0.0, 1.0)
 
 
 @pytest.mark.parametrize(
