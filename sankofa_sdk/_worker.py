@@ -57,8 +57,9 @@ SPOOL_WAKE_AT = 1_000
 CUT_GRACE = 0.5
 """After a request is cut at the shutdown deadline, how long to wait for the thread to see it."""
 _ENCODE_SLICE = 2_000
-_ROOM_CHUNK = 256
 """Operations encoded per turn of the loop, so a backlog never delays a due request for long."""
+_ROOM_CHUNK = 256
+"""Operations taken off the raw queue and encoded together; the room is re-measured after each."""
 
 
 class Clock:
@@ -560,27 +561,29 @@ class Worker:
         raw = self._raw
         was_empty = not backlog.encoded
         first_seq = backlog.next_seq
-        ops: list[Operation] = []
-        for _ in range(_ENCODE_SLICE):
-            try:
-                item = raw.popleft()
-            except IndexError:
-                break
-            if type(item) is tuple:
-                ops.append(item)
-                # Taken off the raw queue but not yet encoded, it still takes its room.
-                backlog.room -= 1
-                if len(ops) >= _ROOM_CHUNK:
-                    # Taken from the raw queue but not yet encoded, operations are counted
-                    # nowhere: keep that to one chunk, so the room stays true.
-                    self._encode_into_backlog(ops)
-                    ops = []
+        left = _ENCODE_SLICE
+        while left > 0 and raw:
+            # One chunk at a time: taken from the raw queue but not yet encoded, operations
+            # are counted nowhere, so keep that to one chunk and the room stays true. (Callers
+            # only append: the length can only grow while this takes.)
+            count = min(len(raw), _ROOM_CHUNK, left)
+            left -= count
+            popleft = raw.popleft
+            items = [popleft() for _ in range(count)]
+            backlog.room -= count  # off the raw queue, not yet encoded: still takes its room
+            if all(type(item) is tuple for item in items):
+                self._encode_into_backlog(items)  # type: ignore[arg-type]
                 continue
-            # A flush marker: what came before it is queued first.
+            ops: list[Operation] = []
+            for item in items:
+                if type(item) is tuple:
+                    ops.append(item)
+                    continue
+                # A flush marker: what came before it is queued first.
+                self._encode_into_backlog(ops)
+                ops = []
+                self._waiting_markers.append(item)  # type: ignore[arg-type]
             self._encode_into_backlog(ops)
-            ops = []
-            self._waiting_markers.append(item)  # type: ignore[arg-type]
-        self._encode_into_backlog(ops)
         self._read_spool(now)
         self._place_markers()
         taken = backlog.next_seq - first_seq
@@ -671,11 +674,17 @@ class Worker:
                 else:
                     backlog.add(data)
             return
+        if not cut and max(map(len, encoded)) <= _MAX_OPERATION_BYTES and not self._debugging():
+            backlog.add_many(encoded)  # the common case, without a look at each operation
+            return
         for index, data in enumerate(encoded):
             if self._checked(ops[index], data, cut.get(index)) is None:
                 backlog.skip_seq()
             else:
                 backlog.add(data)
+
+    def _debugging(self) -> bool:
+        return self._options.debug and logger.isEnabledFor(logging.DEBUG)
 
     def _encode(self, op: Operation, insert_id: Optional[str] = None) -> Optional[bytes]:
         try:
@@ -707,7 +716,7 @@ class Worker:
             )
             self._fail([op], DeliveryError(message, reason="too_large"))
             return None
-        if logger.isEnabledFor(logging.DEBUG) and self._options.debug:
+        if self._debugging():
             logger.debug("sankofa_sdk: queued %s", data.decode("utf-8", "replace"))
         return data
 
