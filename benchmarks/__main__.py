@@ -43,6 +43,7 @@ FULL = {
     "throughput_n_equal": 50_000,
     "down_n": 9_000,
     "server_n": 200_000,
+    "app_requests": 8_000,
 }
 QUICK = {
     "runs": 1,
@@ -51,7 +52,14 @@ QUICK = {
     "throughput_n_equal": 10_000,
     "down_n": 2_000,
     "server_n": 20_000,
+    "app_requests": 2_000,
 }
+APP_WORK = 20_000
+"""Iterations of pure-Python work per request in the app-impact figure: about 1 ms here, so the
+loop tracks about 1,000 events a second."""
+UNPACED = {"rate_limit": None}
+"""sankofa_sdk with pacing off, as against a self-hosted engine without the 500/min limit: the
+throughput one process and one core can deliver when the key's budget is not the limit."""
 
 # The delivery scenarios of issue 9, each SDK with its production defaults. The engine's budget
 # is 500 requests per 60 s per key; the fleet runs it 10x faster in time (50 per 6 s), as the
@@ -115,7 +123,16 @@ DELIVERY_QUICK: dict[str, dict[str, Any]] = {
     "outage": {**DELIVERY["outage"], "rate": 1_000, "seconds": 1, "outage_s": 2, "limit_s": 5},
     "flaky": {**DELIVERY["flaky"], "rate": 1_000, "seconds": 1, "limit_s": 5},
 }
-FIGURES = ("sink", "hot_path", "throughput", "unreachable", "server", *DELIVERY)
+FIGURES = (
+    "sink",
+    "hot_path",
+    "throughput",
+    "throughput_unpaced",
+    "unreachable",
+    "app_impact",
+    "server",
+    *DELIVERY,
+)
 # The equal-settings throughput run is shorter: posthog-python's caller alone needs ~60 s for
 # 200,000 captures here, and at full load its batches fill long before any interval expires,
 # so its equal settings (flush_interval 0.5 s instead of 5 s) change nothing there.
@@ -180,6 +197,34 @@ class Harness:
             }
         )
         print(f"  {name:<40} {seconds:6.1f}s  {_headline(task, result)}", flush=True)
+
+    # --- figure 7: what the SDK costs an app's own request loop -------------------------------
+
+    def app_impact(self, run: int, order: list[str]) -> None:
+        """The loop without an SDK before and after the SDKs (so drift in the machine's speed
+        during the run cancels out), each in a fresh process; slowdowns against their mean."""
+        spec = {"requests": self.sizes["app_requests"], "work": APP_WORK}
+        first = len(self.records)
+        for sdk in ["none", *order, "none"]:
+            self.measure(run, "defaults", "app_impact", sdk, spec, 300)
+        measured = self.records[first:]
+        nones = [r["result"] for r in measured if r["sdk"] == "none"]
+        if not nones:
+            return
+        base = sum(r["per_request_us"] for r in nones) / len(nones)
+        base_cpu = sum(r["cpu_s"] / r["requests"] for r in nones) / len(nones)
+        for record in measured:
+            result = record["result"]
+            result["baseline_us"] = base
+            result["slowdown_pct"] = (result["per_request_us"] / base - 1) * 100
+            # The same from CPU time (all threads): steadier on a busy machine than wall time.
+            result["cpu_overhead_pct"] = (result["cpu_s"] / result["requests"] / base_cpu - 1) * 100
+            if record["sdk"] != "none":
+                print(
+                    f"  r{run}-app_impact-{record['sdk']:<28} {result['slowdown_pct']:+.2f}% "
+                    f"wall, {result['cpu_overhead_pct']:+.2f}% CPU",
+                    flush=True,
+                )
 
     # --- the delivery scenarios (issue 9) ------------------------------------------------------
 
@@ -398,7 +443,9 @@ class Harness:
 def _headline(task: str, r: dict[str, Any]) -> str:
     if task == "hot_path":
         return f"track p50 {r['track']['p50']:.1f} µs p99 {r['track']['p99']:.1f} µs"
-    if task == "throughput":
+    if task == "app_impact":
+        return f"{r['per_request_us']:.1f} µs per request, {r['events_per_s']:,.0f} events/s"
+    if task in ("throughput", "throughput_unpaced"):
         return (
             f"{r['ops_per_s']:,.0f} ops/s, {r['cpu_ms_per_1000']:.0f} ms CPU/1000, "
             f"lost {r['dropped_by_sdk'] + r['missing']}"
@@ -613,9 +660,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                 n = sizes["throughput_n" if config == "defaults" else "throughput_n_equal"]
                 for sdk in order if "throughput" in figures else []:
                     harness.measure(run, config, "throughput", sdk, {"n": n}, 600)
+                if "throughput_unpaced" in figures and config == "defaults":
+                    for sdk in (s for s in order if s.startswith("sankofa")):
+                        spec = {"n": n, "options": UNPACED}
+                        harness.measure(run, config, "throughput_unpaced", sdk, spec, 600)
                 for sdk in order if "unreachable" in figures else []:
                     spec = {"n": sizes["down_n"], "down_url": down_url}
                     harness.measure(run, config, "unreachable", sdk, spec, 300)
+            if "app_impact" in figures:
+                harness.app_impact(run, order)
             if "server" in figures:
                 if _reference_server_available():
                     try:

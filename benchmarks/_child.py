@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from ._control import SinkControl, latency_summary, rss_bytes
+from ._control import SinkControl, latency_summary, rss_bytes, thread_cpu_seconds
 from ._sdks import ADAPTERS
 from ._workload import DISTINCT_IDS, EVENT_NAME, event_properties, people_traits
 
@@ -78,13 +78,16 @@ def throughput(spec: dict[str, Any]) -> dict[str, Any]:
     sdk, n = spec["sdk"], spec["n"]
     control = SinkControl(spec["sink"])
     control.reset(sdk)
-    adapter = ADAPTERS[sdk](spec["sink"], spec["config"], queue_size=n + 2 * WARMUP)
+    # ``options``: sankofa_sdk's own settings for a variant (``rate_limit=None``: pacing off).
+    extra = {"options": spec["options"]} if spec.get("options") else {}
+    adapter = ADAPTERS[sdk](spec["sink"], spec["config"], queue_size=n + 2 * WARMUP, **extra)
     track = adapter.call("track")
     _untimed_calls(track, "track", WARMUP)  # starts threads and connections
     control.wait(sdk, WARMUP, 30)
     control.reset(sdk)
     dropped_before = adapter.dropped()
     gc.collect()
+    threads0 = thread_cpu_seconds()
     cpu0, t0 = time.process_time(), time.perf_counter()
     _untimed_calls(track, "track", n)
     cpu_enqueued, t_enqueued = time.process_time(), time.perf_counter()
@@ -109,6 +112,11 @@ def throughput(spec: dict[str, Any]) -> dict[str, Any]:
         "cpu_ms_per_1000": (cpu1 - cpu0) / max(delivered, 1) * 1e6,
         "bytes_per_op": got["json_bytes"] / max(got["received"], 1),
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # Which thread spent it (µs per delivered operation): the caller, the SDK's threads.
+        "thread_us_per_op": {
+            name: (cpu - threads0.get(name, 0.0)) / max(delivered, 1) * 1e6
+            for name, cpu in thread_cpu_seconds().items()
+        },
     }
     adapter.shutdown()
     return result
@@ -220,6 +228,55 @@ def delivery(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _request_work(iterations: int) -> int:
+    """What a request handler's own code costs: pure Python, holding the GIL throughout."""
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+    return total
+
+
+def app_impact(spec: dict[str, Any]) -> dict[str, Any]:
+    """Figure 7: a CPU-bound request loop in the main thread that tracks one event per request
+    (about 1,000 a second), timed whole; ``sdk`` "none" is the same loop without an SDK.
+
+    The loop's slowdown against "none" is what the SDK's background work costs the app: its
+    thread competes with the handlers for the GIL. Delivery is checked afterwards, untimed.
+    """
+    sdk, n, work = spec["sdk"], spec["requests"], spec["work"]
+    control = SinkControl(spec["sink"])
+    adapter = None
+    track: Callable[[str, dict[str, Any]], Any] = lambda user, props: None  # noqa: E731
+    if sdk != "none":
+        control.reset(sdk)
+        adapter = ADAPTERS[sdk](spec["sink"], "defaults")
+        track = adapter.call("track")
+    build, ids = event_properties, DISTINCT_IDS
+    for i in range(200):  # warm-up: threads, connections, the interpreter's caches
+        _request_work(work)
+        track(ids[i % 1000], build(i))
+    gc.collect()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for i in range(n):
+        _request_work(work)
+        track(ids[i % 1000], build(i))
+    elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    result = {
+        "requests": n,
+        "seconds": elapsed,
+        "per_request_us": elapsed / n * 1e6,
+        "events_per_s": n / elapsed,
+        "cpu_s": cpu,
+    }
+    if adapter is not None:
+        expected = n + 200 - adapter.dropped()
+        result["delivered"] = control.wait(sdk, expected, 60)["unique"]
+        result["expected"] = expected
+        adapter.shutdown()
+    return result
+
+
 def workload_only(spec: dict[str, Any]) -> dict[str, Any]:
     """The CPU the workload itself costs (building the dicts), with no SDK at all."""
     n = spec["n"]
@@ -232,8 +289,10 @@ def workload_only(spec: dict[str, Any]) -> dict[str, Any]:
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "hot_path": hot_path,
     "throughput": throughput,
+    "throughput_unpaced": throughput,
     "unreachable": unreachable,
     "workload_only": workload_only,
+    "app_impact": app_impact,
     "server_client_load": server_client_load,
     "delivery": delivery,
 }

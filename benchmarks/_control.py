@@ -81,6 +81,24 @@ def rss_bytes() -> int:
     return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
 
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU time so far of each live Python thread, by thread name (Linux ``/proc``)."""
+    import threading
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        found[thread.name] = (
+            found.get(thread.name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        )
+    return found
+
+
 def latency_summary(samples_ns: list[int]) -> dict[str, float]:
     """mean, p50, p99, p99.9 and max in µs (nearest-rank percentiles)."""
     ordered = sorted(samples_ns)

@@ -26,6 +26,20 @@ METRICS: list[tuple[str, str, str, Callable[[Record], float], bool]] = [
     ),
     ("throughput", "throughput (ops/s)", "throughput", lambda r: r["ops_per_s"], False),
     (
+        "throughput_unpaced",
+        "throughput, pacing off (ops/s)",
+        "throughput_unpaced",
+        lambda r: r["ops_per_s"],
+        False,
+    ),
+    (
+        "cpu_per_1000_unpaced",
+        "  CPU per 1,000 delivered, pacing off (ms)",
+        "throughput_unpaced",
+        lambda r: r["cpu_ms_per_1000"],
+        True,
+    ),
+    (
         "throughput_lost",
         "  dropped or missing of the ops",
         "throughput",
@@ -40,6 +54,20 @@ METRICS: list[tuple[str, str, str, Callable[[Record], float], bool]] = [
         True,
     ),
     ("down_p50", "track p50, server down (µs)", "unreachable", lambda r: r["track"]["p50"], True),
+    (
+        "app_slowdown",
+        "app impact: request loop slowdown (%)",
+        "app_impact",
+        lambda r: r["slowdown_pct"],
+        True,
+    ),
+    (
+        "app_cpu_overhead",
+        "  the same in CPU time, all threads (%)",
+        "app_impact",
+        lambda r: r["cpu_overhead_pct"],
+        True,
+    ),
     ("down_p99", "track p99, server down (µs)", "unreachable", lambda r: r["track"]["p99"], True),
 ]
 
