@@ -216,8 +216,36 @@ def _fully_read(raw: Any) -> bool:
 
 
 def _describe(exc: BaseException, api_key: str) -> str:
-    """The error in a few words, never with the key (an exception may quote a header)."""
-    text = str(exc)
+    """The error in a few words, never with the key (an exception may quote a header): the
+    operating system's own error when there is one ("[Errno 111] Connection refused"), which
+    requests and urllib3 bury under their wrappers."""
+    root = _os_error(exc)
+    text = f"{type(root).__name__}: {root}" if root is not None else f"{type(exc).__name__}: {exc}"
     if api_key:
         text = text.replace(api_key, "<api key>")
-    return f"{type(exc).__name__}: {text[:300]}"
+    return text[:300]
+
+
+def _os_error(exc: BaseException) -> Optional[BaseException]:
+    """The innermost ``OSError`` under ``exc`` (causes, contexts, urllib3's ``reason``, args)."""
+    found: Optional[BaseException] = None
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen or len(seen) > 20:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and type(current).__module__ == "builtins":
+            found = current  # a plain OSError (ConnectionRefusedError, socket.gaierror...)
+        elif isinstance(current, OSError) and current.errno is not None:
+            found = current
+        pending.extend(
+            [
+                current.__cause__,
+                current.__context__,
+                getattr(current, "reason", None),
+                *current.args,
+            ]
+        )
+    return found

@@ -814,6 +814,20 @@ class Worker:
     def _handle(self, batch: _Batch, answer: Answer, started: float) -> None:
         verdict = classify(answer)
         now = self._clock.now()
+        if self._debugging():
+            wire = batch.wire
+            logger.debug(
+                "sankofa_sdk: POST %s: %d operation(s), %d bytes%s, key %s: %s in %.0f ms",
+                self._transport.url,
+                len(batch.items),
+                len(wire[0]) if wire is not None else 0,
+                " gzip" if wire is not None and wire[1] else "",
+                batch.key,
+                f"HTTP {answer.status} {answer.detail[:200]}"
+                if answer.status is not None
+                else f"no answer ({answer.detail})",
+                (now - started) * 1000,
+            )
         retry_after = self._policy.retry_after(answer.headers.get("Retry-After"))
         self.pacer.answered(
             started, answer.status, answer.headers, retry_after if answer.status == 429 else None
@@ -878,6 +892,22 @@ class Worker:
             self._fail(batch.reported, error, batch)
             return
         self._stats.add_retry()
+        if batch.retries == 1:
+            # Said at once (throttled), not only when the batch is given up minutes later: a
+            # wrong port or a dead engine should be seen while it can still be fixed.
+            policy = self._policy
+            said = f"HTTP {answer.status}" if answer.status is not None else "no answer"
+            self._warnings.warn(
+                "retrying",
+                "sankofa_sdk: could not deliver to %s (%s: %s); retrying for up to %gs "
+                "(max_retry_time) or %d retries, %d operation(s) waiting",
+                self._transport.url,
+                said,
+                answer.detail,
+                policy.max_retry_time,
+                policy.max_retries,
+                len(batch.items) + self._backlog.encoded_count + len(self._raw),
+            )
         logger.debug(
             "sankofa_sdk: batch of %d answered %s (%s); retry %d in %.2fs",
             len(batch.items),
@@ -915,7 +945,11 @@ class Worker:
         detail = answer.detail
         if verdict is Verdict.RETRY:
             detail = f"gave up after {retries} retries: {detail}"
-        return DeliveryError(f"not delivered ({said}): {detail}", reason=reason, status=status)
+        return DeliveryError(
+            f"not delivered to {self._transport.url} ({said}): {detail}",
+            reason=reason,
+            status=status,
+        )
 
     def _log_refusal(self, answer: Answer, verdict: Verdict) -> None:
         status = answer.status

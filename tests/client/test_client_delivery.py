@@ -10,6 +10,7 @@ import time
 from typing import Any, Callable
 
 import pytest
+import requests
 import responses
 from requests import PreparedRequest
 
@@ -133,6 +134,57 @@ def test_retries_exhausted_are_reported(
     assert stats["retried"] == 2 and len(rsps.calls) == 3
     assert stats["dropped"] == {"retries_exhausted": 1} and stats["failed"] == 1
     assert len(errors) == 1
+
+
+def test_the_first_failed_attempt_is_a_warning_naming_the_url_and_the_os_error(
+    rsps: responses.RequestsMock, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A wrong port: each attempt is refused. The warning comes with the first failure, not
+    # when the batch is given up after max_retry_time; it says where, why and for how long.
+    refused = requests.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
+    rsps.add(responses.POST, BATCH_URL, body=refused)
+    rsps.add(responses.POST, BATCH_URL, json={"ok": True})
+    client = make_client(max_retry_time=120)
+    with caplog.at_level(logging.WARNING, logger="sankofa_sdk"):
+        client.track("Item", distinct_id="user_1")
+        assert client.flush(10)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert BATCH_URL in warnings[0] and "Connection refused" in warnings[0]
+    assert "120s" in warnings[0] and "1 operation(s) waiting" in warnings[0]
+    assert client.stats()["delivered"] == 1
+
+
+def test_a_batch_given_up_names_the_url_in_its_error(
+    rsps: responses.RequestsMock, make_client: MakeClient
+) -> None:
+    rsps.add(responses.POST, BATCH_URL, status=503, json={"error": "Buffer full", "ok": False})
+    errors: list[SankofaError] = []
+    client = make_client(max_retries=1, on_error=lambda e, op: errors.append(e))
+    client.track("Item", distinct_id="user_1")
+    assert client.flush(10)
+    assert len(errors) == 1 and BATCH_URL in str(errors[0]) and "HTTP 503" in str(errors[0])
+
+
+def test_debug_logs_each_batch_sent_with_its_answer(
+    rsps: responses.RequestsMock, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    ok(rsps)
+    client = make_client(debug=True)
+    with caplog.at_level(logging.DEBUG, logger="sankofa_sdk"):
+        client.track("Item", distinct_id="user_1")
+        client.track("Item", distinct_id="user_2")
+        assert client.flush(10)
+    sent = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("sankofa_sdk: POST")
+    ]
+    assert sent
+    counts = [int(re.search(r"(\d+) operation\(s\)", line).group(1)) for line in sent]  # type: ignore[union-attr]
+    assert sum(counts) == 2
+    for line in sent:
+        assert BATCH_URL in line and "HTTP 200" in line
+        assert re.search(r"\d+ bytes", line) and re.search(r"in \d+ ms", line)
+    assert API_KEY not in caplog.text
 
 
 def test_full_queue_drops_new_calls_without_blocking(
