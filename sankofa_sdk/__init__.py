@@ -12,7 +12,7 @@ Or hold a :class:`Client` yourself. Errors are in one tree: :class:`SankofaError
 
 from __future__ import annotations
 
-from ._client import Client
+from ._client import Client, ErrorHandler
 from ._default import (
     alias,
     context,
@@ -27,12 +27,17 @@ from ._default import (
     track,
 )
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
+from ._identity import Identity
+from ._stats import ClientStats
 from ._version import __version__
 
 __all__ = [
     "Client",
+    "ClientStats",
     "ConfigurationError",
     "DeliveryError",
+    "ErrorHandler",
+    "Identity",
     "SankofaError",
     "ValidationError",
     "__version__",

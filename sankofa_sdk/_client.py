@@ -23,7 +23,7 @@ from ._log import ThrottledWarning, logger
 from ._operations import MAX_REQUEST_BYTES
 from ._options import DEFAULT_RATE_LIMIT, Options
 from ._serialize import Operation, Reported, describe_operation, describe_reported
-from ._stats import Stats
+from ._stats import ClientStats, Stats
 from ._transport import Transport
 from ._validate import (
     call_time,
@@ -40,6 +40,10 @@ DEFAULT_HOST = "https://api.sankofa.dev"
 LIB_VERSION = f"python-{__version__}"
 
 ErrorHandler = Callable[[SankofaError, dict[str, Any]], None]
+"""``on_error(error, operation)``: told about each operation that is dropped or not delivered."""
+FLUSH_TIMEOUT = 10.0
+"""How long ``flush()`` waits by default: long enough for a healthy engine, short enough for a
+request handler (posthog-python waits 10 s too)."""
 
 
 def mask_key(api_key: str) -> str:
@@ -210,6 +214,7 @@ class Client:
         self._on_error = on_error
         self._shutdown_timeout = options.shutdown_timeout
         self._closed = False
+        self._loop_hint_given = False
         self._new_shutdown_state()
         self._warnings = ThrottledWarning()
         self._identity = IdentityScope()
@@ -406,13 +411,21 @@ class Client:
 
     # --- delivery control -----------------------------------------------------------------
 
-    def flush(self, timeout: Optional[float] = None) -> bool:
+    def flush(self, timeout: Optional[float] = FLUSH_TIMEOUT) -> bool:
         """Wait until everything accepted so far was delivered or finally failed.
 
-        Returns False if ``timeout`` seconds passed first.
+        Returns False if ``timeout`` seconds (10 by default) passed first; ``None`` waits as
+        long as delivery takes, which against an engine that is down is up to
+        ``max_retry_time``. In async code use :meth:`aflush`, which does not block the loop.
         """
         if self._disabled or self._sync_mode or not self._send:
             return True
+        if not self._loop_hint_given and _on_event_loop_thread():
+            self._loop_hint_given = True
+            logger.warning(
+                "sankofa_sdk: flush() was called on a running event loop's thread and blocks "
+                "it while it waits; use 'await client.aflush()' there"
+            )
         return self._worker.flush(None if timeout is None else _seconds(timeout))
 
     def shutdown(self, timeout: Optional[float] = None) -> None:
@@ -456,7 +469,7 @@ class Client:
         finally:
             self._shutdown_done.set()
 
-    async def aflush(self, timeout: Optional[float] = None) -> bool:
+    async def aflush(self, timeout: Optional[float] = FLUSH_TIMEOUT) -> bool:
         """:meth:`flush` without blocking the event loop."""
         return await asyncio.get_running_loop().run_in_executor(None, self.flush, timeout)
 
@@ -464,8 +477,9 @@ class Client:
         """:meth:`shutdown` without blocking the event loop."""
         await asyncio.get_running_loop().run_in_executor(None, self.shutdown, timeout)
 
-    def stats(self) -> dict[str, Any]:
-        """Counters: accepted, queued, delivered, retried, failed, not_sent, dropped (by reason)."""
+    def stats(self) -> ClientStats:
+        """Counters: accepted, queued, delivered, retried, failed, dropped (by reason), ...;
+        each is described in :class:`ClientStats`."""
         return self._stats.snapshot(accepted=self._worker.accepted, queued=self._worker.queued)
 
     def __enter__(self) -> Client:
@@ -636,6 +650,14 @@ def _finalize_in_multiprocessing_child(client: Client) -> None:
             alive.shutdown()
 
     mp_util.Finalize(None, finalize, exitpriority=10)
+
+
+def _on_event_loop_thread() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _seconds(value: float) -> float:

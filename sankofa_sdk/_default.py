@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Optional
 
-from ._client import DEFAULT_HOST, Client
+from ._client import DEFAULT_HOST, FLUSH_TIMEOUT, Client
 from ._errors import ConfigurationError
 from ._identity import Identity
 from ._log import ThrottledWarning
@@ -122,7 +122,7 @@ def reset() -> None:
         client.reset()
 
 
-def flush(timeout: Optional[float] = None) -> bool:
+def flush(timeout: Optional[float] = FLUSH_TIMEOUT) -> bool:
     """:meth:`Client.flush` on the default client (True when there is none)."""
     return True if _default is None else _default.flush(timeout)
 

@@ -4,10 +4,38 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any
+from typing import TypedDict
 
 # Reasons for operations that were never accepted (the call returned without queueing).
 NOT_ACCEPTED = frozenset({"invalid", "queue_full", "closed"})
+
+
+class ClientStats(TypedDict):
+    """What ``Client.stats()`` returns."""
+
+    accepted: int
+    """Calls taken (queued, in memory or in the spool), since the client was made."""
+    queued: int
+    """Accepted and not finished yet: queued, in a request, or waiting for a retry."""
+    delivered: int
+    """Operations the engine answered 2xx for."""
+    retried: int
+    """Requests sent again after a transient failure (5xx, timeout, reset)."""
+    rate_limited: int
+    """Requests answered 429 (they go again; not a failure)."""
+    skipped: int
+    """Operations the engine accepted but discarded (ids it treats as garbage)."""
+    spool_errors: int
+    """Times the spool could not be written (the client then carries on in memory)."""
+    left_in_spool: int
+    """At shutdown: operations left on disk for the next client on the same ``spool_dir``."""
+    failed: int
+    """Accepted, then given up on and reported (``on_error``): the sum of those ``dropped``
+    reasons that are not refusals at the call."""
+    not_sent: int
+    """Calls accepted with ``send=False``."""
+    dropped: dict[str, int]
+    """Operations not delivered, by reason (``invalid``, ``queue_full``, ``shutdown``, ...)."""
 
 
 class Stats:
@@ -60,7 +88,7 @@ class Stats:
         with self._lock:
             self.not_sent += count
 
-    def snapshot(self, *, accepted: int, queued: int) -> dict[str, Any]:
+    def snapshot(self, *, accepted: int, queued: int) -> ClientStats:
         with self._lock:
             failed = sum(n for reason, n in self.dropped.items() if reason not in NOT_ACCEPTED)
             return {
