@@ -7,14 +7,17 @@ request's shared identity (see :mod:`sankofa_sdk._identity`) and carry it into a
 from __future__ import annotations
 
 import contextvars
+import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Callable, Generic, Optional, TypeVar
 from urllib.parse import unquote
 
+from .. import _default
 from .._client import Client
 from .._default import get_client
+from .._errors import ConfigurationError
 from .._identity import Held, IdentityScope
 from .._log import ThrottledWarning, logger
 from .._operations import is_garbage_id
@@ -42,6 +45,17 @@ def looks_like_anonymous_id(value: str) -> bool:
     user to whoever signs in.
     """
     return _ANONYMOUS_ID.fullmatch(value) is not None
+
+
+def configured_client() -> Optional[Client]:
+    """The module-level client if one is set up or can be made from ``SANKOFA_API_KEY``, else None.
+
+    Unlike :func:`~sankofa_sdk.get_client`, it logs nothing when there is none: an integration
+    being set up raises its own, more helpful :class:`ConfigurationError` instead.
+    """
+    if _default._default is None and not os.environ.get("SANKOFA_API_KEY"):
+        return None
+    return get_client()
 
 
 def resolve_client(client: Optional[Client]) -> Optional[Client]:
@@ -185,9 +199,9 @@ class AnonymousIdSource:
     ) -> None:
         for what, value in (("anonymous_id_cookie", cookie), ("anonymous_id_header", header)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ValueError(f"{what} must be a non-empty string or None")
+                raise ConfigurationError(f"{what} must be a non-empty string or None")
         if anonymous_id_validator is not None and not callable(anonymous_id_validator):
-            raise TypeError(
+            raise ConfigurationError(
                 "anonymous_id_validator must be a function of the id returning true to accept "
                 f"it, not {type(anonymous_id_validator).__name__}"
             )

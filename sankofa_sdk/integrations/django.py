@@ -39,6 +39,7 @@ from typing import Any, Callable, Optional
 
 from .. import _default
 from .._client import Client
+from .._errors import ConfigurationError
 from ._common import (
     AnonymousIdSource,
     IterateInContext,
@@ -81,7 +82,9 @@ def _client_from(config: Any) -> Client:
         if _client is None:
             _listen_for_setting_changes()
             if not isinstance(config, Mapping):
-                raise TypeError(f"it must be a dict of Client options, not {type(config).__name__}")
+                raise ConfigurationError(
+                    f"it must be a dict of Client options, not {type(config).__name__}"
+                )
             options = dict(config)
             validator = options.pop("anonymous_id_validator", None)
             if isinstance(validator, str):
@@ -89,7 +92,7 @@ def _client_from(config: Any) -> Client:
                 try:
                     validator = module_loading.import_string(validator)
                 except ImportError as exc:
-                    raise ImportError(
+                    raise ConfigurationError(
                         f"anonymous_id_validator {validator!r} cannot be imported: {exc}"
                     ) from exc
             source = AnonymousIdSource(
@@ -97,7 +100,10 @@ def _client_from(config: Any) -> Client:
                 options.pop("anonymous_id_header", None),
                 validator,
             )
-            _client = _default.init(**options)
+            try:
+                _client = _default.init(**options)
+            except TypeError as exc:  # an option Client does not have
+                raise ConfigurationError(str(exc)) from exc
             _source = source
         return _client
 

@@ -18,11 +18,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional
 
 from .._client import Client
-from .._default import get_client
 from .._errors import ConfigurationError, ValidationError
 from .._identity import Identity
 from .._log import logger
-from ._common import AnonymousIdValidator
+from ._common import AnonymousIdValidator, configured_client
 from .wsgi import SankofaWSGIMiddleware
 
 if TYPE_CHECKING:
@@ -82,7 +81,9 @@ class Sankofa:
     def init_app(self, app: Flask) -> Client:
         """Set the extension up on ``app`` and return the app's client."""
         if EXTENSION_KEY in app.extensions:
-            raise RuntimeError("sankofa_sdk: the Sankofa extension is already set up on this app")
+            raise ConfigurationError(
+                "sankofa_sdk: the Sankofa extension is already set up on this app"
+            )
         config: dict[str, Any] = dict(app.config.get("SANKOFA") or {})
         cookie = config.pop("anonymous_id_cookie", self._cookie)
         header = config.pop("anonymous_id_header", self._header)
@@ -137,8 +138,11 @@ class Sankofa:
             return self._client
         if config:
             api_key = config.pop("api_key", None)
-            return Client(api_key, **config)
-        client = get_client()
+            try:
+                return Client(api_key, **config)
+            except TypeError as exc:  # an option Client does not have
+                raise ConfigurationError(f"app.config['SANKOFA'] is invalid: {exc}") from exc
+        client = configured_client()
         if client is None:
             raise ConfigurationError(
                 "sankofa_sdk: no client for the Flask app: pass client=, set "
@@ -156,5 +160,5 @@ def current_client() -> Client:
         raise ImportError("sankofa_sdk.integrations.flask needs Flask: pip install flask") from exc
     client = current_app.extensions.get(EXTENSION_KEY)
     if not isinstance(client, Client):
-        raise RuntimeError("sankofa_sdk: the Sankofa extension is not set up on this app")
+        raise ConfigurationError("sankofa_sdk: the Sankofa extension is not set up on this app")
     return client
