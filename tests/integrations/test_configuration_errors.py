@@ -28,6 +28,8 @@ async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
         {"anonymous_id_header": "   "},
         {"anonymous_id_cookie": 42},
         {"anonymous_id_validator": "^anon_"},
+        {"user_id": "session.user_id"},
+        {"set_anonymous_id_cookie": True},  # which cookie? none is named
     ],
 )
 def test_middleware_options_that_cannot_work_raise_configuration_error(
