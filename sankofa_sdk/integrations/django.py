@@ -7,10 +7,15 @@
         "api_key": os.environ["SANKOFA_API_KEY"],
         "host": "https://api.sankofa.dev",
         "anonymous_id_cookie": "sankofa_anon",  # optional: the browser's anonymous id
+        "set_anonymous_id_cookie": True,  # optional: keep it in that cookie (no front-end SDK)
+        "user_id": "myapp.analytics.user_id",  # optional: request -> signed-in user's id or None
+        # "request_properties": False,  # $current_url, $pathname, $referrer, $user_agent (on)
+        # "request_ip": True,  # also $ip (off)
         # optional: which cookie values to take (default: UUIDs, optionally anon_/$device:)
         # "anonymous_id_validator": "myapp.analytics.is_our_anonymous_id",
         # any other Client option: "flush_at", "gzip", "sync_mode", "disabled", ...
     }
+    # after the session and authentication middleware, which user_id reads
     MIDDLEWARE = [..., "sankofa_sdk.integrations.django.SankofaMiddleware"]
 
     # views.py
