@@ -1,8 +1,9 @@
 """A Flask app: anonymous browsing, sign-in that stitches the browser's id, sign-out.
 
-The browser keeps its anonymous id in the ``sankofa_anon`` cookie (a front-end SDK sets it, or
-this app does on the first visit). The extension gives every request its own identity seeded
-from that cookie when it holds an anonymous-looking id (a UUID), so:
+The browser keeps its anonymous id in the ``sankofa_anon`` cookie (a front-end SDK sets it, or,
+as here, the extension does: ``set_anonymous_id_cookie=True``). The extension gives every
+request its own identity seeded from that cookie when it holds an anonymous-looking id (a
+UUID), so:
 
 - ``GET /pricing`` by a visitor is tracked under the browser's anonymous id;
 - ``POST /login`` calls ``identify``, which sends one alias ``browser id → user``: the visit
@@ -23,7 +24,7 @@ import argparse
 import os
 from typing import Any, Optional
 
-from flask import Flask, Response, jsonify, request, session
+from flask import Flask, jsonify, request, session
 
 import sankofa_sdk
 from sankofa_sdk.integrations.flask import Sankofa, current_client
@@ -50,17 +51,12 @@ def create_app(client: Optional[sankofa_sdk.Client] = None) -> Flask:
         app,
         client=client,
         anonymous_id_cookie=ANONYMOUS_ID_COOKIE,
+        # No front-end SDK here: the extension hands the browser its anonymous id while it is
+        # signed out (a new browser, a cookie that was not taken, a sign-out), so its next
+        # visit shares it and sign-in stitches it.
+        set_anonymous_id_cookie=True,
         user_id=lambda: session.get("user_id"),
     )
-
-    @app.after_request
-    def keep_anonymous_id(response: Response) -> Response:
-        # Give the browser the anonymous id its request used, so its next visit shares it: a new
-        # browser, one whose cookie was not taken (only UUIDs are), and one that signed out.
-        anonymous_id = current_client().distinct_id
-        if "user_id" not in session and request.cookies.get(ANONYMOUS_ID_COOKIE) != anonymous_id:
-            response.set_cookie(ANONYMOUS_ID_COOKIE, anonymous_id, httponly=True)
-        return response
 
     @app.get("/pricing")
     def pricing() -> Any:

@@ -13,6 +13,7 @@ the request is a plain, private identity again.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,11 +66,19 @@ def _seeded(distinct_id: Optional[str], anonymous_id: Optional[str]) -> Identity
     return identity
 
 
+MAX_REMEMBERED_ALIASES = 10_000
+"""How many anonymous ids a client remembers having stitched (about 2 MB at most)."""
+
+
 class IdentityScope:
     """Per-context identity of one client."""
 
     def __init__(self) -> None:
         self._var: ContextVar[Held] = ContextVar("sankofa_identity")
+        # anonymous id -> the user this process last aliased it to, oldest first. A web app
+        # seeds each request from the browser's cookie, so calling identify() in every request
+        # would otherwise send the same alias once per request.
+        self._aliased: dict[str, str] = {}
 
     def _get(self) -> Optional[Identity]:
         held = self._var.get(None)
@@ -102,22 +111,42 @@ class IdentityScope:
         """Switch this context to ``distinct_id``; return the id to alias from, if any.
 
         An alias is due when the caller names the anonymous id, or when this context is still
-        anonymous and its id was already used. A known id is never aliased to another known id,
-        and identifying the same user twice sends no second alias.
+        anonymous and its id was already used. None is due when this context is already
+        ``distinct_id`` (identified as that user, e.g. by a web integration's ``user_id`` hook),
+        nor when this client already aliased the same anonymous id to the same user (the same
+        browser identified again in a later request). A known id is never aliased to another
+        known id.
         """
         current = self.current()
         source: Optional[str] = None
+        already = current.identified and current.distinct_id == distinct_id
         if anonymous_id is not None:
-            already = current.identified and current.distinct_id == distinct_id
-            if anonymous_id != distinct_id and not (
-                already and anonymous_id == current.anonymous_id
-            ):
+            if anonymous_id != distinct_id and not already:
                 source = anonymous_id
         elif not current.identified and current.anonymous_used:
             source = current.anonymous_id
+        if source is not None and not self._first_alias(source, distinct_id):
+            source = None
         anon = anonymous_id if anonymous_id is not None else current.anonymous_id
         self._set(Identity(distinct_id, anon, True, True))
         return source
+
+    def _first_alias(self, anonymous_id: str, distinct_id: str) -> bool:
+        """Note ``anonymous_id → distinct_id``; False when it is the alias last sent for that id.
+
+        Only the last user matters: a browser signed in as A, then B, then A again is aliased
+        again to A (the engine keeps the latest alias of an id).
+        """
+        # No lock (a lock held by another thread at a fork would stay held in the child): each
+        # dict operation is atomic, and a race costs at most one alias sent twice.
+        aliased = self._aliased
+        last = aliased.pop(anonymous_id, None)
+        aliased[anonymous_id] = distinct_id  # now the newest
+        if len(aliased) > MAX_REMEMBERED_ALIASES:
+            # RuntimeError, KeyError: another thread changed the dict meanwhile.
+            with contextlib.suppress(StopIteration, RuntimeError, KeyError):
+                del aliased[next(iter(aliased))]
+        return last != distinct_id
 
     def reset(self) -> None:
         """Forget the known id and start a fresh anonymous one."""

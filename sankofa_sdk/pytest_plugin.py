@@ -7,23 +7,50 @@ Registered through the ``pytest11`` entry point, so installing ``sankofa-sdk`` i
         sankofa_client.flush()
         assert sankofa_server.wait_until_applied()
         assert sankofa_server.get_person("user_42")["traits"]["plan"] == "pro"
+
+An app that uses the module-level functions (``sankofa_sdk.track(...)``) asks for
+``sankofa_module`` instead. The client and the server are imported inside the fixtures: pytest
+loads this plugin in every test run of every project that installs the SDK, and most never use it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ._client import Client
-from .server import ReferenceServer
+if TYPE_CHECKING:
+    from ._client import Client
+    from .server import ReferenceServer
 
 
 @pytest.fixture
 def sankofa_server() -> Iterator[ReferenceServer]:
     """A reference server on 127.0.0.1 with an in-memory store and no rate limit."""
+    from .server import ReferenceServer
+
     with ReferenceServer(rate_limit=None) as server:
         yield server
+
+
+def _client_for(server: ReferenceServer) -> Client:
+    from ._client import Client
+
+    # Quick retries: tests ride out injected faults in well under a second.
+    return Client(
+        server.api_key,
+        server.url,
+        flush_interval=0.05,
+        backoff_base=0.02,
+        backoff_max=0.25,
+        timeout=5.0,
+    )
+
+
+def _close(client: Client) -> None:
+    client.flush(timeout=10)
+    client.shutdown(timeout=10)
 
 
 @pytest.fixture
@@ -32,16 +59,42 @@ def sankofa_client(sankofa_server: ReferenceServer) -> Iterator[Client]:
 
     It retries quickly (tests ride out injected faults in well under a second).
     """
-    client = Client(
-        sankofa_server.api_key,
-        sankofa_server.url,
-        flush_interval=0.05,
-        backoff_base=0.02,
-        backoff_max=0.25,
-        timeout=5.0,
-    )
+    client = _client_for(sankofa_server)
     try:
         yield client
     finally:
-        client.flush(timeout=10)
-        client.shutdown(timeout=10)
+        _close(client)
+
+
+@pytest.fixture
+def sankofa_module(
+    sankofa_server: ReferenceServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Client]:
+    """The module-level API (``sankofa_sdk.track(...)``) pointed at ``sankofa_server``.
+
+    The default client becomes a client wired to the server (the one yielded), and
+    ``SANKOFA_API_KEY`` / ``SANKOFA_HOST`` name the server, so an app that calls
+    ``sankofa_sdk.init()`` without arguments during the test reaches it too. Afterwards every
+    client made default during the test is flushed and shut down, and the default client from
+    before the test is back, untouched.
+
+    >>> def test_checkout(sankofa_module, sankofa_server):
+    ...     myapp.checkout(cart)                       # calls sankofa_sdk.track(...)
+    ...     assert sankofa_module.flush()              # or sankofa_sdk.flush()
+    ...     assert sankofa_server.wait_until_applied()
+    """
+    from . import _default
+
+    monkeypatch.setenv("SANKOFA_API_KEY", sankofa_server.api_key)
+    monkeypatch.setenv("SANKOFA_HOST", sankofa_server.url)
+    client = _client_for(sankofa_server)
+    with _default._lock:
+        previous, _default._default = _default._default, client
+    try:
+        yield client
+    finally:
+        with _default._lock:
+            current, _default._default = _default._default, previous
+        _close(client)
+        if current is not None and current is not client and current is not previous:
+            _close(current)  # made by sankofa_sdk.init() in the test (which shut ours down)

@@ -7,23 +7,38 @@ request's shared identity (see :mod:`sankofa_sdk._identity`) and carry it into a
 from __future__ import annotations
 
 import contextvars
+import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Callable, Generic, Optional, TypeVar
-from urllib.parse import unquote
+from contextvars import ContextVar
+from typing import Any, Callable, Generic, Optional, TypeVar
+from urllib.parse import quote, unquote
 
+from .. import _default
 from .._client import Client
 from .._default import get_client
-from .._identity import Held, IdentityScope
+from .._errors import ConfigurationError, ValidationError
+from .._identity import Held, Identity, IdentityScope, SharedIdentity
 from .._log import ThrottledWarning, logger
 from .._operations import is_garbage_id
+from .._validate import check_distinct_id
 
 MAX_ANONYMOUS_ID_LENGTH = 200
 """A longer value in a cookie or header is not taken as an anonymous id."""
 
 AnonymousIdValidator = Callable[[str], object]
 """``validator(value)``: truthy when ``value`` may be taken as a request's anonymous id."""
+
+ANONYMOUS_ID_COOKIE_MAX_AGE = 365 * 24 * 60 * 60
+"""How long a browser keeps the anonymous-id cookie the middleware writes: one year (seconds)."""
+
+RequestProperties = Mapping[str, str]
+"""What a request adds to the events tracked in it: ``$current_url``, ``$pathname``,..."""
+
+# The characters a cookie value may hold as they are (RFC 6265 cookie-octet) but "%", which
+# stays the escape: clean_anonymous_id() decodes %-escapes when the cookie comes back.
+COOKIE_SAFE = "!#$&'()*+-./:<=>?@[]^_`{|}~"
 
 _ANONYMOUS_ID = re.compile(
     r"(?:anon_|\$device:)?"
@@ -42,6 +57,17 @@ def looks_like_anonymous_id(value: str) -> bool:
     user to whoever signs in.
     """
     return _ANONYMOUS_ID.fullmatch(value) is not None
+
+
+def configured_client() -> Optional[Client]:
+    """The module-level client if one is set up or can be made from ``SANKOFA_API_KEY``, else None.
+
+    Unlike :func:`~sankofa_sdk.get_client`, it logs nothing when there is none: an integration
+    being set up raises its own, more helpful :class:`ConfigurationError` instead.
+    """
+    if _default._default is None and not os.environ.get("SANKOFA_API_KEY"):
+        return None
+    return get_client()
 
 
 def resolve_client(client: Optional[Client]) -> Optional[Client]:
@@ -185,9 +211,9 @@ class AnonymousIdSource:
     ) -> None:
         for what, value in (("anonymous_id_cookie", cookie), ("anonymous_id_header", header)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ValueError(f"{what} must be a non-empty string or None")
+                raise ConfigurationError(f"{what} must be a non-empty string or None")
         if anonymous_id_validator is not None and not callable(anonymous_id_validator):
-            raise TypeError(
+            raise ConfigurationError(
                 "anonymous_id_validator must be a function of the id returning true to accept "
                 f"it, not {type(anonymous_id_validator).__name__}"
             )
@@ -240,11 +266,153 @@ class AnonymousIdSource:
         return value
 
 
+def sign_in_request(client: Client, user: object, hook: str) -> None:
+    """Make the current request's identity ``user``, sending nothing (the ``user_id`` hook).
+
+    The request's calls then use ``user``, and an ``identify(user)`` in it sends no alias. The
+    anonymous id the request came with is kept (a ``reset()`` on sign-out starts a new one). An
+    unusable id is logged and the request stays anonymous.
+    """
+    if user is None:
+        return
+    try:
+        distinct_id = check_distinct_id(user, "user_id")
+    except ValidationError as exc:
+        logger.warning("sankofa_sdk: the %s user_id hook gave an unusable id: %s", hook, exc)
+        return
+    held = client._identity.held()
+    if isinstance(held, SharedIdentity):  # always, inside the middleware
+        current = held.identity
+        held.replace(Identity(distinct_id, current.anonymous_id, True, current.anonymous_used))
+
+
+def call_user_id(user_id: Callable[[Any], Any], request: Any, hook: str) -> Any:
+    """``user_id(request)``, or None (logged) when it raises: the request then stays anonymous."""
+    try:
+        return user_id(request)
+    except Exception:
+        logger.exception("sankofa_sdk: the %s user_id hook raised; request left anonymous", hook)
+        return None
+
+
+def request_properties_var(client: Client) -> Optional[ContextVar[Optional[RequestProperties]]]:
+    """The variable ``Client.track`` reads a request's properties from, when it has one.
+
+    ``track`` merges them into the event's ``default_properties``, under the caller's: a key in
+    the call's ``properties`` or ``default_properties`` wins. Outside a request the variable
+    holds None, which costs ``track`` one lookup.
+    """
+    var: Optional[ContextVar[Optional[RequestProperties]]] = getattr(
+        client, "_request_properties", None
+    )
+    return var
+
+
+def request_properties(
+    url: str,
+    pathname: str,
+    referrer: Optional[str],
+    user_agent: Optional[str],
+    ip: Optional[str],
+) -> dict[str, str]:
+    """The properties a request adds to its events, as the web SDK names them.
+
+    Headers the request did not send are left out rather than sent empty.
+    """
+    found = {"$current_url": url, "$pathname": pathname}
+    if referrer:
+        found["$referrer"] = referrer
+    if user_agent:
+        found["$user_agent"] = user_agent
+    if ip:
+        found["$ip"] = ip
+    return found
+
+
+def anonymous_id_cookie(name: str, value: str, *, secure: bool) -> str:
+    """A ``Set-Cookie`` value keeping ``value`` in cookie ``name`` for a year.
+
+    ``HttpOnly`` (page scripts cannot read or change it), ``SameSite=Lax`` (not sent on
+    cross-site subrequests), ``Path=/``, and ``Secure`` when the request came over https.
+    """
+    cookie = (
+        f"{name}={quote(value, safe=COOKIE_SAFE)}; Max-Age={ANONYMOUS_ID_COOKIE_MAX_AGE}; "
+        "Path=/; HttpOnly; SameSite=Lax"
+    )
+    return cookie + "; Secure" if secure else cookie
+
+
+def anonymous_id_to_keep(held: Optional[Held], came_with: Optional[str]) -> Optional[str]:
+    """The anonymous id to write back to the browser when the response starts, or None.
+
+    Only while the visitor is signed out (the request's identity is not identified), and only
+    when the request did not come with that id already: a new visitor, a cookie that was not
+    taken, a sign-out (``reset()`` made a new id).
+    """
+    if held is None:
+        return None
+    identity = held.identity if isinstance(held, SharedIdentity) else held
+    if identity.identified or identity.anonymous_id == came_with:
+        return None
+    return identity.anonymous_id
+
+
+class RequestOptions:
+    """What every integration is told about its requests, checked once.
+
+    - ``anonymous_id_cookie`` / ``anonymous_id_header`` / ``anonymous_id_validator``: see
+      :class:`AnonymousIdSource`.
+    - ``set_anonymous_id_cookie``: write the request's anonymous id to ``anonymous_id_cookie``
+      while the visitor is signed out (see :func:`anonymous_id_cookie`).
+    - ``user_id``: a function of the framework's request returning the signed-in user's id or
+      None (see :func:`sign_in_request`).
+    - ``request_properties``: add ``$current_url``, ``$pathname``, ``$referrer`` and
+      ``$user_agent`` to the request's events; ``request_ip`` adds ``$ip`` too.
+    """
+
+    def __init__(
+        self,
+        cookie: Optional[str] = None,
+        header: Optional[str] = None,
+        anonymous_id_validator: Optional[AnonymousIdValidator] = None,
+        *,
+        set_anonymous_id_cookie: bool = False,
+        user_id: Optional[Callable[[Any], Any]] = None,
+        request_properties: bool = True,
+        request_ip: bool = False,
+    ) -> None:
+        self.source = AnonymousIdSource(cookie, header, anonymous_id_validator)
+        if set_anonymous_id_cookie and self.source.cookie is None:
+            raise ConfigurationError(
+                "set_anonymous_id_cookie needs anonymous_id_cookie, the name of the cookie to write"
+            )
+        if user_id is not None and not callable(user_id):
+            raise ConfigurationError(
+                "user_id must be a function of the request returning the signed-in user's id "
+                f"or None, not {type(user_id).__name__}"
+            )
+        self.set_cookie = bool(set_anonymous_id_cookie)
+        self.user_id = user_id
+        self.properties = bool(request_properties)
+        self.ip = bool(request_ip)
+
+    def cookie_to_set(
+        self, held: Optional[Held], came_with: Optional[str], secure: bool
+    ) -> Optional[str]:
+        """The ``Set-Cookie`` value for the response, or None (see :func:`anonymous_id_to_keep`)."""
+        if not self.set_cookie or self.source.cookie is None:
+            return None
+        keep = anonymous_id_to_keep(held, came_with)
+        if keep is None:
+            return None
+        return anonymous_id_cookie(self.source.cookie, keep, secure=secure)
+
+
 AppT = TypeVar("AppT")
 
 
 class RequestIdentityMiddleware(Generic[AppT]):
-    """What the WSGI and ASGI middleware share: the client and where the anonymous id comes from.
+    """What the WSGI and ASGI middleware share: the client and what they do with each request.
 
     - ``client``: the :class:`~sankofa_sdk.Client` whose identity is scoped; by default the
       module-level client (``sankofa_sdk.init()``), looked up at each request. Without any
@@ -258,6 +426,21 @@ class RequestIdentityMiddleware(Generic[AppT]):
       ``anon_``/``$device:`` prefixed). The id is stitched to whoever signs in during the
       request, and the visitor chooses the cookie: accept only ids your front end generates,
       never a shape a known user's id can have.
+    - ``set_anonymous_id_cookie`` (False): without a front-end SDK nothing sets that cookie, so
+      every request starts as a new visitor and sign-in has nothing to stitch. True writes the
+      request's anonymous id to ``anonymous_id_cookie`` while the visitor is signed out, when
+      the request did not come with it (``HttpOnly; SameSite=Lax``, ``Secure`` over https, one
+      year).
+    - ``user_id`` (None): ``user_id(request)`` (the WSGI environ, the ASGI scope) returns the
+      signed-in user's id or None, at the start of each request; the request's calls then use
+      that id without sending anything, so only the sign-in request needs ``identify``. For
+      ASGI it may be a coroutine function. When it raises, the error is logged and the request
+      stays anonymous.
+    - ``request_properties`` (True): events tracked in the request get ``$current_url``,
+      ``$pathname``, ``$referrer`` and ``$user_agent`` in their ``default_properties``, as from
+      the web SDK; what the call passes itself wins. ``request_ip`` (False) adds ``$ip``, the
+      address the request came from (behind a proxy, let the server or a proxy-fix middleware
+      set it from the forwarding header you trust).
     """
 
     def __init__(
@@ -268,9 +451,20 @@ class RequestIdentityMiddleware(Generic[AppT]):
         anonymous_id_cookie: Optional[str] = None,
         anonymous_id_header: Optional[str] = None,
         anonymous_id_validator: Optional[AnonymousIdValidator] = None,
+        set_anonymous_id_cookie: bool = False,
+        user_id: Optional[Callable[[Any], Any]] = None,
+        request_properties: bool = True,
+        request_ip: bool = False,
     ) -> None:
         self.app = app
         self.client = client
-        self._source = AnonymousIdSource(
-            anonymous_id_cookie, anonymous_id_header, anonymous_id_validator
+        self._options = RequestOptions(
+            anonymous_id_cookie,
+            anonymous_id_header,
+            anonymous_id_validator,
+            set_anonymous_id_cookie=set_anonymous_id_cookie,
+            user_id=user_id,
+            request_properties=request_properties,
+            request_ip=request_ip,
         )
+        self._source = self._options.source

@@ -16,14 +16,23 @@ background tasks. ``lifespan`` and other scope types pass through untouched.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Iterable, MutableMapping
 from typing import Any, Callable, Optional
+from urllib.parse import quote
 
+from .._identity import Held
+from .._log import logger
 from ._common import (
     RequestIdentityMiddleware,
+    RequestOptions,
+    call_user_id,
     cookie_value,
     request_identity,
+    request_properties,
+    request_properties_var,
     resolve_client,
+    sign_in_request,
 )
 
 __all__ = ["ASGIApp", "Receive", "SankofaASGIMiddleware", "Scope", "Send"]
@@ -39,7 +48,11 @@ class SankofaASGIMiddleware(RequestIdentityMiddleware[ASGIApp]):
     """Wrap an ASGI application so each request or WebSocket has its own Sankofa identity.
 
     Options (``client``, ``anonymous_id_cookie``, ``anonymous_id_header``,
-    ``anonymous_id_validator``): see :class:`~sankofa_sdk.integrations._common.RequestIdentityMiddleware`.
+    ``anonymous_id_validator``, ``set_anonymous_id_cookie``, ``user_id``,
+    ``request_properties``, ``request_ip``): see
+    :class:`~sankofa_sdk.integrations._common.RequestIdentityMiddleware`. Here ``user_id`` is
+    called with the ASGI scope and may be a coroutine function; the cookie is written on
+    ``http`` responses only.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,13 +63,80 @@ class SankofaASGIMiddleware(RequestIdentityMiddleware[ASGIApp]):
         if client is None:
             await self.app(scope, receive, send)
             return
-        anonymous_id = self._anonymous_id(scope) if self._source else None
-        with request_identity(client, anonymous_id):
-            await self.app(scope, receive, send)
-
-    def _anonymous_id(self, scope: Scope) -> Optional[str]:
+        options = self._options
         headers = _Headers(scope.get("headers") or ())
-        return self._source.read(headers.get, headers.cookie)
+        anonymous_id = self._source.read(headers.get, headers.cookie) if self._source else None
+        user = None
+        if options.user_id is not None:
+            user = call_user_id(options.user_id, scope, "ASGI")
+            if inspect.isawaitable(user):
+                try:
+                    user = await user
+                except Exception:
+                    logger.exception(
+                        "sankofa_sdk: the ASGI user_id hook raised; request left anonymous"
+                    )
+                    user = None
+        var = request_properties_var(client) if options.properties else None
+        with request_identity(client, anonymous_id):
+            sign_in_request(client, user, "ASGI")
+            if options.set_cookie and scope["type"] == "http":
+                send = _setting_cookie(send, options, client._identity.held(), anonymous_id, scope)
+            if var is None:
+                await self.app(scope, receive, send)
+                return
+            token = var.set(_request_properties(scope, headers, options.ip))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                var.reset(token)
+
+
+def _setting_cookie(
+    send: Send,
+    options: RequestOptions,
+    held: Optional[Held],
+    came_with: Optional[str],
+    scope: Scope,
+) -> Send:
+    """``send`` adding the anonymous-id cookie to the response's start, decided then."""
+    secure = scope.get("scheme") == "https"
+
+    async def sending(message: Message) -> None:
+        if message.get("type") == "http.response.start":
+            cookie = options.cookie_to_set(held, came_with, secure)
+            if cookie is not None:
+                message = dict(message)
+                message["headers"] = [
+                    *(message.get("headers") or ()),
+                    (b"set-cookie", cookie.encode("latin-1")),
+                ]
+        await send(message)
+
+    return sending
+
+
+def _request_properties(scope: Scope, headers: _Headers, ip: bool) -> dict[str, str]:
+    """``$current_url`` and the rest from an http or websocket scope."""
+    scheme = scope.get("scheme") or ("ws" if scope["type"] == "websocket" else "http")
+    host = headers.get("host")
+    if not host:
+        server = scope.get("server")
+        host = f"{server[0]}:{server[1]}" if server else ""
+    path = quote(str(scope.get("root_path") or "") + str(scope.get("path") or ""), safe=_PATH_SAFE)
+    query = scope.get("query_string") or b""
+    url = f"{scheme}://{host}{path}" + (f"?{query.decode('latin-1')}" if query else "")
+    client = scope.get("client")
+    return request_properties(
+        url,
+        path,
+        headers.get("referer"),
+        headers.get("user-agent"),
+        str(client[0]) if ip and client else None,
+    )
+
+
+_PATH_SAFE = "/;=,@:!$&'()*+~"
 
 
 class _Headers:

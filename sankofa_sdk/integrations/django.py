@@ -7,10 +7,15 @@
         "api_key": os.environ["SANKOFA_API_KEY"],
         "host": "https://api.sankofa.dev",
         "anonymous_id_cookie": "sankofa_anon",  # optional: the browser's anonymous id
+        "set_anonymous_id_cookie": True,  # optional: keep it in that cookie (no front-end SDK)
+        "user_id": "myapp.analytics.user_id",  # optional: request -> signed-in user's id or None
+        # "request_properties": False,  # $current_url, $pathname, $referrer, $user_agent (on)
+        # "request_ip": True,  # also $ip (off)
         # optional: which cookie values to take (default: UUIDs, optionally anon_/$device:)
         # "anonymous_id_validator": "myapp.analytics.is_our_anonymous_id",
         # any other Client option: "flush_at", "gzip", "sync_mode", "disabled", ...
     }
+    # after the session and authentication middleware, which user_id reads
     MIDDLEWARE = [..., "sankofa_sdk.integrations.django.SankofaMiddleware"]
 
     # views.py
@@ -34,23 +39,38 @@ from __future__ import annotations
 import contextvars
 import importlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from inspect import iscoroutinefunction
 from typing import Any, Callable, Optional
+from urllib.parse import quote
 
 from .. import _default
 from .._client import Client
+from .._errors import ConfigurationError
+from .._identity import Held
+from .._log import logger
 from ._common import (
-    AnonymousIdSource,
+    ANONYMOUS_ID_COOKIE_MAX_AGE,
+    COOKIE_SAFE,
     IterateInContext,
+    RequestOptions,
+    RequestProperties,
     aiterate_in_identity,
+    anonymous_id_to_keep,
+    call_user_id,
     request_identity,
+    request_properties,
+    request_properties_var,
+    sign_in_request,
 )
 
 __all__ = ["SankofaMiddleware", "get_client"]
 
 _lock = threading.Lock()
 _client: Optional[Client] = None
-_source = AnonymousIdSource()
+_options = RequestOptions()
 _listening = False
 
 
@@ -76,34 +96,45 @@ def get_client() -> Optional[Client]:
 
 
 def _client_from(config: Any) -> Client:
-    global _client, _source
+    global _client, _options
     with _lock:
         if _client is None:
             _listen_for_setting_changes()
             if not isinstance(config, Mapping):
-                raise TypeError(f"it must be a dict of Client options, not {type(config).__name__}")
+                raise ConfigurationError(
+                    f"it must be a dict of Client options, not {type(config).__name__}"
+                )
             options = dict(config)
-            validator = options.pop("anonymous_id_validator", None)
-            if isinstance(validator, str):
-                module_loading = importlib.import_module("django.utils.module_loading")
-                try:
-                    validator = module_loading.import_string(validator)
-                except ImportError as exc:
-                    raise ImportError(
-                        f"anonymous_id_validator {validator!r} cannot be imported: {exc}"
-                    ) from exc
-            source = AnonymousIdSource(
+            request_options = RequestOptions(
                 options.pop("anonymous_id_cookie", None),
                 options.pop("anonymous_id_header", None),
-                validator,
+                _imported(options.pop("anonymous_id_validator", None), "anonymous_id_validator"),
+                set_anonymous_id_cookie=options.pop("set_anonymous_id_cookie", False),
+                user_id=_imported(options.pop("user_id", None), "user_id"),
+                request_properties=options.pop("request_properties", True),
+                request_ip=options.pop("request_ip", False),
             )
-            _client = _default.init(**options)
-            _source = source
+            try:
+                _client = _default.init(**options)
+            except TypeError as exc:  # an option Client does not have
+                raise ConfigurationError(str(exc)) from exc
+            _options = request_options
         return _client
 
 
-def _anonymous_id_source() -> AnonymousIdSource:
-    return _source
+def _imported(value: Any, what: str) -> Any:
+    """A function given as itself or as its dotted path (``"myapp.analytics.user_id"``)."""
+    if not isinstance(value, str):
+        return value
+    module_loading = importlib.import_module("django.utils.module_loading")
+    try:
+        return module_loading.import_string(value)
+    except ImportError as exc:
+        raise ConfigurationError(f"{what} {value!r} cannot be imported: {exc}") from exc
+
+
+def _request_options() -> RequestOptions:
+    return _options
 
 
 def _listen_for_setting_changes() -> None:
@@ -122,7 +153,7 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
         return
     with _lock:
         client, _client = _client, None
-        _source = AnonymousIdSource()
+        _options = RequestOptions()
     if client is not None:
         if _default._default is client:
             _default.shutdown()
@@ -145,7 +176,6 @@ class SankofaMiddleware:
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         settings = _require_django()
-        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
         # Build the client now, when Django loads its middleware: a bad setting stops the start
         # with a clear message instead of failing every request.
@@ -159,10 +189,12 @@ class SankofaMiddleware:
                 ).ImproperlyConfigured
                 raise improperly_configured(f"settings.SANKOFA is invalid: {exc}") from exc
 
+        asgiref_sync = importlib.import_module("asgiref.sync")
+        self._sync_to_async: Callable[..., Any] = asgiref_sync.sync_to_async
         self.get_response = get_response
-        self._async = iscoroutinefunction(get_response)
+        self._async = asgiref_sync.iscoroutinefunction(get_response)
         if self._async:
-            markcoroutinefunction(self)
+            asgiref_sync.markcoroutinefunction(self)
 
     def __call__(self, request: Any) -> Any:
         if self._async:
@@ -170,26 +202,121 @@ class SankofaMiddleware:
         client = get_client()
         if client is None:
             return self.get_response(request)
-        with request_identity(client, self._anonymous_id(request)):
-            response = self.get_response(request)
-            _stream_in_request_identity(client, response)
-        return response
+        options = _request_options()
+        user = None
+        if options.user_id is not None:
+            user = call_user_id(options.user_id, request, "Django")
+        return self._respond(client, options, request, user)
 
     async def _acall(self, request: Any) -> Any:
         client = get_client()
         if client is None:
             return await self.get_response(request)
-        with request_identity(client, self._anonymous_id(request)):
-            response = await self.get_response(request)
+        options = _request_options()
+        user = None
+        if options.user_id is not None:
+            if iscoroutinefunction(options.user_id):
+                user = await _awaited_user_id(options.user_id, request)
+            else:  # request.user reads the database: not on the event loop
+                user = await self._sync_to_async(call_user_id)(options.user_id, request, "Django")
+        return await self._respond(client, options, request, user)
+
+    def _respond(self, client: Client, options: RequestOptions, request: Any, user: object) -> Any:
+        """The response within the request's identity and properties (awaitable when async)."""
+        anonymous_id = None
+        if options.source:
+            anonymous_id = options.source.read(request.headers.get, request.COOKIES.get)
+        var = request_properties_var(client) if options.properties else None
+        properties = None if var is None else _request_properties(request, options.ip)
+        if self._async:
+            return self._arespond(client, options, request, user, anonymous_id, var, properties)
+        with request_identity(client, anonymous_id), _holding(var, properties):
+            sign_in_request(client, user, "Django")
+            held = client._identity.held()
+            response = self.get_response(request)
             _stream_in_request_identity(client, response)
+        _set_cookie(options, response, held, anonymous_id, request)
         return response
 
-    @staticmethod
-    def _anonymous_id(request: Any) -> Optional[str]:
-        source = _anonymous_id_source()
-        if not source:
-            return None
-        return source.read(request.headers.get, request.COOKIES.get)
+    async def _arespond(
+        self,
+        client: Client,
+        options: RequestOptions,
+        request: Any,
+        user: object,
+        anonymous_id: Optional[str],
+        var: Optional[ContextVar[Optional[RequestProperties]]],
+        properties: Optional[RequestProperties],
+    ) -> Any:
+        with request_identity(client, anonymous_id), _holding(var, properties):
+            sign_in_request(client, user, "Django")
+            held = client._identity.held()
+            response = await self.get_response(request)
+            _stream_in_request_identity(client, response)
+        _set_cookie(options, response, held, anonymous_id, request)
+        return response
+
+
+async def _awaited_user_id(user_id: Callable[[Any], Any], request: Any) -> Any:
+    try:
+        return await user_id(request)
+    except Exception:
+        logger.exception("sankofa_sdk: the Django user_id hook raised; request left anonymous")
+        return None
+
+
+@contextmanager
+def _holding(
+    var: Optional[ContextVar[Optional[RequestProperties]]],
+    properties: Optional[RequestProperties],
+) -> Iterator[None]:
+    if var is None:
+        yield
+        return
+    token = var.set(properties)
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+
+def _set_cookie(
+    options: RequestOptions,
+    response: Any,
+    held: Optional[Held],
+    came_with: Optional[str],
+    request: Any,
+) -> None:
+    if not options.set_cookie or options.source.cookie is None:
+        return
+    keep = anonymous_id_to_keep(held, came_with)
+    if keep is not None:
+        response.set_cookie(
+            options.source.cookie,
+            quote(keep, safe=COOKIE_SAFE),
+            max_age=ANONYMOUS_ID_COOKIE_MAX_AGE,
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure(),
+        )
+
+
+def _request_properties(request: Any, ip: bool) -> dict[str, str]:
+    """``$current_url`` and the rest from a Django request (sync or async)."""
+    path = quote(request.path, safe="/;=,@:!$&'()*+~")
+    try:
+        host = request.get_host()
+    except Exception:  # DisallowedHost: Django answers 400 itself; the URL names no host
+        host = ""
+    query = request.META.get("QUERY_STRING")
+    url = f"{request.scheme}://{host}{path}" + (f"?{query}" if query else "")
+    return request_properties(
+        url,
+        path,
+        request.headers.get("referer"),
+        request.headers.get("user-agent"),
+        request.META.get("REMOTE_ADDR") if ip else None,
+    )
 
 
 def _stream_in_request_identity(client: Client, response: Any) -> None:

@@ -15,14 +15,12 @@ only in :func:`current_client`, so it can be imported where Flask is not install
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .._client import Client
-from .._default import get_client
-from .._errors import ConfigurationError, ValidationError
-from .._identity import Identity
+from .._errors import ConfigurationError
 from .._log import logger
-from ._common import AnonymousIdValidator
+from ._common import AnonymousIdValidator, configured_client, sign_in_request
 from .wsgi import SankofaWSGIMiddleware
 
 if TYPE_CHECKING:
@@ -54,6 +52,12 @@ class Sankofa:
     id, the request's calls use it without sending anything (no alias, no traits), so only the
     sign-in request needs ``identify``.
 
+    ``set_anonymous_id_cookie=True`` writes the request's anonymous id to
+    ``anonymous_id_cookie`` while the visitor is signed out, for apps without a front-end SDK:
+    sign-in stitching needs one or the other. ``request_properties`` (True) adds the request's
+    ``$current_url``, ``$pathname``, ``$referrer`` and ``$user_agent`` to its events,
+    ``request_ip`` (False) its ``$ip``. These too may be keys of ``app.config["SANKOFA"]``.
+
     ``init_app`` stores the client in ``app.extensions["sankofa"]`` and wraps ``app.wsgi_app``
     with :class:`SankofaWSGIMiddleware`. Queued operations are delivered at interpreter exit by
     the client's own ``atexit`` hook (bounded by ``shutdown_timeout``).
@@ -68,11 +72,24 @@ class Sankofa:
         anonymous_id_header: Optional[str] = None,
         anonymous_id_validator: Optional[AnonymousIdValidator] = None,
         user_id: Optional[Callable[[], Optional[str]]] = None,
+        set_anonymous_id_cookie: bool = False,
+        request_properties: bool = True,
+        request_ip: bool = False,
     ) -> None:
+        if user_id is not None and not callable(user_id):
+            raise ConfigurationError(
+                "user_id must be a function of no arguments returning the signed-in user's id "
+                f"or None, not {type(user_id).__name__}"
+            )
         self._client = client
-        self._cookie = anonymous_id_cookie
-        self._header = anonymous_id_header
-        self._validator = anonymous_id_validator
+        self._request_options: dict[str, Any] = {
+            "anonymous_id_cookie": anonymous_id_cookie,
+            "anonymous_id_header": anonymous_id_header,
+            "anonymous_id_validator": anonymous_id_validator,
+            "set_anonymous_id_cookie": set_anonymous_id_cookie,
+            "request_properties": request_properties,
+            "request_ip": request_ip,
+        }
         self._user_id = user_id
         self.client: Optional[Client] = client
         """The client of the app last initialised (the only one, in the usual one-app case)."""
@@ -82,63 +99,44 @@ class Sankofa:
     def init_app(self, app: Flask) -> Client:
         """Set the extension up on ``app`` and return the app's client."""
         if EXTENSION_KEY in app.extensions:
-            raise RuntimeError("sankofa_sdk: the Sankofa extension is already set up on this app")
+            raise ConfigurationError(
+                "sankofa_sdk: the Sankofa extension is already set up on this app"
+            )
         config: dict[str, Any] = dict(app.config.get("SANKOFA") or {})
-        cookie = config.pop("anonymous_id_cookie", self._cookie)
-        header = config.pop("anonymous_id_header", self._header)
-        validator = config.pop("anonymous_id_validator", self._validator)
-        middleware = SankofaWSGIMiddleware(
-            app.wsgi_app,
-            None,
-            anonymous_id_cookie=cookie,
-            anonymous_id_header=header,
-            anonymous_id_validator=validator,
-        )
+        request_options = {
+            name: config.pop(name, default) for name, default in self._request_options.items()
+        }
+        middleware = SankofaWSGIMiddleware(app.wsgi_app, None, **request_options)
         client = self._client_for(config)
         middleware.client = client
         app.extensions[EXTENSION_KEY] = client
         app.wsgi_app = middleware  # type: ignore[method-assign]
         if self._user_id is not None:
-            app.before_request(self._enter_user_context)
-            app.teardown_request(self._exit_user_context)
+            app.before_request(self._sign_in_request)
         self.client = client
         return client
 
-    def _enter_user_context(self) -> None:
-        from flask import g
-
+    def _sign_in_request(self) -> None:
         assert self._user_id is not None
         try:
             user = self._user_id()
-            if user is None:
-                return
-            scope = current_client().context(distinct_id=user)
-            scope.__enter__()
-        except ValidationError as exc:
-            logger.warning("sankofa_sdk: the Flask user_id callback gave an unusable id: %s", exc)
-            return
         except Exception:
             logger.exception(
                 "sankofa_sdk: the Flask user_id callback raised; request left anonymous"
             )
             return
-        g._sankofa_user_scope = scope
-
-    @staticmethod
-    def _exit_user_context(exc: Optional[BaseException]) -> None:
-        from flask import g
-
-        scope: Optional[ContextManager[Identity]] = g.pop("_sankofa_user_scope", None)
-        if scope is not None:
-            scope.__exit__(None, None, None)
+        sign_in_request(current_client(), user, "Flask")
 
     def _client_for(self, config: dict[str, Any]) -> Client:
         if self._client is not None:
             return self._client
         if config:
             api_key = config.pop("api_key", None)
-            return Client(api_key, **config)
-        client = get_client()
+            try:
+                return Client(api_key, **config)
+            except TypeError as exc:  # an option Client does not have
+                raise ConfigurationError(f"app.config['SANKOFA'] is invalid: {exc}") from exc
+        client = configured_client()
         if client is None:
             raise ConfigurationError(
                 "sankofa_sdk: no client for the Flask app: pass client=, set "
@@ -156,5 +154,5 @@ def current_client() -> Client:
         raise ImportError("sankofa_sdk.integrations.flask needs Flask: pip install flask") from exc
     client = current_app.extensions.get(EXTENSION_KEY)
     if not isinstance(client, Client):
-        raise RuntimeError("sankofa_sdk: the Sankofa extension is not set up on this app")
+        raise ConfigurationError("sankofa_sdk: the Sankofa extension is not set up on this app")
     return client

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pytest
 
-from sankofa_sdk import Client
+from sankofa_sdk import Client, ConfigurationError
 from sankofa_sdk.integrations import (
     SankofaASGIMiddleware,
     SankofaWSGIMiddleware,
@@ -160,7 +160,7 @@ def test_a_validator_that_raises_rejects_the_value(client: Client) -> None:
 
 @pytest.mark.parametrize("bad", ["^anon_", 42])
 def test_a_validator_must_be_callable(bad: Any) -> None:
-    with pytest.raises(TypeError, match="anonymous_id_validator"):
+    with pytest.raises(ConfigurationError, match="anonymous_id_validator"):
         SankofaWSGIMiddleware(lambda e, s: [], anonymous_id_validator=bad)
 
 

@@ -377,3 +377,93 @@ def test_a_bad_sankofa_setting_stops_the_start_with_a_clear_message(bad: Any, wh
         assert why in str(raised.value)
         with pytest.raises(ImproperlyConfigured, match=r"settings\.SANKOFA"):
             Browser().get("/pricing")
+
+
+# --- issue 13: the cookie, user_id and request properties through settings.SANKOFA ----------
+
+
+def session_user(request: Any) -> Any:
+    return request.session.get("user_id")
+
+
+def test_settings_keep_the_cookie_so_sign_in_stitches_the_visit(backend: Backend) -> None:
+    from django.test import Client as Browser
+    from django.test import override_settings
+
+    import sankofa_sdk
+
+    config = {
+        "api_key": backend.api_key,
+        "host": backend.url,
+        "flush_interval": 0.05,
+        "anonymous_id_cookie": COOKIE,
+        "set_anonymous_id_cookie": True,
+        "user_id": f"{__name__}.session_user",
+    }
+    with override_settings(SANKOFA=config):
+        browser = Browser()
+        visitor = browser.get("/pricing").json()["distinct_id"]
+        kept = browser.cookies[COOKIE]
+        login = browser.post("/login", {"email": "ada@example.com"}, "application/json")
+        later = browser.get("/pricing")
+        client = sankofa_sdk.get_client()
+        assert client is not None
+        deliver(client, backend)
+
+    assert kept.value == visitor and kept["httponly"] and kept["samesite"] == "Lax"
+    assert kept["max-age"] == 31536000 and not kept["secure"]
+    assert login.json() == {"distinct_id": "user_42"}
+    assert later.json() == {"distinct_id": "user_42"}  # user_id: the session's user
+    assert COOKIE not in later.cookies  # signed in: not written again
+    assert backend.aliases() == [(visitor, "user_42")]
+    assert event_names(backend, "user_42") == ["Viewed Pricing", "Signed In", "Viewed Pricing"]
+
+
+async def async_session_user(request: Any) -> Any:
+    return await request.session.aget("user_id")
+
+
+@pytest.mark.parametrize("hook", [session_user, async_session_user])
+def test_the_async_path_calls_user_id_off_the_event_loop_or_awaits_it(
+    backend: Backend, hook: Any
+) -> None:
+    from django.test import AsyncClient, override_settings
+
+    config = {"api_key": backend.api_key, "host": backend.url, "user_id": hook}
+
+    async def main() -> Any:
+        browser = AsyncClient()
+        await browser.post("/login", {"email": "ada@example.com"}, "application/json")
+        return (await browser.get("/status")).json()
+
+    with override_settings(SANKOFA=config):
+        assert asyncio.run(main()) == {"distinct_id": "user_42"}
+
+
+def test_events_in_a_request_carry_its_url(backend: Backend) -> None:
+    from contextvars import ContextVar
+
+    from django.test import Client as Browser
+    from django.test import override_settings
+
+    from .hooked_client import HookedClient
+
+    config = {"api_key": backend.api_key, "host": backend.url, "request_ip": True}
+    with override_settings(SANKOFA=config):
+        from sankofa_sdk.integrations.django import get_client
+
+        client = get_client()
+        assert client is not None
+        client.__class__ = HookedClient  # the Client.track hook (see hooked_client.py)
+        client._request_properties = ContextVar(  # type: ignore[attr-defined]
+            "sankofa_request_properties", default=None
+        )
+        Browser(HTTP_USER_AGENT="curl/8").get("/pricing?plan=team")
+        deliver(client, backend)
+
+    (event,) = backend.events()
+    defaults = event["default_properties"]
+    assert defaults["$current_url"] == "http://testserver/pricing?plan=team"
+    assert defaults["$pathname"] == "/pricing"
+    assert defaults["$user_agent"] == "curl/8"
+    assert defaults["$ip"] == "127.0.0.1"

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import pytest
 
-from sankofa_sdk import Client
+from sankofa_sdk import Client, ConfigurationError
 from sankofa_sdk.integrations.flask import Sankofa, current_client
 
 from .conftest import EXAMPLES, Backend, app_traits, deliver, event_names, load_example
@@ -120,7 +120,7 @@ def test_the_extension_stores_the_client_and_refuses_a_second_setup(client: Clie
     assert app.extensions["sankofa"] is client and ext.client is client
     with app.app_context():
         assert current_client() is client
-    with pytest.raises(RuntimeError, match="already"):
+    with pytest.raises(ConfigurationError, match="already"):
         ext.init_app(app)
 
 
