@@ -13,6 +13,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Callable, Optional, Union
 from urllib.parse import urlsplit
@@ -215,6 +216,10 @@ class Client:
         self._shutdown_timeout = options.shutdown_timeout
         self._closed = False
         self._loop_hint_given = False
+        self._request_properties: ContextVar[Optional[Mapping[str, str]]] = ContextVar(
+            "sankofa_request_properties", default=None
+        )
+        """Set by the integrations for the length of a request (``integrations._common``)."""
         self._new_shutdown_state()
         self._warnings = ThrottledWarning()
         self._identity = IdentityScope()
@@ -275,6 +280,14 @@ class Client:
                 if default_properties is None
                 else copy_mapping(default_properties, "default_properties")
             )
+            extra = self._request_properties.get()
+            if extra is not None:
+                # Inside a request an integration saw: its URL, referrer, agent, under the
+                # caller's own keys (those of the call's properties and default_properties).
+                merged = {k: v for k, v in extra.items() if props is None or k not in props}
+                if defaults:
+                    merged.update(defaults)
+                defaults = merged
             stamp = time.time() if timestamp is None else call_time(timestamp)
         except ValidationError as exc:
             self._invalid(

@@ -441,12 +441,8 @@ def test_the_async_path_calls_user_id_off_the_event_loop_or_awaits_it(
 
 
 def test_events_in_a_request_carry_its_url(backend: Backend) -> None:
-    from contextvars import ContextVar
-
     from django.test import Client as Browser
     from django.test import override_settings
-
-    from .hooked_client import HookedClient
 
     config = {"api_key": backend.api_key, "host": backend.url, "request_ip": True}
     with override_settings(SANKOFA=config):
@@ -454,10 +450,6 @@ def test_events_in_a_request_carry_its_url(backend: Backend) -> None:
 
         client = get_client()
         assert client is not None
-        client.__class__ = HookedClient  # the Client.track hook (see hooked_client.py)
-        client._request_properties = ContextVar(  # type: ignore[attr-defined]
-            "sankofa_request_properties", default=None
-        )
         Browser(HTTP_USER_AGENT="curl/8").get("/pricing?plan=team")
         deliver(client, backend)
 

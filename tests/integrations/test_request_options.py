@@ -25,15 +25,14 @@ from sankofa_sdk.integrations import (
 from sankofa_sdk.integrations.asgi import Receive, Scope, Send
 
 from .conftest import Backend, deliver, event_names
-from .hooked_client import HookedClient
 
 COOKIE = "sankofa_anon"
 BROWSER = "7b1c2d3e-0000-4a5b-8c9d-000000000001"
 
 
 @pytest.fixture
-def hooked(backend: Backend) -> Iterator[HookedClient]:
-    client = HookedClient(backend.api_key, host=backend.url, flush_interval=0.05)
+def hooked(backend: Backend) -> Iterator[Client]:
+    client = Client(backend.api_key, host=backend.url, flush_interval=0.05)
     yield client
     client.shutdown(timeout=5)
 
@@ -296,7 +295,7 @@ def test_asgi_user_id_may_be_sync_or_async(client: Client) -> None:
 
 
 def test_wsgi_events_in_a_request_carry_its_url_referrer_and_user_agent(
-    hooked: HookedClient, backend: Backend
+    hooked: Client, backend: Backend
 ) -> None:
     def app(environ: Any, start_response: Any) -> list[bytes]:
         hooked.track("Viewed Pricing", distinct_id="user_1")
@@ -347,7 +346,7 @@ SERVER = {"$lib", "$lib_version", "$os", "$browser", "$device_model"}
     ],
 )
 def test_request_properties_can_be_turned_off_and_ip_on(
-    hooked: HookedClient, backend: Backend, options: dict[str, Any], expected: set[str]
+    hooked: Client, backend: Backend, options: dict[str, Any], expected: set[str]
 ) -> None:
     def app(environ: Any, start_response: Any) -> list[bytes]:
         hooked.track("Opened", distinct_id="user_1")
@@ -361,7 +360,7 @@ def test_request_properties_can_be_turned_off_and_ip_on(
     assert set(event["default_properties"]) - SERVER == expected
 
 
-def test_asgi_events_in_a_request_carry_its_url(hooked: HookedClient, backend: Backend) -> None:
+def test_asgi_events_in_a_request_carry_its_url(hooked: Client, backend: Backend) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         hooked.track("Viewed Pricing", distinct_id="user_1")
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -397,9 +396,6 @@ def test_asgi_events_in_a_request_carry_its_url(hooked: HookedClient, backend: B
     }
 
 
-@pytest.mark.xfail(
-    reason="needs the Client.track hook that reads Client._request_properties", strict=True
-)
 def test_a_plain_client_adds_request_properties(client: Client, backend: Backend) -> None:
     def app(environ: Any, start_response: Any) -> list[bytes]:
         client.track("Opened", distinct_id="user_1")
