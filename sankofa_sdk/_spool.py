@@ -38,6 +38,7 @@ import os
 import shutil
 import struct
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -53,6 +54,9 @@ SEGMENT_BYTES = 4 * 1024 * 1024
 _KINDS = (OP, BATCH, DONE, CANCEL, CALL)
 _OPERATIONS = (OP, CALL)
 _MAX_RECORD = 64 * 1024 * 1024
+_BUILDING = ".new-"
+"""The name a client's directory has until its lock is held."""
+_ABANDONED_AFTER = 60.0
 
 
 class SpoolError(OSError):
@@ -177,10 +181,20 @@ class SpoolDirectory:
     def create(cls, root: str, *, fsync: bool = False) -> SpoolDirectory:
         """A fresh directory of our own under ``root``; raises OSError if it cannot be made."""
         os.makedirs(root, mode=0o700, exist_ok=True)
-        path = os.path.join(root, f"p-{uuid.uuid4().hex[:16]}")
-        os.mkdir(path, 0o700)
-        lock_fd = _open_private(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        name = uuid.uuid4().hex[:16]
+        # Made under another name and renamed once locked: a "p-" directory without its lock
+        # held would look dead to a live client scanning for directories to adopt, and it
+        # would take the lock first.
+        building = os.path.join(root, f"{_BUILDING}{name}")
+        os.mkdir(building, 0o700)
+        try:
+            lock_fd = _open_private(os.path.join(building, "lock"), os.O_RDWR | os.O_CREAT)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path = os.path.join(root, f"p-{name}")
+            os.rename(building, path)
+        except OSError:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
         spool = cls(path, lock_fd, owned=True, fsync=fsync)
         try:
             spool._open_segment(1)
@@ -199,6 +213,9 @@ class SpoolDirectory:
             return
         for name in names:
             path = os.path.join(root, name)
+            if name.startswith(_BUILDING):
+                _remove_if_abandoned(path)
+                continue
             if not name.startswith("p-") or path in exclude or not os.path.isdir(path):
                 continue
             try:
@@ -453,6 +470,24 @@ class SpoolDirectory:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._batches_fd = None
+
+
+def _remove_if_abandoned(path: str) -> None:
+    """A directory a process died making (before it held anything), removed when it is a
+    minute old and its lock is free: one being made now is only microseconds old."""
+    try:
+        if time.time() - os.stat(path).st_mtime < _ABANDONED_AFTER:
+            return
+        lock_fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return
+    finally:
+        os.close(lock_fd)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _ranges(seqs: list[int]) -> list[list[int]]:

@@ -154,3 +154,41 @@ def test_a_record_larger_than_a_segment_gets_a_segment_of_its_own(tmp_path: Path
     records, damaged = adopted.read(1 << 30)
     assert [r.payload for _, r in records] == [b"small", big, b"after"] and damaged == 0
     adopted.close()
+
+
+def test_a_directory_being_made_is_never_adopted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another client scanning for dead directories at the instant this one is made (after the
+    # directory exists, before its lock is held) must neither adopt it nor make it fail.
+    import sankofa_sdk._spool as spool_module
+
+    root = str(tmp_path / "spool")
+    real_flock = spool_module.fcntl.flock
+    seen: list[list[SpoolDirectory]] = []
+
+    def flock_after_a_scan(fd: int, operation: int) -> None:
+        if not seen:
+            seen.append(list(SpoolDirectory.adopt_dead(root, exclude=set())))
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(spool_module.fcntl, "flock", flock_after_a_scan)
+    made = SpoolDirectory.create(root)
+    monkeypatch.setattr(spool_module.fcntl, "flock", real_flock)
+    assert seen == [[]]
+    assert os.path.basename(made.path).startswith("p-")
+    assert list(SpoolDirectory.adopt_dead(root, exclude=set())) == []  # locked: alive
+    made.close()
+
+
+def test_a_directory_whose_maker_died_before_locking_it_is_removed(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    abandoned = root / ".new-0123456789abcdef"
+    abandoned.mkdir(parents=True)
+    (abandoned / "lock").write_bytes(b"")
+    old = os.stat(abandoned).st_mtime - 3600
+    os.utime(abandoned, (old, old))
+    fresh = root / ".new-fedcba9876543210"
+    fresh.mkdir()
+    assert list(SpoolDirectory.adopt_dead(str(root), exclude=set())) == []
+    assert not abandoned.exists() and fresh.exists()  # a fresh one may be being made now
