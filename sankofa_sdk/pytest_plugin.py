@@ -25,13 +25,22 @@ if TYPE_CHECKING:
     from .server import ReferenceServer
 
 
-@pytest.fixture
-def sankofa_server() -> Iterator[ReferenceServer]:
-    """A reference server on 127.0.0.1 with an in-memory store and no rate limit."""
+@pytest.fixture(scope="session")
+def sankofa_session_server() -> Iterator[ReferenceServer]:
+    """One reference server for the whole test session (started when a test first needs it):
+    127.0.0.1, an in-memory store, no rate limit. Tests ask for ``sankofa_server``."""
     from .server import ReferenceServer
 
     with ReferenceServer(rate_limit=None) as server:
         yield server
+
+
+@pytest.fixture
+def sankofa_server(sankofa_session_server: ReferenceServer) -> ReferenceServer:
+    """The session's reference server, cleared for this test: no people, events, requests,
+    faults or rate-limit windows from earlier tests (projects added by a test stay)."""
+    sankofa_session_server.clear()
+    return sankofa_session_server
 
 
 def _client_for(server: ReferenceServer) -> Client:

@@ -29,6 +29,9 @@ FAST_RETRIES: dict[str, Any] = dict(
 
 @pytest.fixture
 def server() -> Iterator[ReferenceServer]:
+    """A server of the test's own. Not the plugin's shared one: these tests break delivery on
+    purpose, and a request a client gave up on at its shutdown may still be applied by the
+    server after the test, into the next one's data."""
     with ReferenceServer(rate_limit=None) as srv:
         yield srv
 

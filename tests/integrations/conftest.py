@@ -37,9 +37,9 @@ class Backend:
 
 
 @pytest.fixture
-def backend() -> Iterator[Backend]:
-    with ReferenceServer(rate_limit=None) as server:
-        yield Backend(server)
+def backend(sankofa_server: ReferenceServer) -> Backend:
+    """The shipped plugin's server (one per session, cleared for each test)."""
+    return Backend(sankofa_server)
 
 
 @pytest.fixture
