@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import ipaddress
 import logging
 import os
 import sys
@@ -15,13 +14,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Callable, Optional, Union
-from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
 from ._identity import Identity, IdentityScope
 from ._log import ThrottledWarning, logger
 from ._operations import MAX_REQUEST_BYTES
-from ._options import DEFAULT_RATE_LIMIT, Options
+from ._options import DEFAULT_RATE_LIMIT, Options, check_host
 from ._serialize import Operation, Reported, describe_operation, describe_reported
 from ._stats import Stats
 from ._transport import Transport
@@ -48,34 +46,6 @@ def mask_key(api_key: str) -> str:
         return "…"
     prefix = api_key[:8] if api_key.startswith(("sk_live_", "sk_test_")) else ""
     return f"{prefix}…{api_key[-4:]}"
-
-
-def _is_loopback(hostname: str) -> bool:
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
-def _normalise_host(host: str) -> str:
-    if not isinstance(host, str) or not host.strip():
-        raise ConfigurationError("host must be a URL such as 'https://api.sankofa.dev'")
-    host = host.strip().rstrip("/")
-    if "://" not in host:
-        logger.warning("sankofa_sdk: host %r has no scheme; using https://%s", host, host)
-        host = "https://" + host
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"host must be an http(s) URL, got {host!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        logger.warning(
-            "sankofa_sdk: host %s uses plain http to a non-loopback address: the API key and the "
-            "data travel unencrypted",
-            host,
-        )
-    return host
 
 
 class Client:
@@ -170,7 +140,7 @@ class Client:
         self._api_key = (api_key or "").strip()
         if any(ord(c) < 0x21 or ord(c) == 0x7F for c in self._api_key):
             raise ConfigurationError("api_key contains spaces or control characters")
-        self.host = _normalise_host(host)
+        self.host = check_host(host)
         self.options = Options.from_kwargs(
             flush_at=flush_at,
             flush_interval=flush_interval,
