@@ -241,9 +241,10 @@ class Client:
                 else copy_mapping(default_properties, "default_properties")
             )
             stamp = time.time() if timestamp is None else call_time(timestamp)
-        except ValidationError as exc:
+        except Exception as exc:  # a user's object may raise anything: see _refusal
             self._invalid(
-                exc, {"type": "track", "event_name": event_name, "distinct_id": distinct_id}
+                _refusal(exc),
+                {"type": "track", "event_name": event_name, "distinct_id": distinct_id},
             )
             return
         self._enqueue(("track", user, name, props, defaults, stamp))
@@ -269,9 +270,10 @@ class Client:
             anon = None if anonymous_id is None else check_alias_id(anonymous_id)
             props = copy_mapping(traits, "traits")
             stamp = call_time(timestamp)
-        except ValidationError as exc:
+        except Exception as exc:  # a user's object may raise anything: see _refusal
             self._invalid(
-                exc, {"type": "identify", "distinct_id": distinct_id, "anonymous_id": anonymous_id}
+                _refusal(exc),
+                {"type": "identify", "distinct_id": distinct_id, "anonymous_id": anonymous_id},
             )
             return
         source = self._identity.identify(user, anon)
@@ -292,8 +294,10 @@ class Client:
                     "alias_id and distinct_id are the same id", reason="invalid_alias_id"
                 )
             stamp = call_time(timestamp)
-        except ValidationError as exc:
-            self._invalid(exc, {"type": "alias", "alias_id": alias_id, "distinct_id": distinct_id})
+        except Exception as exc:  # a user's object may raise anything: see _refusal
+            self._invalid(
+                _refusal(exc), {"type": "alias", "alias_id": alias_id, "distinct_id": distinct_id}
+            )
             return
         self._enqueue(("alias", user, source, None, None, stamp))
 
@@ -315,8 +319,8 @@ class Client:
                 )
             user = self._user_for(distinct_id)
             stamp = call_time(timestamp)
-        except ValidationError as exc:
-            self._invalid(exc, {"type": "people_set", "distinct_id": distinct_id})
+        except Exception as exc:  # a user's object may raise anything: see _refusal
+            self._invalid(_refusal(exc), {"type": "people_set", "distinct_id": distinct_id})
             return
         self._enqueue(("people", user, None, props, None, stamp))
 
@@ -334,8 +338,8 @@ class Client:
             names = check_keys(keys)
             user = self._user_for(distinct_id)
             stamp = call_time(timestamp)
-        except ValidationError as exc:
-            self._invalid(exc, {"type": "people_unset", "distinct_id": distinct_id})
+        except Exception as exc:  # a user's object may raise anything: see _refusal
+            self._invalid(_refusal(exc), {"type": "people_unset", "distinct_id": distinct_id})
             return
         self._enqueue(("people", user, None, dict.fromkeys(names), None, stamp))
 
@@ -536,6 +540,25 @@ class Client:
             self._shutdown_done.set()
         else:
             _finalize_in_multiprocessing_child(self)
+
+
+def _refusal(exc: Exception) -> ValidationError:
+    """The ``ValidationError`` a call is refused with.
+
+    The public calls catch every exception around their checks (free while nothing is raised,
+    unlike a check per value): a mapping whose ``__getitem__`` raises, an ``int`` subclass whose
+    ``__str__`` raises, a ``tzinfo`` that raises. Such a call is refused like an invalid one,
+    its cause chained, so it never raises into the app (except with ``strict=True``).
+    """
+    if isinstance(exc, ValidationError):
+        return exc
+    try:
+        what = repr(exc)
+    except Exception:
+        what = type(exc).__name__
+    error = ValidationError(f"an argument could not be read: {what}", reason="unreadable_argument")
+    error.__cause__ = exc  # as `raise error from exc` would
+    return error
 
 
 def _register_at_fork(client: Client) -> None:
