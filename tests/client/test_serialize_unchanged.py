@@ -19,6 +19,7 @@ import math
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Callable, NamedTuple, Optional
@@ -283,16 +284,6 @@ class ReadOnly(Mapping[Any, Any]):
         return len(self._data)
 
 
-class Bag:
-    """Iterable again and again, unlike a generator, so both encoders see the same items."""
-
-    def __init__(self, items: list[Any]) -> None:
-        self._items = items
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._items)
-
-
 class Arrayish:
     def __init__(self, items: list[Any]) -> None:
         self._items = items
@@ -437,7 +428,9 @@ values = st.recursive(
         st.builds(Flags, st.dictionaries(odd_keys, inner, max_size=3)),
         st.builds(Tags, st.lists(inner, max_size=3)),
         st.builds(ReadOnly, st.dictionaries(texts, inner, max_size=3)),
-        st.builds(Bag, st.lists(inner, max_size=3)),
+        # An iterable the old encoder read with list(), as the new one reads a deque. (Iterables
+        # not known to be finite are no longer read: test_serialize.py tests them.)
+        st.builds(deque, st.lists(inner, max_size=3)),
         st.builds(Arrayish, st.lists(inner, max_size=3)),
         st.builds(_cycle, inner, st.booleans()),
     ),
@@ -531,9 +524,18 @@ def test_a_list_of_operations_encodes_as_each_one_alone(
 
 
 def test_properties_are_encoded_before_default_properties_as_before() -> None:
-    # One iterator in both: whichever is encoded first takes its items.
+    # One array-like in both: whichever is encoded first gets [1], the other [2]. (An iterator
+    # shared by both was used here; iterators are no longer read.)
+    class Counter:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def tolist(self) -> list[int]:
+            self.calls += 1
+            return [self.calls]
+
     def op() -> Operation:
-        shared = iter([1, 2])
+        shared = Counter()
         return ("track", "user_42", "Viewed", {"p": shared}, {"d": shared}, 0.0)
 
     before = _Frozen.encode_operation(op(), "0.1.0")
@@ -542,4 +544,4 @@ def test_properties_are_encoded_before_default_properties_as_before() -> None:
         after = encode_operation(op(), "0.1.0")
 
     assert after == before
-    assert b'"properties":{"p":[1,2]' in after[0]
+    assert b'"properties":{"p":[1]' in after[0]
