@@ -24,6 +24,7 @@ from ._serialize import Operation, Reported, describe_operation, describe_report
 from ._stats import Stats
 from ._transport import Transport
 from ._validate import (
+    TimestampNotRead,
     call_time,
     check_alias_id,
     check_distinct_id,
@@ -216,6 +217,12 @@ class Client:
 
         ``properties`` is copied at call time (top level), so changing the dict afterwards does
         not change what is sent. Each event gets a ``$insert_id`` so duplicates can be recognised.
+
+        ``timestamp`` (every call takes it; default: now) is an aware ``datetime``, a naive one
+        (read as local time, as ``datetime.timestamp()`` reads it), a ``date`` (midnight UTC),
+        Unix seconds, or RFC 3339 text. Text that cannot be read without guessing (no zone)
+        keeps the call with the time of the call and is reported. Naive datetimes among the
+        properties are local time too.
         """
         if self._disabled:
             return
@@ -240,7 +247,7 @@ class Client:
                 if default_properties is None
                 else copy_mapping(default_properties, "default_properties")
             )
-            stamp = time.time() if timestamp is None else call_time(timestamp)
+            stamp = time.time() if timestamp is None else self._stamp(timestamp, "track")
         except Exception as exc:  # a user's object may raise anything: see _refusal
             self._invalid(
                 _refusal(exc),
@@ -269,7 +276,7 @@ class Client:
             user = check_distinct_id(distinct_id)
             anon = None if anonymous_id is None else check_alias_id(anonymous_id)
             props = copy_mapping(traits, "traits")
-            stamp = call_time(timestamp)
+            stamp = self._stamp(timestamp, "identify")
         except Exception as exc:  # a user's object may raise anything: see _refusal
             self._invalid(
                 _refusal(exc),
@@ -293,7 +300,7 @@ class Client:
                 raise ValidationError(
                     "alias_id and distinct_id are the same id", reason="invalid_alias_id"
                 )
-            stamp = call_time(timestamp)
+            stamp = self._stamp(timestamp, "alias")
         except Exception as exc:  # a user's object may raise anything: see _refusal
             self._invalid(
                 _refusal(exc), {"type": "alias", "alias_id": alias_id, "distinct_id": distinct_id}
@@ -318,7 +325,7 @@ class Client:
                     "people_set needs a mapping of traits", reason="invalid_properties"
                 )
             user = self._user_for(distinct_id)
-            stamp = call_time(timestamp)
+            stamp = self._stamp(timestamp, "people_set")
         except Exception as exc:  # a user's object may raise anything: see _refusal
             self._invalid(_refusal(exc), {"type": "people_set", "distinct_id": distinct_id})
             return
@@ -337,11 +344,23 @@ class Client:
         try:
             names = check_keys(keys)
             user = self._user_for(distinct_id)
-            stamp = call_time(timestamp)
+            stamp = self._stamp(timestamp, "people_unset")
         except Exception as exc:  # a user's object may raise anything: see _refusal
             self._invalid(_refusal(exc), {"type": "people_unset", "distinct_id": distinct_id})
             return
         self._enqueue(("people", user, None, dict.fromkeys(names), None, stamp))
+
+    def _stamp(self, timestamp: Any, call: str) -> float:
+        """``call_time(timestamp)``, except that a string that cannot be read without guessing
+        stamps the call with the time of the call (reported), instead of losing the call."""
+        try:
+            return call_time(timestamp)
+        except TimestampNotRead as exc:
+            if self._strict:
+                raise
+            self._warnings.warn(exc.reason, "sankofa_sdk: %s call: %s", call, exc)
+            self._call_on_error(exc, {"type": call, "timestamp": timestamp})
+            return time.time()
 
     def _user_for(self, distinct_id: Optional[str]) -> str:
         # track() spells this out inline: one method call less on the hottest path.

@@ -1,7 +1,11 @@
 """The encoder gives the same bytes and the same notes as the one it replaced.
 
 ``_Frozen`` below is the encoder as it was before it was made cheaper (issue 11), kept verbatim
-apart from an injected ``$insert_id``. Generated operations of all three kinds, carrying every
+apart from an injected ``$insert_id`` and two intended changes made since, marked where they
+are: naive datetimes are read as local time, not UTC (issue 13), and years are written with
+four digits, a time outside years 1-9999 as the nearest one inside (issue 12). Iterables the
+new encoder no longer reads (issue 12) are left out of the generated values; a deque stands
+for the iterables both read. Generated operations of all three kinds, carrying every
 kind of value the SDK converts or cuts, must come out byte for byte the same. Where the frozen
 encoder raised (an integer too long to write, a key that cannot be made text), the operation
 must now be sent anyway, with a note on what was cut.
@@ -45,13 +49,28 @@ class _Frozen:
     @staticmethod
     def format_epoch(seconds: float) -> str:
         whole, ms = divmod(round(seconds * 1000), 1000)
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        # Changed on purpose (issue 12): four-digit years, and the nearest writable time
+        # outside years 1-9999 (was strftime("%Y"), which wrote year 850 as "850").
+        if whole < -62135596800:
+            return "0001-01-01T00:00:00.000Z"
+        if whole > 253402300799:
+            return "9999-12-31T23:59:59.999Z"
+        t = time.gmtime(whole)
+        prefix = (
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+            f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        )
         return f"{prefix}.{ms:03d}Z"
 
     @classmethod
     def format_datetime(cls, value: dt.datetime) -> str:
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            # Changed on purpose (issue 13): naive is local time, as datetime.timestamp()
+            # reads it (was UTC); read as UTC only where Python cannot convert it.
+            try:
+                return cls.format_epoch(value.replace(tzinfo=None).timestamp())
+            except (OverflowError, ValueError, OSError):
+                value = value.replace(tzinfo=dt.timezone.utc)
         return cls.format_epoch((value - cls.EPOCH).total_seconds())
 
     @staticmethod
