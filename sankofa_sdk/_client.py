@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Union
 
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
 from ._identity import Identity, IdentityScope
-from ._log import ThrottledWarning, logger
+from ._log import ThrottledWarning, debug_off, debug_on, logger
 from ._operations import MAX_REQUEST_BYTES
 from ._options import DEFAULT_RATE_LIMIT, Options, check_host
 from ._serialize import Operation, Reported, describe_operation, describe_reported
@@ -88,7 +88,8 @@ class Client:
     - ``strict`` (False): raise :class:`ValidationError` from invalid calls.
     - ``on_error`` (None): ``on_error(error, operation)`` for every invalid call and every
       operation that was not delivered.
-    - ``debug`` (False): log each payload at DEBUG level.
+    - ``debug`` (False): log each payload at DEBUG level: the ``sankofa_sdk`` logger passes
+      DEBUG records while the client runs, and gets its level back at :meth:`shutdown`.
     - ``verify`` (True): verify TLS certificates. Turning it off logs a warning.
     - ``spool_dir`` (None, or ``SANKOFA_SPOOL_DIR``): keep every accepted call on disk in this
       directory before the call returns, so it outlives the process (``kill -9``, OOM, a
@@ -172,9 +173,11 @@ class Client:
         )
         if not verify:
             logger.warning("sankofa_sdk: TLS certificate verification is OFF (verify=False)")
-        if debug:
-            logger.setLevel(logging.DEBUG)
         options = self.options
+        # Lowers the logger's level while this client runs; shutdown() puts it back.
+        self._debug = options.debug
+        if self._debug:
+            debug_on()
         self._strict = options.strict
         self._sync_mode = options.sync_mode
         self._send = options.send
@@ -447,6 +450,9 @@ class Client:
         try:
             self._transport.close()
         finally:
+            if self._debug:
+                self._debug = False
+                debug_off()
             self._shutdown_done.set()
 
     async def aflush(self, timeout: Optional[float] = None) -> bool:
