@@ -61,29 +61,19 @@ _MAX_CACHED_SECONDS = 256
 _MILLISECOND_SUFFIXES = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
-_FIRST_WRITABLE = -62135596800
-"""0001-01-01T00:00:00Z: RFC 3339 has four-digit years, and so has Python's datetime."""
-_LAST_WRITABLE = 253402300799
-"""9999-12-31T23:59:59Z."""
-
-
 def format_epoch(seconds: float) -> str:
     """Format a Unix time as RFC 3339 UTC with milliseconds and ``Z``: ``2026-05-09T14:32:01.482Z``.
 
-    This is the form the SDK stamps on every operation. Years are written with four digits
-    (``0850-…``). A time outside years 1-9999 (only a datetime property at the very edge of
-    Python's range, moved there by its offset) is written as the nearest one inside: there is
-    no RFC 3339 text for it. Operation timestamps never get here: the calls refuse anything
-    outside 1970-2106, what the engine stores.
+    This is the form the SDK stamps on every operation. Years are written with at least four
+    digits (``0850-…``; ``strftime("%Y")`` writes "850" on glibc). A time past year 9999 (a
+    datetime property at the very edge of Python's range, moved there by its offset) has no
+    RFC 3339 form and is written with more digits: the engine keeps property values as text,
+    and it refuses such an operation timestamp, which the calls never stamp (they refuse any
+    ``timestamp=`` outside 1970-2106, what the engine stores).
     """
     whole, ms = divmod(round(seconds * 1000), 1000)
     prefix = _second_prefixes.get(whole)
     if prefix is None:
-        if whole < _FIRST_WRITABLE:
-            return "0001-01-01T00:00:00.000Z"
-        if whole > _LAST_WRITABLE:
-            return "9999-12-31T23:59:59.999Z"
-        # Not strftime("%Y"): glibc writes year 850 as "850", not "0850".
         t = time.gmtime(whole)
         prefix = (
             f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
@@ -111,7 +101,7 @@ def datetime_epoch(value: datetime) -> float:
             return value.replace(tzinfo=None).timestamp()
         except (OverflowError, ValueError, OSError):
             # Local time within hours of year 1 or 9999 that Python cannot convert: read as
-            # UTC instead, which format_epoch writes as the nearest time it can.
+            # UTC instead (hours off, at the edge of what a datetime can hold).
             value = value.replace(tzinfo=timezone.utc)
     return (value - _EPOCH).total_seconds()
 

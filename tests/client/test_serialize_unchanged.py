@@ -3,9 +3,8 @@
 ``_Frozen`` below is the encoder as it was before it was made cheaper (issue 11), kept verbatim
 apart from an injected ``$insert_id`` and two intended changes made since, marked where they
 are: naive datetimes are read as local time, not UTC (issue 13), and years are written with
-four digits, a time outside years 1-9999 as the nearest one inside (issue 12). Iterables the
-new encoder no longer reads (issue 12) are left out of the generated values; a deque stands
-for the iterables both read. Generated operations of all three kinds, carrying every
+at least four digits (issue 12). Iterables the new encoder no longer reads (issue 12) are left
+out of the generated values; a deque stands for the iterables both read. Generated operations of all three kinds, carrying every
 kind of value the SDK converts or cuts, must come out byte for byte the same. Where the frozen
 encoder raised (an integer too long to write, a key that cannot be made text), the operation
 must now be sent anyway, with a note on what was cut.
@@ -49,12 +48,8 @@ class _Frozen:
     @staticmethod
     def format_epoch(seconds: float) -> str:
         whole, ms = divmod(round(seconds * 1000), 1000)
-        # Changed on purpose (issue 12): four-digit years, and the nearest writable time
-        # outside years 1-9999 (was strftime("%Y"), which wrote year 850 as "850").
-        if whole < -62135596800:
-            return "0001-01-01T00:00:00.000Z"
-        if whole > 253402300799:
-            return "9999-12-31T23:59:59.999Z"
+        # Changed on purpose (issue 12): years with at least four digits (was strftime("%Y"),
+        # which wrote year 850 as "850").
         t = time.gmtime(whole)
         prefix = (
             f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
