@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import ipaddress
 import logging
 import os
 import sys
@@ -16,17 +15,17 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Callable, Optional, Union
-from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
 from ._identity import Identity, IdentityScope
-from ._log import ThrottledWarning, logger
+from ._log import ThrottledWarning, debug_off, debug_on, logger
 from ._operations import MAX_REQUEST_BYTES
-from ._options import DEFAULT_RATE_LIMIT, Options
+from ._options import DEFAULT_RATE_LIMIT, Options, check_host
 from ._serialize import Operation, Reported, describe_operation, describe_reported
 from ._stats import ClientStats, Stats
 from ._transport import Transport
 from ._validate import (
+    TimestampNotRead,
     call_time,
     check_alias_id,
     check_distinct_id,
@@ -53,34 +52,6 @@ def mask_key(api_key: str) -> str:
         return "…"
     prefix = api_key[:8] if api_key.startswith(("sk_live_", "sk_test_")) else ""
     return f"{prefix}…{api_key[-4:]}"
-
-
-def _is_loopback(hostname: str) -> bool:
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
-def _normalise_host(host: str) -> str:
-    if not isinstance(host, str) or not host.strip():
-        raise ConfigurationError("host must be a URL such as 'https://api.sankofa.dev'")
-    host = host.strip().rstrip("/")
-    if "://" not in host:
-        logger.warning("sankofa_sdk: host %r has no scheme; using https://%s", host, host)
-        host = "https://" + host
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"host must be an http(s) URL, got {host!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        logger.warning(
-            "sankofa_sdk: host %s uses plain http to a non-loopback address: the API key and the "
-            "data travel unencrypted",
-            host,
-        )
-    return host
 
 
 class Client:
@@ -122,7 +93,8 @@ class Client:
     - ``strict`` (False): raise :class:`ValidationError` from invalid calls.
     - ``on_error`` (None): ``on_error(error, operation)`` for every invalid call and every
       operation that was not delivered.
-    - ``debug`` (False): log each payload at DEBUG level.
+    - ``debug`` (False): log each payload at DEBUG level: the ``sankofa_sdk`` logger passes
+      DEBUG records while the client runs, and gets its level back at :meth:`shutdown`.
     - ``verify`` (True): verify TLS certificates. Turning it off logs a warning.
     - ``spool_dir`` (None, or ``SANKOFA_SPOOL_DIR``): keep every accepted call on disk in this
       directory before the call returns, so it outlives the process (``kill -9``, OOM, a
@@ -175,7 +147,7 @@ class Client:
         self._api_key = (api_key or "").strip()
         if any(ord(c) < 0x21 or ord(c) == 0x7F for c in self._api_key):
             raise ConfigurationError("api_key contains spaces or control characters")
-        self.host = _normalise_host(host)
+        self.host = check_host(host)
         self.options = Options.from_kwargs(
             flush_at=flush_at,
             flush_interval=flush_interval,
@@ -206,9 +178,11 @@ class Client:
         )
         if not verify:
             logger.warning("sankofa_sdk: TLS certificate verification is OFF (verify=False)")
-        if debug:
-            logger.setLevel(logging.DEBUG)
         options = self.options
+        # Lowers the logger's level while this client runs; shutdown() puts it back.
+        self._debug = options.debug
+        if self._debug:
+            debug_on()
         self._strict = options.strict
         self._sync_mode = options.sync_mode
         self._send = options.send
@@ -256,6 +230,12 @@ class Client:
 
         ``properties`` is copied at call time (top level), so changing the dict afterwards does
         not change what is sent. Each event gets a ``$insert_id`` so duplicates can be recognised.
+
+        ``timestamp`` (every call takes it; default: now) is an aware ``datetime``, a naive one
+        (read as local time, as ``datetime.timestamp()`` reads it), a ``date`` (midnight UTC),
+        Unix seconds, or RFC 3339 text. Text that cannot be read without guessing (no zone)
+        keeps the call with the time of the call and is reported. Naive datetimes among the
+        properties are local time too.
         """
         if self._disabled:
             return
@@ -288,10 +268,11 @@ class Client:
                 if defaults:
                     merged.update(defaults)
                 defaults = merged
-            stamp = time.time() if timestamp is None else call_time(timestamp)
-        except ValidationError as exc:
+            stamp = time.time() if timestamp is None else self._stamp(timestamp, "track")
+        except Exception as exc:  # a user's object may raise anything: see _refusal
             self._invalid(
-                exc, {"type": "track", "event_name": event_name, "distinct_id": distinct_id}
+                _refusal(exc),
+                {"type": "track", "event_name": event_name, "distinct_id": distinct_id},
             )
             return
         self._enqueue(("track", user, name, props, defaults, stamp))
@@ -316,10 +297,11 @@ class Client:
             user = check_distinct_id(distinct_id)
             anon = None if anonymous_id is None else check_alias_id(anonymous_id)
             props = copy_mapping(traits, "traits")
-            stamp = call_time(timestamp)
-        except ValidationError as exc:
+            stamp = self._stamp(timestamp, "identify")
+        except Exception as exc:  # a user's object may raise anything: see _refusal
             self._invalid(
-                exc, {"type": "identify", "distinct_id": distinct_id, "anonymous_id": anonymous_id}
+                _refusal(exc),
+                {"type": "identify", "distinct_id": distinct_id, "anonymous_id": anonymous_id},
             )
             return
         source = self._identity.identify(user, anon)
@@ -339,9 +321,11 @@ class Client:
                 raise ValidationError(
                     "alias_id and distinct_id are the same id", reason="invalid_alias_id"
                 )
-            stamp = call_time(timestamp)
-        except ValidationError as exc:
-            self._invalid(exc, {"type": "alias", "alias_id": alias_id, "distinct_id": distinct_id})
+            stamp = self._stamp(timestamp, "alias")
+        except Exception as exc:  # a user's object may raise anything: see _refusal
+            self._invalid(
+                _refusal(exc), {"type": "alias", "alias_id": alias_id, "distinct_id": distinct_id}
+            )
             return
         self._enqueue(("alias", user, source, None, None, stamp))
 
@@ -362,9 +346,9 @@ class Client:
                     "people_set needs a mapping of traits", reason="invalid_properties"
                 )
             user = self._user_for(distinct_id)
-            stamp = call_time(timestamp)
-        except ValidationError as exc:
-            self._invalid(exc, {"type": "people_set", "distinct_id": distinct_id})
+            stamp = self._stamp(timestamp, "people_set")
+        except Exception as exc:  # a user's object may raise anything: see _refusal
+            self._invalid(_refusal(exc), {"type": "people_set", "distinct_id": distinct_id})
             return
         self._enqueue(("people", user, None, props, None, stamp))
 
@@ -381,11 +365,23 @@ class Client:
         try:
             names = check_keys(keys)
             user = self._user_for(distinct_id)
-            stamp = call_time(timestamp)
-        except ValidationError as exc:
-            self._invalid(exc, {"type": "people_unset", "distinct_id": distinct_id})
+            stamp = self._stamp(timestamp, "people_unset")
+        except Exception as exc:  # a user's object may raise anything: see _refusal
+            self._invalid(_refusal(exc), {"type": "people_unset", "distinct_id": distinct_id})
             return
         self._enqueue(("people", user, None, dict.fromkeys(names), None, stamp))
+
+    def _stamp(self, timestamp: Any, call: str) -> float:
+        """``call_time(timestamp)``, except that a string that cannot be read without guessing
+        stamps the call with the time of the call (reported), instead of losing the call."""
+        try:
+            return call_time(timestamp)
+        except TimestampNotRead as exc:
+            if self._strict:
+                raise
+            self._warnings.warn(exc.reason, "sankofa_sdk: %s call: %s", call, exc)
+            self._call_on_error(exc, {"type": call, "timestamp": timestamp})
+            return time.time()
 
     def _user_for(self, distinct_id: Optional[str]) -> str:
         # track() spells this out inline: one method call less on the hottest path.
@@ -480,6 +476,9 @@ class Client:
         try:
             self._transport.close()
         finally:
+            if self._debug:
+                self._debug = False
+                debug_off()
             self._shutdown_done.set()
 
     async def aflush(self, timeout: Optional[float] = FLUSH_TIMEOUT) -> bool:
@@ -593,6 +592,25 @@ class Client:
             self._shutdown_done.set()
         else:
             _finalize_in_multiprocessing_child(self)
+
+
+def _refusal(exc: Exception) -> ValidationError:
+    """The ``ValidationError`` a call is refused with.
+
+    The public calls catch every exception around their checks (free while nothing is raised,
+    unlike a check per value): a mapping whose ``__getitem__`` raises, an ``int`` subclass whose
+    ``__str__`` raises, a ``tzinfo`` that raises. Such a call is refused like an invalid one,
+    its cause chained, so it never raises into the app (except with ``strict=True``).
+    """
+    if isinstance(exc, ValidationError):
+        return exc
+    try:
+        what = repr(exc)
+    except Exception:
+        what = type(exc).__name__
+    error = ValidationError(f"an argument could not be read: {what}", reason="unreadable_argument")
+    error.__cause__ = exc  # as `raise error from exc` would
+    return error
 
 
 def _register_at_fork(client: Client) -> None:

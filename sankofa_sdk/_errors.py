@@ -2,7 +2,7 @@
 
     SankofaError
      ├── ValidationError (also a ValueError)   an invalid call, caught before it is queued
-     ├── ConfigurationError                    invalid options given to Client()/init()
+     ├── ConfigurationError (also a ValueError) invalid options given to Client()/init()
      └── DeliveryError                         accepted operations the engine did not take
 
 ``ValidationError`` is raised at the call site only with ``strict=True``; otherwise it is logged,
@@ -31,7 +31,7 @@ class ValidationError(SankofaError, ValueError):
         self.reason = reason
 
 
-class ConfigurationError(SankofaError):
+class ConfigurationError(SankofaError, ValueError):
     """Options passed to ``Client()`` or ``init()`` cannot work."""
 
 

@@ -64,12 +64,21 @@ _MILLISECOND_SUFFIXES = tuple(f".{ms:03d}Z" for ms in range(1000))
 def format_epoch(seconds: float) -> str:
     """Format a Unix time as RFC 3339 UTC with milliseconds and ``Z``: ``2026-05-09T14:32:01.482Z``.
 
-    This is the form the SDK stamps on every operation.
+    This is the form the SDK stamps on every operation. Years are written with at least four
+    digits (``0850-…``; ``strftime("%Y")`` writes "850" on glibc). A time past year 9999 (a
+    datetime property at the very edge of Python's range, moved there by its offset) has no
+    RFC 3339 form and is written with more digits: the engine keeps property values as text,
+    and it refuses such an operation timestamp, which the calls never stamp (they refuse any
+    ``timestamp=`` outside 1970-2106, what the engine stores).
     """
     whole, ms = divmod(round(seconds * 1000), 1000)
     prefix = _second_prefixes.get(whole)
     if prefix is None:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        t = time.gmtime(whole)
+        prefix = (
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+            f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        )
         if len(_second_prefixes) >= _MAX_CACHED_SECONDS:
             _second_prefixes.clear()
         _second_prefixes[whole] = prefix
@@ -77,14 +86,23 @@ def format_epoch(seconds: float) -> str:
 
 
 def format_datetime(value: datetime) -> str:
-    """Format a datetime as RFC 3339 UTC with milliseconds and ``Z``. Naive values are read as UTC."""
+    """Format a datetime as RFC 3339 UTC with milliseconds and ``Z``.
+
+    A naive datetime is read as local time, as Python's ``datetime.timestamp()`` reads it (and
+    the other Sankofa SDKs read theirs).
+    """
     return format_epoch(datetime_epoch(value))
 
 
 def datetime_epoch(value: datetime) -> float:
-    """The Unix time of a datetime, as ``format_datetime`` reads it."""
+    """The Unix time of a datetime, as ``format_datetime`` reads it: naive is local time."""
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
-        value = value.replace(tzinfo=timezone.utc)
+        try:
+            return value.replace(tzinfo=None).timestamp()
+        except (OverflowError, ValueError, OSError):
+            # Local time within hours of year 1 or 9999 that Python cannot convert: read as
+            # UTC instead (hours off, at the edge of what a datetime can hold).
+            value = value.replace(tzinfo=timezone.utc)
     return (value - _EPOCH).total_seconds()
 
 

@@ -8,11 +8,15 @@ about, so ``Client(timeout=-1)`` says ``timeout must be > 0``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
+import re
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError
+from ._log import logger
 from ._operations import MAX_REQUEST_BYTES
 from ._retry import RetryPolicy
 
@@ -25,6 +29,71 @@ MAX_SECONDS = 86_400 * 365
 
 DEFAULT_RATE_LIMIT = (500, 60)
 """The engine's request budget per API key: 500 requests per 60 s window."""
+
+_HOST_EXAMPLE = "a URL such as 'https://api.sankofa.dev'"
+_HOSTNAME = re.compile(r"[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)*\.?\Z")
+"""DNS labels (letters, digits and inner hyphens; letters of any script, for IDNs)."""
+
+
+def check_host(host: Any) -> str:
+    """The engine's base URL as the client uses it, or :class:`ConfigurationError`.
+
+    Refuses at construction what can never reach an engine (``"http://"``, ``"not a url"``,
+    spaces, a bad port, a query or fragment the request path would be glued to, credentials in
+    the URL). A host without a scheme gets ``https://`` with a warning; plain ``http`` to an
+    address that is not loopback is allowed with a warning (the key would travel unencrypted).
+    """
+    if not isinstance(host, str) or not host.strip():
+        raise ConfigurationError(f"host must be {_HOST_EXAMPLE}, got {host!r}")
+    text = host.strip()
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise ConfigurationError(f"host must not contain spaces or control characters: {host!r}")
+    if "://" not in text:
+        logger.warning("sankofa_sdk: host %r has no scheme; using https://%s", text, text)
+        text = "https://" + text
+    text = text.rstrip("/") if not text.endswith("://") else text
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError as exc:
+        raise ConfigurationError(f"host is not a usable URL ({exc}): {host!r}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ConfigurationError(f"host must be an http(s) URL, got {host!r}")
+    hostname = parts.hostname
+    if not hostname:
+        raise ConfigurationError(f"host has no server name: {host!r}; it must be {_HOST_EXAMPLE}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError("host must not carry credentials; pass the key as api_key")
+    if parts.query or parts.fragment or text.endswith(("?", "#")):
+        raise ConfigurationError(f"host must not have a query or fragment: {host!r}")
+    if port == 0:
+        raise ConfigurationError(f"host has port 0, which no server listens on: {host!r}")
+    if not (_is_ip_address(hostname) or _HOSTNAME.match(hostname)):
+        raise ConfigurationError(f"host {hostname!r} is not a valid server name: {host!r}")
+    if parts.scheme.lower() == "http" and not _is_loopback(hostname):
+        logger.warning(
+            "sankofa_sdk: host %s uses plain http to a non-loopback address: the API key and the "
+            "data travel unencrypted",
+            text,
+        )
+    return text
+
+
+def _is_ip_address(hostname: str) -> bool:
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,7 @@ import math
 import os
 import re
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
 from datetime import date, datetime
 from datetime import time as dt_time
 from decimal import Decimal
@@ -53,10 +53,35 @@ def _bytes(value: bytes) -> str:
         return base64.b64encode(value).decode("ascii")
 
 
+class NotRead(Exception):
+    """An iterable of a kind not known to be finite: it is not read (see ``convert_value``).
+
+    Raised from the encoder's hook so the operation takes the careful path, where ``sanitize``
+    sends ``replacement`` instead and notes why.
+    """
+
+    def __init__(self, note: str, replacement: Optional[str]) -> None:
+        super().__init__(note)
+        self.note = note
+        self.replacement = replacement
+
+
+_FINITE_ITERABLES = (list, tuple, deque, MappingView)
+"""Iterables known to hold a finite number of items already in memory, read as lists (the
+encoder writes lists and tuples itself; here they come as keys). Dicts, sets and frozensets
+are handled before, arrays by their ``tolist()``."""
+_MODEL_METHODS = ("model_dump", "dict", "_asdict")
+"""How models give their fields as a mapping: pydantic v2, pydantic v1 (and v2's deprecated
+spelling), named-tuple-like records. Such models are often iterable too (pydantic yields
+``(name, value)`` pairs), which without this would send them as lists of pairs."""
+
+
 def convert_value(value: Any) -> Any:
     """Convert one value the JSON encoder does not know into one it does.
 
     Containers come back as containers; the encoder (or the walk) converts what is inside.
+    Raises :class:`NotRead` for an iterable that might never end or block when read (a
+    generator, ``itertools.count()``, a file or socket): only known finite kinds are read.
     """
     if isinstance(value, datetime):
         return format_datetime(value)
@@ -79,14 +104,31 @@ def convert_value(value: Any) -> Any:
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
         return dict(value)
+    if not isinstance(value, type):
+        for name in _MODEL_METHODS:
+            method = getattr(value, name, None)
+            if callable(method):
+                fields = method()
+                if isinstance(fields, Mapping):
+                    return dict(fields)
     isoformat = getattr(value, "isoformat", None)
     if callable(isoformat):
         return isoformat()
-    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, array.array
     if callable(tolist):
         return tolist()
+    if isinstance(value, _FINITE_ITERABLES):
+        return list(value)  # type: ignore[arg-type]  # MappingView is iterable at run time
     if isinstance(value, Iterable) and not isinstance(value, str):
-        return list(value)
+        kind = type(value).__name__
+        if isinstance(value, Iterator):  # generators, itertools.count(), files, sockets
+            raise NotRead(
+                f"a {kind} (an iterator) is not read, it might never end: sent as null", None
+            )
+        raise NotRead(
+            f"a {kind} is not a collection known to be finite, so it is not read: sent as its text",
+            str(value),
+        )
     return str(value)
 
 
@@ -124,7 +166,10 @@ def _key(key: Any) -> str:
         return json.dumps(key)
     if isinstance(key, (int, float)):
         return json.dumps(key) if not isinstance(key, float) or math.isfinite(key) else str(key)
-    converted = convert_value(key)
+    try:
+        converted = convert_value(key)
+    except NotRead:
+        return str(key)
     return converted if isinstance(converted, str) else str(key)
 
 
@@ -190,6 +235,9 @@ def sanitize(
         return clean
     try:
         converted = convert_value(value)
+    except NotRead as exc:
+        problems.append(f"{path}: {exc.note}")
+        return None if exc.replacement is None else _clean_str(exc.replacement)
     except Exception as exc:  # a user's __str__/isoformat may raise anything
         problems.append(f"{path}: could not convert {type(value).__name__} ({exc!r}), cut")
         return None

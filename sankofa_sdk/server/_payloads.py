@@ -175,7 +175,7 @@ def parse_item(
         )
     if kind == "people":
         properties = dict(fields.get("properties") or {})
-        for key, value in zip(("$os", "$browser", "$device_model"), device):
+        for key, value in zip(("$os", "$browser", "$device_model"), device, strict=True):
             current = properties.get(key)
             if not isinstance(current, str) or current in ("", "Other"):
                 properties[key] = value

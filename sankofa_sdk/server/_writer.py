@@ -63,7 +63,7 @@ class Writer:
                 return False
             if any(sizes) and (
                 self.forced_full
-                or any(held + n > self.capacity for held, n in zip(self._held, sizes))
+                or any(held + n > self.capacity for held, n in zip(self._held, sizes, strict=True))
             ):
                 return False
             for i, n in enumerate(sizes):

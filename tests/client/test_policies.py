@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sankofa_sdk import ConfigurationError
+from sankofa_sdk import Client, ConfigurationError
 from sankofa_sdk._answers import Answer, Verdict, classify, skipped_operations
-from sankofa_sdk._options import Options
+from sankofa_sdk._options import Options, check_host
 from sankofa_sdk._pacer import Pacer, read_rate_limit
 from sankofa_sdk._queue import batch_due
 from sankofa_sdk._retry import Failure, RetryPolicy, parse_retry_after
@@ -328,3 +328,61 @@ def test_pacing_off_never_waits() -> None:
     pacer.started(0.0, held_back=True)
     pacer.answered(0.0, 429, {}, 30.0)
     assert pacer.ready_at() == 0.0
+
+
+# --- host ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "http://",
+        "https://",
+        "not a url",
+        "https://api.sankofa .dev",
+        "https://api.sankofa.dev/ingest path",
+        "https://api.sankofa\n.dev",
+        "https://api\tsankofa.dev",
+        "https://api.sankofa.dev:port",
+        "https://api.sankofa.dev:99999",
+        "https://api.sankofa.dev/?key=1",
+        "https://api.sankofa.dev/#top",
+        "https://user:secret@api.sankofa.dev",
+        "https://api_sankofa!.dev",
+        "https://[::1",
+        "ftp://example.com",
+        "",
+        "   ",
+        None,
+        42,
+    ],
+)
+def test_a_host_that_can_never_work_is_refused_by_name(host: Any) -> None:
+    with pytest.raises(ConfigurationError, match=r"^host"):
+        check_host(host)
+
+
+@pytest.mark.parametrize(
+    ("host", "normalised"),
+    [
+        ("https://api.sankofa.dev", "https://api.sankofa.dev"),
+        ("https://api.sankofa.dev/", "https://api.sankofa.dev"),
+        ("  https://api.sankofa.dev/  ", "https://api.sankofa.dev"),
+        ("https://api.sankofa.dev\n", "https://api.sankofa.dev"),
+        ("HTTPS://API.Sankofa.dev", "HTTPS://API.Sankofa.dev"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://[::1]:8080/", "http://[::1]:8080"),
+        ("https://engine.example.com/sankofa", "https://engine.example.com/sankofa"),
+        ("api.sankofa.dev", "https://api.sankofa.dev"),
+        ("localhost:8080", "https://localhost:8080"),
+        ("https://bücher.example", "https://bücher.example"),
+    ],
+)
+def test_a_usable_host_is_kept(host: str, normalised: str) -> None:
+    assert check_host(host) == normalised
+
+
+def test_configuration_errors_are_value_errors() -> None:
+    assert issubclass(ConfigurationError, ValueError)
+    with pytest.raises(ValueError, match="host"):
+        Client("sk_test_0123456789abcdef", "not a url", disabled=True)

@@ -6,9 +6,12 @@ import copy
 import dataclasses
 import datetime as dt
 import enum
+import itertools
 import json
 import math
+import os
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -148,10 +151,11 @@ def _same(a: Any, b: Any) -> bool:
         return bool(b.is_nan())
     if isinstance(a, dict):
         return len(a) == len(b) and all(
-            _same(ka, kb) and _same(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items())
+            _same(ka, kb) and _same(va, vb)
+            for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True)
         )
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 
 
@@ -220,3 +224,145 @@ def test_without_the_c_encoder_the_same_text_is_written(monkeypatch: pytest.Monk
 
     assert encode(value) == _serialize._encode(value)
     assert encode_str('é"\n') == _serialize._encode_str('é"\n')
+
+
+# --- iterables: only the finite kinds are read ------------------------------------------------
+
+
+def test_finite_collections_are_sent_as_lists() -> None:
+    import array
+    from collections import deque
+
+    counts = {"a": 1, "b": 2}
+    value = {
+        "deque": deque([1, 2]),
+        "keys": counts.keys(),
+        "values": counts.values(),
+        "items": counts.items(),
+        "frozen": frozenset([3]),
+        "array": array.array("i", [4, 5]),
+    }
+    data, notes = to_json(value)
+    assert json.loads(data) == {
+        "deque": [1, 2],
+        "keys": ["a", "b"],
+        "values": [1, 2],
+        "items": [["a", 1], ["b", 2]],
+        "frozen": [3],
+        "array": [4, 5],
+    }
+    assert notes == []
+
+
+class EndlessIterable:
+    """Iterable but not a known finite collection: reading it would never end."""
+
+    def __iter__(self) -> Any:
+        return itertools.count()
+
+    def __str__(self) -> str:
+        return "all the numbers"
+
+
+def test_an_iterable_of_unknown_kind_is_never_read() -> None:
+    data, notes = to_json({"n": EndlessIterable(), "ok": 1})
+    assert json.loads(data) == {"n": "all the numbers", "ok": 1}
+    assert len(notes) == 1 and "$.n" in notes[0] and "EndlessIterable" in notes[0]
+
+
+def test_iterators_and_generators_are_never_read() -> None:
+    def numbers() -> Iterator[int]:
+        yield 1
+        raise AssertionError("a generator must not be read")
+
+    endless = itertools.count()
+    shared = iter([1, 2])
+    data, notes = to_json({"gen": numbers(), "count": endless, "it": shared})
+    sent = json.loads(data)
+    assert sent == {"gen": None, "count": None, "it": None}
+    assert next(endless) == 0 and next(shared) == 1  # nothing was consumed
+    assert len(notes) == 3 and all("not read" in note for note in notes)
+
+
+def test_a_file_object_is_not_read() -> None:
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as pipe, os.fdopen(write_end, "wb"):
+        data, notes = to_json({"body": pipe})  # reading would block: nobody writes
+    assert json.loads(data) == {"body": None} and len(notes) == 1
+
+
+# --- models: sent as objects ------------------------------------------------------------------
+
+
+class V2Model:
+    """Shaped like a pydantic v2 model: ``model_dump()``, and iterating gives (name, value)."""
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = fields
+
+    def model_dump(self) -> dict[str, Any]:
+        return dict(self._fields)
+
+    def dict(self) -> dict[str, Any]:  # deprecated in v2; model_dump() must win
+        raise AssertionError("dict() called on a v2 model")
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return iter(self._fields.items())
+
+
+class V1Model:
+    """Shaped like a pydantic v1 model: ``dict()``, and iterating gives (name, value)."""
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = fields
+
+    def dict(self) -> dict[str, Any]:
+        return dict(self._fields)
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return iter(self._fields.items())
+
+
+class Record:
+    """Not a tuple, but with ``_asdict()`` like a named tuple."""
+
+    def _asdict(self) -> dict[str, Any]:
+        return {"x": 1, "y": V1Model(z=2)}
+
+
+class NotAModel:
+    """A ``dict`` attribute that is not a method giving a mapping: not taken for a model."""
+
+    def dict(self) -> str:
+        return "not a mapping"
+
+    def __str__(self) -> str:
+        return "plain object"
+
+
+def test_models_are_sent_as_objects() -> None:
+    value = {
+        "v2": V2Model(plan="pro", seats=3, when=dt.date(2026, 1, 5)),
+        "v1": V1Model(plan="free", nested=V2Model(a=1)),
+        "record": Record(),
+        "odd": NotAModel(),
+    }
+    data, notes = to_json(value)
+    assert json.loads(data) == {
+        "v2": {"plan": "pro", "seats": 3, "when": "2026-01-05"},
+        "v1": {"plan": "free", "nested": {"a": 1}},
+        "record": {"x": 1, "y": {"z": 2}},
+        "odd": "plain object",
+    }
+    assert notes == []
+
+
+def test_real_pydantic_models_are_sent_as_objects() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Plan(pydantic.BaseModel):  # type: ignore[misc,name-defined]
+        name: str
+        seats: int
+
+    data, notes = to_json({"plan": Plan(name="pro", seats=3)})
+    assert json.loads(data) == {"plan": {"name": "pro", "seats": 3}} and notes == []

@@ -231,7 +231,7 @@ def test_alias_chain_resolves_to_the_end(server: ReferenceServer) -> None:
 
 def test_display_id_follows_at_most_ten_hops(server: ReferenceServer) -> None:
     ids = [f"id_{i:02d}" for i in range(13)]
-    send(server, *(alias(a, b) for a, b in zip(ids, ids[1:])), track("id_00"))
+    send(server, *(alias(a, b) for a, b in itertools.pairwise(ids)), track("id_00"))
     applied(server)
     person = server.get_person("id_00")
     assert person is not None
