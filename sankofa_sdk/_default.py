@@ -31,6 +31,7 @@ def init(api_key: Optional[str] = None, host: Optional[str] = None, **options: A
     client = Client(key, url, **options)
     with _lock:
         previous, _default = _default, client
+    _warnings.reset()  # throttled per default client, not per process
     if previous is not None:
         previous.shutdown()
     return client
@@ -132,6 +133,7 @@ def shutdown(timeout: Optional[float] = None) -> None:
     global _default
     with _lock:
         client, _default = _default, None
+    _warnings.reset()  # the next "call sankofa_sdk.init" warning gets through again
     if client is not None:
         client.shutdown(timeout)
 

@@ -45,7 +45,6 @@ _ANONYMOUS_ID = re.compile(
     r"(?i:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})",
     re.ASCII,
 )
-_warnings = ThrottledWarning(interval=60.0)
 
 
 def looks_like_anonymous_id(value: str) -> bool:
@@ -220,6 +219,7 @@ class AnonymousIdSource:
         self.cookie = cookie.strip() if cookie else None
         self.header = header.strip() if header else None
         self.validator: AnonymousIdValidator = anonymous_id_validator or looks_like_anonymous_id
+        self._warnings = ThrottledWarning(interval=60.0)  # this middleware's, not the process's
 
     def __bool__(self) -> bool:
         return self.cookie is not None or self.header is not None
@@ -254,7 +254,7 @@ class AnonymousIdSource:
         try:
             accepted = self.validator(value)
         except Exception as exc:
-            _warnings.warn(
+            self._warnings.warn(
                 "validator",
                 "sankofa_sdk: anonymous_id_validator raised %r; the request's id was ignored",
                 exc,

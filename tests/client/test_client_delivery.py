@@ -438,7 +438,6 @@ def test_api_key_never_appears_in_repr_logs_or_errors(
     assert API_KEY not in repr(client) and "…cdef" in repr(client)
     assert API_KEY not in caplog.text
     assert all(API_KEY not in str(e) and API_KEY not in repr(e) for e in errors)
-    logging.getLogger("sankofa_sdk").setLevel(logging.NOTSET)
 
 
 def test_configuration_errors_at_construction() -> None:

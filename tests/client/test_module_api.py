@@ -17,10 +17,7 @@ from ..conftest import API_KEY, BATCH_URL, HOST, sent_operations
 def no_default_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("SANKOFA_API_KEY", raising=False)
     monkeypatch.delenv("SANKOFA_HOST", raising=False)
-    sankofa_sdk.shutdown()
-    # The module-level warnings are throttled across the process (60 s): a test elsewhere
-    # that met "call sankofa_sdk.init" first must not hide it from this module's tests.
-    sankofa_sdk._default._warnings.reset()
+    sankofa_sdk.shutdown()  # also lets the next "call sankofa_sdk.init" warning through
     yield
     sankofa_sdk.shutdown()
 
