@@ -47,7 +47,8 @@ class ExternalServer:
         self.url = match.group(1)
         self.api_key = API_KEY
         # Keep reading its stdout so it never blocks on a full pipe.
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        self._reader = threading.Thread(target=self.proc.stdout.read, daemon=True)
+        self._reader.start()
         self._session = requests.Session()
         self._session.headers["x-api-key"] = API_KEY
 
@@ -80,6 +81,9 @@ class ExternalServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        self._reader.join(10)  # it reads to the end of the pipe, which the exit closed
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self._log.close()
         self._session.close()
         return self.proc.returncode

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -83,7 +84,8 @@ def test_sigterm_handler_calling_shutdown_delivers(server: ReferenceServer) -> N
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
+    proc.communicate(timeout=30)  # waits, and closes the pipes
+    assert proc.returncode == 0
     assert server.wait_until_applied(10)
     assert len(server.events("term_user", limit=1000)) == 15
 
@@ -147,8 +149,13 @@ def start_cli(db: Path, port: int, key: str) -> subprocess.Popen[str]:
     for line in proc.stdout:  # wait for the banner that names the URL
         if f"127.0.0.1:{port}" in line:
             break
-    # Keep reading its log so a full pipe never blocks it.
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
+
+    # Keep reading its log so a full pipe never blocks it; the pipe is closed at its end.
+    def read_to_the_end(stream: IO[str]) -> None:
+        with stream:
+            stream.read()
+
+    threading.Thread(target=read_to_the_end, args=(proc.stdout,), daemon=True).start()
     return proc
 
 

@@ -37,7 +37,8 @@ class Cli:
             stderr=self._stderr,
         )
         self.lines: queue.Queue[Optional[str]] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         self.output: list[str] = []
 
     def _read(self) -> None:
@@ -80,6 +81,9 @@ class Cli:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self._reader.join(10)  # it reads to the end of the pipe, which the exit closed
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         if not self._stderr.closed:
             self._stderr.close()
 
