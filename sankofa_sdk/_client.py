@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Callable, Optional, Union
 
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
+from ._hooks import BeforeSend, Dropped, OperationHooks
 from ._identity import Identity, IdentityScope
 from ._log import ThrottledWarning, debug_off, debug_on, logger
 from ._operations import MAX_REQUEST_BYTES
@@ -101,12 +102,23 @@ class Client:
       container stopped); the next client on the same directory delivers what is left.
       ``max_spool_bytes`` (1 GiB) bounds it; ``spool_fsync`` (False) also survives power loss,
       at the cost of one disk flush per call.
+    - ``super_properties`` (None): properties every event gets, under the call's own.
+    - ``before_send`` (None): ``before_send(operation)`` sees each event and people update (a
+      dict: ``type``, ``distinct_id``, ``properties``, ``timestamp``, and for events
+      ``event_name`` and ``default_properties``) before it is queued, and returns it, changed
+      or not, or None to drop it (counted as ``before_send``). One that raises or returns
+      something else drops the operation and reports it (reason ``before_send``).
+    - ``proxies`` (None): requests-style ``{"https": "http://proxy:3128"}``; by default the
+      ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` environment variables apply.
+
+    ``api_key`` and ``host`` default to the ``SANKOFA_API_KEY`` and ``SANKOFA_HOST`` environment
+    variables (and ``host`` then to ``https://api.sankofa.dev``).
     """
 
     def __init__(
         self,
-        api_key: Optional[str],
-        host: str = DEFAULT_HOST,
+        api_key: Optional[str] = None,
+        host: Optional[str] = None,
         *,
         flush_at: int = 100,
         flush_interval: float = 0.5,
@@ -134,13 +146,20 @@ class Client:
         spool_dir: Optional[Union[str, os.PathLike[str]]] = None,
         max_spool_bytes: int = 1024 * 1024 * 1024,
         spool_fsync: bool = False,
+        before_send: Optional[BeforeSend] = None,
+        super_properties: Optional[Mapping[str, Any]] = None,
+        proxies: Optional[Mapping[str, str]] = None,
         clock: Optional[Clock] = None,
     ) -> None:
         self._disabled = bool(disabled)
+        if api_key is None:
+            api_key = os.environ.get("SANKOFA_API_KEY")
+        if host is None:
+            host = os.environ.get("SANKOFA_HOST") or DEFAULT_HOST
         if not self._disabled and (not isinstance(api_key, str) or not api_key.strip()):
             raise ConfigurationError(
-                "api_key is required: pass the project's key (sk_live_… or sk_test_…), "
-                "or disabled=True"
+                "api_key is required: pass the project's key (sk_live_… or sk_test_…) or set "
+                "SANKOFA_API_KEY, or pass disabled=True"
             )
         # A key read from a file or an environment variable often ends in a newline: strip it
         # (sent as is, it breaks every request, and the error would quote it).
@@ -175,9 +194,12 @@ class Client:
             spool_dir=spool_dir if spool_dir is not None else os.environ.get("SANKOFA_SPOOL_DIR"),
             max_spool_bytes=max_spool_bytes,
             spool_fsync=spool_fsync,
+            before_send=before_send,
+            super_properties=super_properties,
+            proxies=proxies,
         )
         if not verify:
-            logger.warning("sankofa_sdk: TLS certificate verification is OFF (verify=False)")
+            logger.warning("TLS certificate verification is OFF (verify=False)")
         options = self.options
         # Lowers the logger's level while this client runs; shutdown() puts it back.
         self._debug = options.debug
@@ -190,6 +212,8 @@ class Client:
         self._shutdown_timeout = options.shutdown_timeout
         self._closed = False
         self._loop_hint_given = False
+        hooks = OperationHooks(options.super_properties, options.before_send)
+        self._hooks: Optional[OperationHooks] = hooks if hooks else None
         self._request_properties: ContextVar[Optional[Mapping[str, str]]] = ContextVar(
             "sankofa_request_properties", default=None
         )
@@ -379,7 +403,7 @@ class Client:
         except TimestampNotRead as exc:
             if self._strict:
                 raise
-            self._warnings.warn(exc.reason, "sankofa_sdk: %s call: %s", call, exc)
+            self._warnings.warn(exc.reason, "%s call: %s", call, exc)
             self._call_on_error(exc, {"type": call, "timestamp": timestamp})
             return time.time()
 
@@ -432,7 +456,7 @@ class Client:
         if not self._loop_hint_given and _on_event_loop_thread():
             self._loop_hint_given = True
             logger.warning(
-                "sankofa_sdk: flush() was called on a running event loop's thread and blocks "
+                "flush() was called on a running event loop's thread and blocks "
                 "it while it waits; use 'await client.aflush()' there"
             )
         return self._worker.flush(None if timeout is None else _seconds(timeout))
@@ -508,6 +532,16 @@ class Client:
     # --- internals ------------------------------------------------------------------------
 
     def _enqueue(self, op: Operation) -> None:
+        hooks = self._hooks
+        if hooks is not None:
+            try:
+                op = hooks.apply(op)
+            except Dropped:
+                self._stats.add_dropped("before_send")  # the app's choice: counted, not logged
+                return
+            except ValidationError as exc:
+                self._invalid(exc, describe_operation(op))
+                return
         if self._closed:
             self._drop("closed", op, "the client was shut down; call dropped")
         elif self._sync_mode:
@@ -534,21 +568,19 @@ class Client:
             f"max_queue_bytes={options.max_queue_bytes:,}): call dropped, {dropped:,} so far; "
             f"{hint}"
         )
-        self._warnings.warn("queue_full", "sankofa_sdk: %s", message)
+        self._warnings.warn("queue_full", "%s", message)
         self._call_on_error(DeliveryError(message, reason="queue_full"), describe_operation(op))
 
     def _drop(self, reason: str, op: Operation, message: str) -> None:
         self._stats.add_dropped(reason)
-        self._warnings.warn(reason, "sankofa_sdk: %s", message)
+        self._warnings.warn(reason, "%s", message)
         self._call_on_error(DeliveryError(message, reason=reason), describe_operation(op))
 
     def _invalid(self, exc: ValidationError, call: dict[str, Any]) -> None:
         self._stats.add_dropped("invalid")
         if self._strict:
             raise exc
-        self._warnings.warn(
-            exc.reason, "sankofa_sdk: invalid %s call dropped: %s", call.get("type"), exc
-        )
+        self._warnings.warn(exc.reason, "invalid %s call dropped: %s", call.get("type"), exc)
         self._call_on_error(exc, call)
 
     def _report_delivery_failure(self, error: DeliveryError, ops: list[Reported]) -> None:
@@ -559,7 +591,7 @@ class Client:
             return
         self._warnings.warn(
             "delivery:" + error.reason,
-            "sankofa_sdk: %d operation(s) not delivered (%s): %s",
+            "%d operation(s) not delivered (%s): %s",
             len(ops),
             error.reason,
             error,
@@ -574,7 +606,7 @@ class Client:
         try:
             self._on_error(error, operation)
         except Exception:
-            logger.exception("sankofa_sdk: the on_error callback raised")
+            logger.exception("the on_error callback raised")
 
     def _new_shutdown_state(self) -> None:
         self._shutdown_guard = threading.Lock()
@@ -647,7 +679,7 @@ def _shutdown_all_at_exit() -> None:
             if client._begin_shutdown(deadline):
                 plans.append((client, deadline))
         except Exception:
-            logger.exception("sankofa_sdk: error while shutting down at exit")
+            logger.exception("error while shutting down at exit")
     active = [(c, d) for c, d in plans if not c._disabled]
     # Every thread sends until its own deadline, all at the same time; then whatever is still
     # in flight is cut, all at once, and one short grace lets the threads see the cut.
@@ -662,7 +694,7 @@ def _shutdown_all_at_exit() -> None:
             if not client._disabled:
                 client._worker.report_leftovers(deadline)
         except Exception:
-            logger.exception("sankofa_sdk: error while shutting down at exit")
+            logger.exception("error while shutting down at exit")
         finally:
             client._end_shutdown()
 

@@ -6,19 +6,60 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypedDict, Union
 
-from ._client import DEFAULT_HOST, FLUSH_TIMEOUT, Client
+from ._client import DEFAULT_HOST, FLUSH_TIMEOUT, Client, ErrorHandler
 from ._errors import ConfigurationError
+from ._hooks import BeforeSend
 from ._identity import Identity
 from ._log import ThrottledWarning
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from 3.11; only the checker needs it
 
 _lock = threading.Lock()
 _default: Optional[Client] = None
 _warnings = ThrottledWarning(interval=60.0)
 
 
-def init(api_key: Optional[str] = None, host: Optional[str] = None, **options: Any) -> Client:
+class ClientOptions(TypedDict, total=False):
+    """The keyword options of :class:`Client` (see its docstring), for ``init(**options)``: a
+    typo or a wrong type is then a type error, not a surprise at run time."""
+
+    flush_at: int
+    flush_interval: float
+    max_batch_size: int
+    max_batch_bytes: int
+    max_queue_size: int
+    max_queue_bytes: int
+    block_when_full: float
+    gzip: Optional[bool]
+    timeout: float
+    max_retries: int
+    backoff_base: float
+    backoff_max: float
+    max_retry_time: float
+    max_retry_after: float
+    rate_limit: Optional[tuple[int, float]]
+    shutdown_timeout: float
+    sync_mode: bool
+    send: bool
+    disabled: bool
+    strict: bool
+    on_error: Optional[ErrorHandler]
+    debug: bool
+    verify: bool
+    spool_dir: Optional[Union[str, os.PathLike[str]]]
+    max_spool_bytes: int
+    spool_fsync: bool
+    before_send: Optional[BeforeSend]
+    super_properties: Optional[Mapping[str, Any]]
+    proxies: Optional[Mapping[str, str]]
+
+
+def init(
+    api_key: Optional[str] = None, host: Optional[str] = None, **options: Unpack[ClientOptions]
+) -> Client:
     """Create the default client used by ``sankofa_sdk.track()`` and the other module functions.
 
     ``api_key`` and ``host`` default to the ``SANKOFA_API_KEY`` and ``SANKOFA_HOST`` environment
@@ -26,9 +67,7 @@ def init(api_key: Optional[str] = None, host: Optional[str] = None, **options: A
     :class:`ConfigurationError` when there is no key (unless ``disabled=True``).
     """
     global _default
-    key = api_key if api_key is not None else os.environ.get("SANKOFA_API_KEY")
-    url = host if host is not None else os.environ.get("SANKOFA_HOST", DEFAULT_HOST)
-    client = Client(key, url, **options)
+    client = Client(api_key, host, **options)  # which reads the environment for what is None
     with _lock:
         previous, _default = _default, client
     _warnings.reset()  # throttled per default client, not per process
@@ -48,11 +87,11 @@ def get_client() -> Optional[Client]:
                         os.environ["SANKOFA_API_KEY"], os.environ.get("SANKOFA_HOST", DEFAULT_HOST)
                     )
                 except ConfigurationError as exc:
-                    _warnings.warn("init", "sankofa_sdk: cannot create the default client: %s", exc)
+                    _warnings.warn("init", "cannot create the default client: %s", exc)
     if _default is None:
         _warnings.warn(
             "uninitialised",
-            "sankofa_sdk: call sankofa_sdk.init(api_key=...) or set SANKOFA_API_KEY before using the "
+            "call sankofa_sdk.init(api_key=...) or set SANKOFA_API_KEY before using the "
             "module-level functions; this call was dropped",
         )
     return _default

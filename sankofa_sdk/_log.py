@@ -19,6 +19,32 @@ __all__ = ["ThrottledWarning", "debug_off", "debug_on", "logger"]
 logger = logging.getLogger("sankofa_sdk")
 
 
+def _handled() -> bool:
+    """Whether a handler of the app's will see this logger's records (as logging looks)."""
+    current: Optional[logging.Logger] = logger
+    while current is not None:
+        if current.handlers:
+            return True
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False
+
+
+class _NamedWhenUnhandled(logging.Filter):
+    """Messages carry no "sankofa_sdk:" of their own (the app's log format names the logger).
+    When the app configured no logging, Python prints a warning as the bare message
+    (``logging.lastResort``): then the message says where it comes from."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _handled():
+            record.msg = f"sankofa_sdk: {record.msg}"
+        return True
+
+
+logger.addFilter(_NamedWhenUnhandled())
+
+
 class ThrottledWarning:
     """Logs a message at most once per ``interval`` seconds per key, counting what it held back.
 
@@ -75,6 +101,8 @@ _live_throttles: weakref.WeakSet[ThrottledWarning] = weakref.WeakSet()
 
 _debug_lock = threading.Lock()
 _debug_clients = 0
+_debug_handler = logging.StreamHandler()  # sys.stderr, looked up when it writes
+_debug_handler.setFormatter(logging.Formatter("sankofa_sdk %(levelname)s: %(message)s"))
 _level_before_debug = logging.NOTSET
 
 
@@ -89,6 +117,9 @@ def debug_on() -> None:
         if _debug_clients == 0:
             _level_before_debug = logger.level
             logger.setLevel(logging.DEBUG)
+            if not _handled():
+                # The app configured no logging: debug output goes to stderr, as the peers do.
+                logger.addHandler(_debug_handler)
         _debug_clients += 1
 
 
@@ -99,9 +130,11 @@ def debug_off() -> None:
         if _debug_clients == 0:
             return
         _debug_clients -= 1
-        # Restore only a level we set: one the app set in the meantime is the app's.
-        if _debug_clients == 0 and logger.level == logging.DEBUG:
-            logger.setLevel(_level_before_debug)
+        if _debug_clients == 0:
+            logger.removeHandler(_debug_handler)
+            # Restore only a level we set: one the app set in the meantime is the app's.
+            if logger.level == logging.DEBUG:
+                logger.setLevel(_level_before_debug)
 
 
 def _after_fork_in_child() -> None:

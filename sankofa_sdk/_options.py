@@ -12,6 +12,8 @@ import ipaddress
 import math
 import os
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
@@ -49,7 +51,7 @@ def check_host(host: Any) -> str:
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in text):
         raise ConfigurationError(f"host must not contain spaces or control characters: {host!r}")
     if "://" not in text:
-        logger.warning("sankofa_sdk: host %r has no scheme; using https://%s", text, text)
+        logger.warning("host %r has no scheme; using https://%s", text, text)
         text = "https://" + text
     text = text.rstrip("/") if not text.endswith("://") else text
     try:
@@ -72,7 +74,7 @@ def check_host(host: Any) -> str:
         raise ConfigurationError(f"host {hostname!r} is not a valid server name: {host!r}")
     if parts.scheme.lower() == "http" and not _is_loopback(hostname):
         logger.warning(
-            "sankofa_sdk: host %s uses plain http to a non-loopback address: the API key and the "
+            "host %s uses plain http to a non-loopback address: the API key and the "
             "data travel unencrypted",
             text,
         )
@@ -122,6 +124,11 @@ class Options:
     spool_dir: Optional[str] = None
     max_spool_bytes: int = 1024 * 1024 * 1024
     spool_fsync: bool = False
+    before_send: Optional[Callable[[dict[str, Any]], Optional[dict[str, Any]]]] = None
+    super_properties: Optional[Mapping[str, Any]] = None
+    """Read-only (a ``MappingProxyType`` of a copy): what every event gets under its own."""
+    proxies: Optional[Mapping[str, str]] = None
+    """requests-style ``{"https": "http://proxy:3128"}``; None: the environment's."""
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Options:
@@ -193,8 +200,22 @@ def _problems(values: dict[str, Any]) -> list[str]:
             problems.append(f"{name} must be True or False")
     if "gzip" in values and values["gzip"] not in (None, True, False):
         problems.append("gzip must be True, False or None (compress large batches)")
-    if "on_error" in values and values["on_error"] is not None and not callable(values["on_error"]):
-        problems.append("on_error must be callable")
+    for name in ("on_error", "before_send"):
+        if values.get(name) is not None and not callable(values[name]):
+            problems.append(f"{name} must be callable or None")
+    supers = values.get("super_properties")
+    if supers is not None and not (
+        isinstance(supers, Mapping) and all(isinstance(k, str) for k in supers)
+    ):
+        problems.append("super_properties must be a mapping of str keys or None")
+    proxies = values.get("proxies")
+    if proxies is not None and not (
+        isinstance(proxies, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in proxies.items())
+    ):
+        problems.append(
+            'proxies must map schemes to proxy URLs, e.g. {"https": "http://proxy:3128"}'
+        )
     if "rate_limit" in values and values["rate_limit"] is not None:
         limit = values["rate_limit"]
         if not (
@@ -225,4 +246,8 @@ def _normalised(values: dict[str, Any]) -> dict[str, Any]:
     if out.get("rate_limit") is not None:
         requests, seconds = out["rate_limit"]
         out["rate_limit"] = (int(requests), float(seconds))
+    for name in ("super_properties", "proxies"):
+        if out.get(name) is not None:
+            # A copy, read-only: changing the caller's dict later changes nothing here.
+            out[name] = MappingProxyType(dict(out[name]))
     return out

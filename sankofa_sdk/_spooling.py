@@ -93,9 +93,7 @@ class SpoolFeed:
             found.extend((spool, batch) for batch in spool.pending_batches)
             if spool.damaged_bytes:
                 self._damaged(spool, spool.damaged_bytes)
-            logger.info(
-                "sankofa_sdk: adopted the spool %s left by a process that is gone", spool.path
-            )
+            logger.info("adopted the spool %s left by a process that is gone", spool.path)
         return found
 
     def read(self, budget: int) -> list[tuple[Record, Origin]]:
@@ -177,7 +175,7 @@ class SpoolFeed:
             action(*args)  # type: ignore[operator]
         except OSError as exc:
             # Delivery goes on; a death now could resend this batch under a new key.
-            logger.warning("sankofa_sdk: could not note a batch in the spool: %s", exc)
+            logger.warning("could not note a batch in the spool: %s", exc)
 
     def undecodable(self, spool: SpoolDirectory, count: int) -> None:
         """A record whose checksum holds but whose values do not unpack (written by a version
@@ -188,7 +186,7 @@ class SpoolFeed:
         self.damaged_bytes += count
         logger.log(
             logging.WARNING,
-            "sankofa_sdk: %d damaged byte(s) skipped in the spool %s (a record torn by a kill, "
+            "%d damaged byte(s) skipped in the spool %s (a record torn by a kill, "
             "or a corrupt file); what could be read is delivered",
             count,
             spool.path,

@@ -7,7 +7,7 @@ from collections import Counter
 from typing import TypedDict
 
 # Reasons for operations that were never accepted (the call returned without queueing).
-NOT_ACCEPTED = frozenset({"invalid", "queue_full", "closed"})
+NOT_ACCEPTED = frozenset({"invalid", "queue_full", "closed", "before_send"})
 
 
 class ClientStats(TypedDict):

@@ -107,8 +107,9 @@ class Transport:
         # What Session.request would look up in the environment on every call (proxies,
         # REQUESTS_CA_BUNDLE...), looked up once: that lookup was a quarter of the CPU the
         # background thread spent per request. Environment changes after this are not seen.
+        proxies = dict(self._options.proxies) if self._options.proxies is not None else {}
         self._send_settings = session.merge_environment_settings(
-            self.url, {}, True, self._options.verify, None
+            self.url, proxies, True, self._options.verify, None
         )
         return session
 
@@ -134,7 +135,7 @@ class Transport:
         try:
             return gzip_module.compress(body, compresslevel=1 if wanted is None else 6), True
         except Exception:  # compression failing must not cost the batch: send it as it is
-            logger.warning("sankofa_sdk: gzip failed; sending the batch uncompressed")
+            logger.warning("gzip failed; sending the batch uncompressed")
             return body, False
 
     def send(

@@ -69,8 +69,16 @@ def copy_mapping(value: Any, what: str) -> Optional[dict[Any, Any]]:
         return None
     if type(value) is dict or isinstance(value, Mapping):
         return dict(value)
+    hint = ""
+    if isinstance(value, str) and what == "properties":
+        # Segment's track(user_id, event, properties) has the event second.
+        hint = (
+            "; the order is track(event_name, properties, distinct_id=...), not Segment's "
+            "track(user_id, event_name)"
+        )
     raise ValidationError(
-        f"{what} must be a mapping (dict), not {type(value).__name__}", reason="invalid_properties"
+        f"{what} must be a mapping (dict), not {type(value).__name__}{hint}",
+        reason="invalid_properties",
     )
 
 

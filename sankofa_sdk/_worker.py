@@ -282,11 +282,11 @@ class Worker:
             "kept in memory from now on",
             reason="spool_unavailable",
         )
-        logger.error("sankofa_sdk: %s", error)
+        logger.error("%s", error)
         try:
             self._report(error, [])
         except BaseException:
-            logger.exception("sankofa_sdk: error while reporting the spool's failure")
+            logger.exception("error while reporting the spool's failure")
 
     # --- the caller's side ----------------------------------------------------------------
 
@@ -392,9 +392,7 @@ class Worker:
     def flush(self, timeout: Optional[float]) -> bool:
         """Wait until everything queued before this call was delivered or finally failed."""
         if threading.current_thread() is self._thread:
-            logger.warning(
-                "sankofa_sdk: flush() called from the delivery thread (on_error?); ignored"
-            )
+            logger.warning("flush() called from the delivery thread (on_error?); ignored")
             return False
         if self._thread is None and not self._raw and self.spool is None:
             return True  # nothing was ever queued (or we are a fresh fork)
@@ -474,9 +472,7 @@ class Worker:
                     if not self._turn():
                         return
                 except BaseException:  # never let the thread die; on_error may raise SystemExit
-                    logger.exception(
-                        "sankofa_sdk: unexpected error in the delivery thread; it keeps running"
-                    )
+                    logger.exception("unexpected error in the delivery thread; it keeps running")
         finally:
             self._sender.stop()
             if self._abandoned:
@@ -704,7 +700,7 @@ class Worker:
         if problems:
             self._warnings.warn(
                 "cut:" + op[0],
-                "sankofa_sdk: %s %r: some values were cut: %s",
+                "%s %r: some values were cut: %s",
                 op[0],
                 op[2],
                 "; ".join(problems),
@@ -717,7 +713,7 @@ class Worker:
             self._fail([op], DeliveryError(message, reason="too_large"))
             return None
         if self._debugging():
-            logger.debug("sankofa_sdk: queued %s", data.decode("utf-8", "replace"))
+            logger.debug("queued %s", data.decode("utf-8", "replace"))
         return data
 
     # --- sending --------------------------------------------------------------------------
@@ -817,7 +813,7 @@ class Worker:
         if self._debugging():
             wire = batch.wire
             logger.debug(
-                "sankofa_sdk: POST %s: %d operation(s), %d bytes%s, key %s: %s in %.0f ms",
+                "POST %s: %d operation(s), %d bytes%s, key %s: %s in %.0f ms",
                 self._transport.url,
                 len(batch.items),
                 len(wire[0]) if wire is not None else 0,
@@ -867,7 +863,7 @@ class Worker:
             self._stats.add_skipped(skipped)
             self._warnings.warn(
                 "skipped",
-                "sankofa_sdk: the engine accepted a batch but discarded %d of its %d operations "
+                "the engine accepted a batch but discarded %d of its %d operations "
                 "(ids it treats as garbage); counted as skipped in stats()",
                 skipped,
                 count,
@@ -899,7 +895,7 @@ class Worker:
             said = f"HTTP {answer.status}" if answer.status is not None else "no answer"
             self._warnings.warn(
                 "retrying",
-                "sankofa_sdk: could not deliver to %s (%s: %s); retrying for up to %gs "
+                "could not deliver to %s (%s: %s); retrying for up to %gs "
                 "(max_retry_time) or %d retries, %d operation(s) waiting",
                 self._transport.url,
                 said,
@@ -909,7 +905,7 @@ class Worker:
                 len(batch.items) + self._backlog.encoded_count + len(self._raw),
             )
         logger.debug(
-            "sankofa_sdk: batch of %d answered %s (%s); retry %d in %.2fs",
+            "batch of %d answered %s (%s); retry %d in %.2fs",
             len(batch.items),
             answer.status,
             answer.detail,
@@ -966,7 +962,7 @@ class Worker:
                 hint = "the host redirects; set the host option to the URL it redirects to"
         self._warnings.warn(
             f"refused:{status}",
-            "sankofa_sdk: the engine answered %s to %s (%s): %s. Operations are dropped and "
+            "the engine answered %s to %s (%s): %s. Operations are dropped and "
             "reported to on_error until this is fixed.",
             status,
             self._transport.url,
@@ -987,7 +983,7 @@ class Worker:
         try:
             self._report(error, ops)
         except BaseException:
-            logger.exception("sankofa_sdk: error while reporting a failed delivery")
+            logger.exception("error while reporting a failed delivery")
 
     def _on_disk_finished(self, batch: _Batch) -> None:
         feed = self.spool
@@ -1055,7 +1051,7 @@ class Worker:
             feed.close(delivered_all=left_on_disk == 0)
             if left_on_disk:
                 logger.warning(
-                    "sankofa_sdk: shutdown: %d operation(s) not delivered yet stay in the spool "
+                    "shutdown: %d operation(s) not delivered yet stay in the spool "
                     "%s; the next client on the same spool_dir delivers them",
                     left_on_disk,
                     feed.root,
@@ -1067,7 +1063,7 @@ class Worker:
             marker.set()
         if ops:
             logger.error(
-                "sankofa_sdk: shutdown: %d operation(s) could not be delivered in time and are "
+                "shutdown: %d operation(s) could not be delivered in time and are "
                 "dropped (reported to on_error, counted as dropped['shutdown'])",
                 len(ops),
             )

@@ -176,7 +176,7 @@ def clean_anonymous_id(raw: Optional[str]) -> Optional[str]:
         or any(ch.isspace() for ch in value)
         or is_garbage_id(value)
     ):
-        logger.debug("sankofa_sdk: ignoring an unusable anonymous id from the request")
+        logger.debug("ignoring an unusable anonymous id from the request")
         return None
     return value
 
@@ -256,12 +256,12 @@ class AnonymousIdSource:
         except Exception as exc:
             self._warnings.warn(
                 "validator",
-                "sankofa_sdk: anonymous_id_validator raised %r; the request's id was ignored",
+                "anonymous_id_validator raised %r; the request's id was ignored",
                 exc,
             )
             return None
         if not accepted:
-            logger.debug("sankofa_sdk: ignoring an anonymous id the validator refused")
+            logger.debug("ignoring an anonymous id the validator refused")
             return None
         return value
 
@@ -278,7 +278,7 @@ def sign_in_request(client: Client, user: object, hook: str) -> None:
     try:
         distinct_id = check_distinct_id(user, "user_id")
     except ValidationError as exc:
-        logger.warning("sankofa_sdk: the %s user_id hook gave an unusable id: %s", hook, exc)
+        logger.warning("the %s user_id hook gave an unusable id: %s", hook, exc)
         return
     held = client._identity.held()
     if isinstance(held, SharedIdentity):  # always, inside the middleware
@@ -291,7 +291,7 @@ def call_user_id(user_id: Callable[[Any], Any], request: Any, hook: str) -> Any:
     try:
         return user_id(request)
     except Exception:
-        logger.exception("sankofa_sdk: the %s user_id hook raised; request left anonymous", hook)
+        logger.exception("the %s user_id hook raised; request left anonymous", hook)
         return None
 
 

@@ -73,9 +73,7 @@ class SankofaASGIMiddleware(RequestIdentityMiddleware[ASGIApp]):
                 try:
                     user = await user
                 except Exception:
-                    logger.exception(
-                        "sankofa_sdk: the ASGI user_id hook raised; request left anonymous"
-                    )
+                    logger.exception("the ASGI user_id hook raised; request left anonymous")
                     user = None
         var = request_properties_var(client) if options.properties else None
         with request_identity(client, anonymous_id):

@@ -70,7 +70,7 @@ class CeleryHooks:
             try:
                 scope.__exit__(None, None, None)
             except ValueError:  # prerun ran in another context (an unusual pool): nothing to undo
-                logger.debug("sankofa_sdk: task identity ended in another context")
+                logger.debug("task identity ended in another context")
         client = self.client
         if self._flush_after_task and client is not None:
             client.flush(self._flush_timeout)

@@ -261,7 +261,7 @@ async def _awaited_user_id(user_id: Callable[[Any], Any], request: Any) -> Any:
     try:
         return await user_id(request)
     except Exception:
-        logger.exception("sankofa_sdk: the Django user_id hook raised; request left anonymous")
+        logger.exception("the Django user_id hook raised; request left anonymous")
         return None
 
 

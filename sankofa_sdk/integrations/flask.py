@@ -99,9 +99,7 @@ class Sankofa:
     def init_app(self, app: Flask) -> Client:
         """Set the extension up on ``app`` and return the app's client."""
         if EXTENSION_KEY in app.extensions:
-            raise ConfigurationError(
-                "sankofa_sdk: the Sankofa extension is already set up on this app"
-            )
+            raise ConfigurationError("the Sankofa extension is already set up on this app")
         config: dict[str, Any] = dict(app.config.get("SANKOFA") or {})
         request_options = {
             name: config.pop(name, default) for name, default in self._request_options.items()
@@ -121,9 +119,7 @@ class Sankofa:
         try:
             user = self._user_id()
         except Exception:
-            logger.exception(
-                "sankofa_sdk: the Flask user_id callback raised; request left anonymous"
-            )
+            logger.exception("the Flask user_id callback raised; request left anonymous")
             return
         sign_in_request(current_client(), user, "Flask")
 
@@ -139,7 +135,7 @@ class Sankofa:
         client = configured_client()
         if client is None:
             raise ConfigurationError(
-                "sankofa_sdk: no client for the Flask app: pass client=, set "
+                "no client for the Flask app: pass client=, set "
                 "app.config['SANKOFA'] = {'api_key': ...}, call sankofa_sdk.init() first or set "
                 "SANKOFA_API_KEY"
             )
@@ -154,5 +150,5 @@ def current_client() -> Client:
         raise ImportError("sankofa_sdk.integrations.flask needs Flask: pip install flask") from exc
     client = current_app.extensions.get(EXTENSION_KEY)
     if not isinstance(client, Client):
-        raise ConfigurationError("sankofa_sdk: the Sankofa extension is not set up on this app")
+        raise ConfigurationError("the Sankofa extension is not set up on this app")
     return client

@@ -6,6 +6,9 @@ import logging
 import math
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import types
 from typing import Callable
 
@@ -123,3 +126,52 @@ def test_a_client_without_debug_does_not_touch_the_logger(make_client: MakeClien
     before = logger.level
     make_client().shutdown()
     assert logger.level == before
+
+
+def _run(body: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(body)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_debug_prints_to_stderr_when_the_app_configured_no_logging() -> None:
+    # Both peers print out of the box; before, debug=True printed nothing without a handler.
+    result = _run(
+        """
+        import sankofa_sdk
+        from sankofa_sdk.server import ReferenceServer
+        with ReferenceServer() as server:
+            client = sankofa_sdk.Client(server.api_key, host=server.url, debug=True)
+            client.track("Debugged", distinct_id="user_1")
+            assert client.flush(10)
+            client.shutdown()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sankofa_sdk DEBUG: queued" in result.stderr
+    assert "sankofa_sdk DEBUG: POST http://127.0.0.1:" in result.stderr
+    assert "HTTP 200" in result.stderr
+
+
+def test_a_warning_names_the_sdk_once_whatever_the_logging_setup() -> None:
+    unconfigured = _run(
+        """
+        import sankofa_sdk
+        sankofa_sdk.Client("sk_test_x", host="http://127.0.0.1:9", verify=False).shutdown()
+        """
+    )
+    assert "sankofa_sdk: TLS certificate verification is OFF" in unconfigured.stderr
+    configured = _run(
+        """
+        import logging, sankofa_sdk
+        logging.basicConfig(format="%(name)s: %(message)s")
+        sankofa_sdk.Client("sk_test_x", host="http://127.0.0.1:9", verify=False).shutdown()
+        """
+    )
+    assert "sankofa_sdk: TLS certificate verification is OFF" in configured.stderr
+    assert "sankofa_sdk: sankofa_sdk:" not in configured.stderr

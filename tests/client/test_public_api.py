@@ -58,3 +58,22 @@ def test_flush_on_an_event_loop_thread_hints_at_aflush_once(
         assert len(hints) == 1
     finally:
         client.shutdown(timeout=0.1)
+
+
+def test_init_is_typed_with_every_option_of_the_client() -> None:
+    import inspect
+
+    from sankofa_sdk._default import ClientOptions
+
+    parameters = inspect.signature(Client.__init__).parameters
+    options = {n for n, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert set(typing.get_type_hints(ClientOptions)) == options - {"clock"}
+
+
+def test_segment_argument_order_gets_a_hint() -> None:
+    client = Client("sk_test_x", send=False, strict=True)
+    try:
+        with pytest.raises(sankofa_sdk.ValidationError, match="track\\(event_name, properties"):
+            client.track("user_42", "Signed In")  # type: ignore[arg-type]
+    finally:
+        client.shutdown()
