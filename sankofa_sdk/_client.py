@@ -79,7 +79,8 @@ class Client:
       calls beyond them are dropped and counted (``queue_full``).
     - ``block_when_full`` (0 s): how long a call may wait for room when the queue is full,
       instead of being dropped at once (for scripts and batch jobs).
-    - ``gzip`` (None): compress request bodies; None compresses bodies of 32 KiB and more.
+    - ``gzip`` (None): compress request bodies; None compresses bodies of 32 KiB and more,
+      except to a loopback host.
     - ``timeout`` (10 s): wall-clock limit of one HTTP request, answer included.
     - ``max_retries`` (10), ``backoff_base`` (0.5 s), ``backoff_max`` (30 s),
       ``max_retry_time`` (300 s), ``max_retry_after`` (60 s): retries after 5xx, timeouts and

@@ -72,7 +72,7 @@ def check_host(host: Any) -> str:
         raise ConfigurationError(f"host has port 0, which no server listens on: {host!r}")
     if not (_is_ip_address(hostname) or _HOSTNAME.match(hostname)):
         raise ConfigurationError(f"host {hostname!r} is not a valid server name: {host!r}")
-    if parts.scheme.lower() == "http" and not _is_loopback(hostname):
+    if parts.scheme.lower() == "http" and not is_loopback_host(hostname):
         logger.warning(
             "host %s uses plain http to a non-loopback address: the API key and the "
             "data travel unencrypted",
@@ -89,7 +89,8 @@ def _is_ip_address(hostname: str) -> bool:
     return True
 
 
-def _is_loopback(hostname: str) -> bool:
+def is_loopback_host(hostname: str) -> bool:
+    """localhost or a loopback address (127.0.0.0/8, ::1)."""
     if hostname == "localhost":
         return True
     try:

@@ -105,6 +105,16 @@ def test_gzip_by_default_only_for_large_bodies() -> None:
     assert gzipped and gzip.decompress(data) == large and len(data) < len(large) // 10
 
 
+@pytest.mark.parametrize(
+    "host", ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:80"]
+)
+def test_gzip_by_default_not_to_an_engine_on_this_machine(host: str) -> None:
+    # Compressing for a loopback connection costs CPU and saves nothing; gzip=True still does.
+    large = b'{"operations":[' + b'{"type":"track"},' * (GZIP_AUTO_MIN_BYTES // 16) + b"{}]}"
+    assert Transport(API_KEY, host, Options.from_kwargs()).encode(large) == (large, False)
+    assert Transport(API_KEY, host, Options.from_kwargs(gzip=True)).encode(large)[1]
+
+
 def test_gzip_false_never_compresses() -> None:
     large = b"x" * (GZIP_AUTO_MIN_BYTES * 4)
     assert make_transport(gzip=False).encode(large) == (large, False)
