@@ -20,7 +20,7 @@ import os
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from datetime import time as dt_time
 from decimal import Decimal
 from enum import Enum
@@ -28,6 +28,9 @@ from typing import Any, Callable, Optional, Union
 from uuid import UUID
 
 from ._operations import format_datetime, format_epoch
+
+_UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 
 MAX_DEPTH = 100
 """When a value is nested too deeply for the JSON encoder (about 900 levels), it is rebuilt
@@ -84,6 +87,9 @@ def convert_value(value: Any) -> Any:
     generator, ``itertools.count()``, a file or socket): only known finite kinds are read.
     """
     if isinstance(value, datetime):
+        if value.tzinfo is _UTC:
+            # The common case, without two calls: what format_datetime gives an aware value.
+            return format_epoch((value - _EPOCH).total_seconds())
         return format_datetime(value)
     if isinstance(value, (date, dt_time)):
         return value.isoformat()
