@@ -54,6 +54,8 @@ MAX_RETRYING = 2
 """New batches are formed only while fewer batches than this wait for a retry: during an outage
 the rest waits in the queue (bounded by bytes) instead of multiplying failing requests."""
 SPOOL_WAKE_AT = 1_000
+HELD_WAKE_AT = 1_000
+"""While the request budget holds a due batch back, callers wake the thread every this many."""
 CUT_GRACE = 0.5
 """After a request is cut at the shutdown deadline, how long to wait for the thread to see it."""
 _ENCODE_SLICE = 2_000
@@ -512,10 +514,14 @@ class Worker:
         if start_at > now:
             if action_at <= now:
                 self._held_back = True  # due, but the request budget says wait
+                # Nothing can go before start_at: callers need not wake us every flush_at
+                # calls to say a batch is due, only often enough to keep encoding in chunks.
+                self._wake_at = max(self._options.flush_at, HELD_WAKE_AT)
             if self._raw and len(self._raw) >= self._wake_at:
                 return True  # more to encode first
             self._clock.sleep_until(start_at, self._wake)
             return True
+        self._wake_at = self._options.flush_at
         held_back, self._held_back = self._held_back, False
         if retry is not None:
             with self._state_lock:  # in flight the moment it leaves the list: never in neither
