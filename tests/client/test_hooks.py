@@ -9,13 +9,10 @@ import responses
 
 from sankofa_sdk import Client, ConfigurationError, SankofaError, ValidationError
 
-from ..conftest import API_KEY, BATCH_URL, HOST, sent_operations
+from ..conftest import API_KEY, HOST, sent_operations
+from .test_client_delivery import ok
 
 MakeClient = Callable[..., Client]
-
-
-def ok(rsps: responses.RequestsMock) -> None:
-    rsps.add(responses.POST, BATCH_URL, json={"ok": True})
 
 
 def test_super_properties_go_with_every_event_under_its_own(

@@ -26,8 +26,8 @@ from sankofa_sdk._spool_calls import pack_call, unpack_call
 from tests.client.test_serialize_unchanged import (
     FIXED_ID,
     BadOffset,
-    NoOffset,
     _copy,
+    datetimes,
     floats,
     ids,
     integers,
@@ -38,21 +38,6 @@ from tests.client.test_serialize_unchanged import (
     texts,
 )
 
-zones = st.sampled_from(
-    [
-        None,
-        dt.timezone.utc,
-        dt.timezone(dt.timedelta(hours=5, minutes=30)),
-        dt.timezone(-dt.timedelta(hours=8)),
-        NoOffset(),
-        BadOffset(),
-    ]
-)
-datetimes = st.builds(
-    lambda moment, zone: moment.replace(tzinfo=zone),
-    st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)),
-    zones,
-)
 plain_leaves = st.one_of(st.none(), st.booleans(), integers, floats, texts)
 plain_values = st.recursive(
     plain_leaves,
