@@ -21,9 +21,10 @@ Known divergences from the engine (besides decisions D1-D4 of the spec):
   has no cap.
 * Dashboard reads (``GET /api/v1/people`` and ``/people/...``) answer the engine's 401s, but no
   token is valid: the server has no dashboard users. Other dashboard routes are 404 here.
-* ``$os``/``$browser``/``$device_model`` come from a small stand-in for uap-core's parser
-  (common browsers, HTTP libraries, headless Chrome); it answers ``Other`` where uap-core may
-  know better (Android device models, for one).
+* ``$os``/``$browser``/``$device_model`` come from uap-core, as in the engine, with the ``ua``
+  extra installed (``pip install "sankofa-sdk[ua]"``); without it from a small stand-in for
+  uap-core's parser (common browsers, HTTP libraries, headless Chrome), which answers ``Other``
+  where uap-core may know better (Android device models, for one).
 """
 
 from ._app import RequestRecord

@@ -7,17 +7,18 @@ answers ``Other`` for the rest, as uap-core does for anything it does not know. 
 uap-core's names (``HeadlessChrome``, ``Mobile Safari``, ``Chrome Mobile``); Android device
 models (uap-core's ``Pixel 8``) are not parsed and stay ``Other``.
 
-uap-core's maintained Python implementation (``ua-parser`` with ``ua-parser-builtins``) was
-weighed as a dependency and left out: it needs Python 3.10 (this package supports 3.9), adds
-about 1.2 MB and 20-25 ms of import plus some 80 ms of rule compiling at the first parse, and the
-server promises the standard library only.
+uap-core's maintained Python implementation (``ua-parser`` with ``ua-parser-builtins``) is an
+optional extra, ``pip install sankofa-sdk[ua]``: with it installed the server parses every agent
+exactly as the engine does. It is not a dependency: it adds about 1.2 MB, 20-25 ms of import and
+some 80 ms of rule compiling at the first parse, and the server otherwise needs only the
+standard library.
 """
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 
 class Device(NamedTuple):
@@ -64,6 +65,35 @@ def _first(patterns: tuple[tuple[re.Pattern[str], str], ...], text: str) -> str:
 @lru_cache(maxsize=256)
 def parse(user_agent: str) -> Device:
     """OS, browser and device family of a User-Agent header; ``Other`` where unknown."""
+    uap = _uap_parse()
+    if uap is not None:
+        try:
+            result = uap(user_agent)
+        except Exception:  # a bug of the library's must not cost the request
+            pass
+        else:
+            return Device(_family(result.os), _family(result.user_agent), _family(result.device))
+    return stand_in(user_agent)
+
+
+def stand_in(user_agent: str) -> Device:
+    """The built-in rules, without uap-core."""
     return Device(
         _first(_OSES, user_agent), _first(_BROWSERS, user_agent), _first(_DEVICES, user_agent)
     )
+
+
+def _family(part: Any) -> str:
+    family = getattr(part, "family", None)
+    return family if isinstance(family, str) and family else "Other"
+
+
+@lru_cache(maxsize=1)
+def _uap_parse() -> Optional[Callable[[str], Any]]:
+    """``ua_parser.parse`` when the ``ua`` extra is installed (imported at the first parse)."""
+    try:
+        # Typed when installed; the ignore is for a checker run without the extra.
+        from ua_parser import parse as uap  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return uap  # type: ignore[no-any-return,unused-ignore]

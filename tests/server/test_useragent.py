@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from sankofa_sdk.server import ReferenceServer
-from sankofa_sdk.server._useragent import parse
+from sankofa_sdk.server._useragent import parse, stand_in
 
 from .conftest import applied, post
 
@@ -63,7 +63,20 @@ HEADLESS = f"{CHROME_LINUX} HeadlessChrome/120.0.0.0 Safari/537.36"
     ],
 )
 def test_families_match_uap_core(user_agent: str, os: str, browser: str, device: str) -> None:
+    # With the "ua" extra (installed for the tests) the parse is uap-core's own; the built-in
+    # stand-in must give the same families for these agents without it.
     assert tuple(parse(user_agent)) == (os, browser, device)
+    assert tuple(stand_in(user_agent)) == (os, browser, device)
+
+
+def test_with_the_ua_extra_uap_core_parses_what_the_stand_in_cannot() -> None:
+    pytest.importorskip("ua_parser")
+    pixel = (
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.0.0 Mobile Safari/537.36"
+    )
+    assert parse(pixel).device_model == "Pixel 8"
+    assert stand_in(pixel).device_model == "Other"
 
 
 def test_android_chrome_is_chrome_mobile() -> None:
