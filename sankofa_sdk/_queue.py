@@ -12,7 +12,10 @@ the estimate for those not yet encoded: an estimate the caller never has to comp
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from collections import deque
+from itertools import accumulate, islice
+from operator import attrgetter
 from typing import NamedTuple, Optional, Union
 
 from ._options import Options
@@ -43,6 +46,11 @@ class Encoded(NamedTuple):
     """Order of arrival, so a flush knows when everything before it is finished."""
     origin: Optional[Origin] = None
     """Where it lives on disk, for operations read from a spool."""
+
+
+_data = attrgetter("data")
+_origin = attrgetter("origin")
+_plus_one = (1).__add__
 
 
 class Backlog:
@@ -101,26 +109,36 @@ class Backlog:
 
     def take(self, max_ops: int, max_bytes: int, overhead: int) -> list[Encoded]:
         """Take the oldest encoded operations for one batch: at most ``max_ops`` and whose
-        JSON, with ``overhead`` bytes of envelope and a comma each, fits ``max_bytes``."""
-        taken: list[Encoded] = []
-        size = overhead
+        JSON, with ``overhead`` bytes of envelope and a comma each, fits ``max_bytes`` (the
+        first is taken whatever its size)."""
         encoded = self.encoded
+        if not encoded:
+            return []
+        candidates = list(islice(encoded, max_ops))
+        # totals[k]: the size of a body of the first k (sizes summed in C, not in a loop).
+        totals = list(
+            accumulate(map(_plus_one, map(len, map(_data, candidates))), initial=overhead)
+        )
+        count = max(1, bisect_right(totals, max_bytes) - 1)
         # A batch holds operations of one origin only (memory, or one spool directory), so
         # what it notes on disk goes to the directory its operations came from.
-        spool = encoded[0].origin.spool if encoded and encoded[0].origin else None
-        while encoded and len(taken) < max_ops:
-            item_size = len(encoded[0].data) + 1
-            if taken and size + item_size > max_bytes:
-                break
-            origin = encoded[0].origin
-            if (origin.spool if origin else None) is not spool:
-                break
-            taken.append(encoded.popleft())
-            size += item_size
-        moved = sum(len(e.data) for e in taken)
+        origins = list(map(_origin, candidates[:count]))
+        first = origins[0]
+        if first is None:
+            if any(origins):
+                count = next(i for i, origin in enumerate(origins) if origin is not None)
+        else:
+            spool = first.spool
+            for index, origin in enumerate(origins):
+                if origin is None or origin.spool is not spool:
+                    count = index
+                    break
+        popleft = encoded.popleft
+        taken = [popleft() for _ in range(count)]
+        moved = totals[count] - overhead - count
         self.encoded_bytes -= moved
         self.held_bytes += moved
-        self.held_count += len(taken)
+        self.held_count += count
         return taken
 
     def put_back(self, items: list[Encoded]) -> None:
