@@ -431,10 +431,13 @@ class Client:
         ``anonymous_id → user``. Either id raises :class:`ValidationError` if the engine would
         discard it.
         """
-        if distinct_id is not None:
-            distinct_id = check_distinct_id(distinct_id)
-        if anonymous_id is not None:
-            anonymous_id = check_distinct_id(anonymous_id, "anonymous_id")
+        try:
+            if distinct_id is not None:
+                distinct_id = check_distinct_id(distinct_id)
+            if anonymous_id is not None:
+                anonymous_id = check_distinct_id(anonymous_id, "anonymous_id")
+        except Exception as exc:  # an id whose __str__ raises: a ValidationError, as documented
+            raise _refusal(exc) from exc
         with self._identity.scope(distinct_id, anonymous_id) as identity:
             yield identity
 

@@ -77,3 +77,17 @@ def test_segment_argument_order_gets_a_hint() -> None:
             client.track("user_42", "Signed In")  # type: ignore[arg-type]
     finally:
         client.shutdown()
+
+
+def test_context_refuses_an_unreadable_id_with_a_validation_error() -> None:
+    class Unreadable(str):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    client = Client("sk_test_x", send=False)
+    try:
+        with pytest.raises(sankofa_sdk.ValidationError) as raised, client.context(Unreadable("u1")):
+            pass
+        assert isinstance(raised.value.__cause__, RuntimeError)
+    finally:
+        client.shutdown()
