@@ -10,7 +10,7 @@ import asyncio
 import logging
 import threading
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -252,3 +252,27 @@ def test_keys_never_see_another_projects_or_environments_data(server: ReferenceS
     assert app_traits(server.get_person("shared_user")) == {"plan": "live"}
     assert app_traits(server.get_person("shared_user", environment="test")) == {"plan": "test"}
     assert other is not None
+
+
+def test_super_properties_and_before_send_reach_the_engine_as_the_hook_left_them(
+    server: ReferenceServer, e2e_client: MakeClient
+) -> None:
+    def scrub(op: dict[str, Any]) -> Optional[dict[str, Any]]:
+        if op.get("event_name") == "Internal":
+            return None  # dropped on purpose, counted
+        op["properties"].pop("email", None)
+        return op
+
+    client = e2e_client(super_properties={"app": "web"}, before_send=scrub)
+    client.track("Signed Up", {"email": "ada@example.com", "plan": "pro"}, distinct_id="hooked")
+    client.track("Internal", distinct_id="hooked")
+    client.people_set({"email": "ada@example.com", "name": "Ada"}, distinct_id="hooked")
+    assert client.flush(10) and server.wait_until_applied()
+    (event,) = server.events("hooked", limit=10)
+    assert event["event_name"] == "Signed Up"
+    assert event["properties"]["app"] == "web" and event["properties"]["plan"] == "pro"
+    assert "email" not in event["properties"]
+    person = server.get_person("hooked")
+    assert person is not None and person["traits"].get("name") == "Ada"
+    assert "email" not in person["traits"]
+    assert client.stats()["dropped"] == {"before_send": 1}
