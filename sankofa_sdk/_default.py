@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Optional, TypedDict, Union
 
-from ._client import DEFAULT_HOST, FLUSH_TIMEOUT, Client, ErrorHandler
+from ._client import FLUSH_TIMEOUT, Client, ErrorHandler
 from ._errors import ConfigurationError
 from ._hooks import BeforeSend
 from ._identity import Identity
@@ -83,9 +83,7 @@ def get_client() -> Optional[Client]:
         with _lock:
             if _default is None:
                 try:
-                    _default = Client(
-                        os.environ["SANKOFA_API_KEY"], os.environ.get("SANKOFA_HOST", DEFAULT_HOST)
-                    )
+                    _default = Client()  # which reads SANKOFA_API_KEY and SANKOFA_HOST
                 except ConfigurationError as exc:
                     _warnings.warn("init", "cannot create the default client: %s", exc)
     if _default is None:
