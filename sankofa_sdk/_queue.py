@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right
 from collections import deque
-from itertools import accumulate, islice
+from itertools import accumulate, islice, repeat
 from operator import attrgetter
 from typing import NamedTuple, Optional, Union
 
@@ -44,11 +44,15 @@ class Encoded(NamedTuple):
     """The operation's JSON; the caller's objects are let go once it is encoded."""
     seq: int
     """Order of arrival, so a flush knows when everything before it is finished."""
-    origin: Optional[Origin] = None
+    origin: Optional[Origin]
     """Where it lives on disk, for operations read from a spool."""
+    size: int
+    """``len(data)``, kept beside it: sizing a batch then reads these tuples only, not the
+    header of every ``bytes`` object, which lie spread over all the queued JSON (a backlog
+    that waited for the request budget is memory the process has not touched for a while)."""
 
 
-_data = attrgetter("data")
+_size = attrgetter("size")
 _origin = attrgetter("origin")
 _plus_one = (1).__add__
 
@@ -75,9 +79,9 @@ class Backlog:
         return len(self.encoded)
 
     def add(self, data: bytes, origin: Optional[Origin] = None) -> None:
-        self.encoded.append(Encoded(data, self.next_seq, origin))
-        self.next_seq += 1
         size = len(data)
+        self.encoded.append(Encoded(data, self.next_seq, origin, size))
+        self.next_seq += 1
         self.encoded_bytes += size
         # Quick to rise, slow to fall: when operations grow (10 KB properties), callers must
         # get less room at once; one small operation must not give them much more.
@@ -89,9 +93,9 @@ class Backlog:
         if not datas:
             return
         seq = self.next_seq
-        self.encoded.extend(map(Encoded, datas, range(seq, seq + len(datas))))
-        self.next_seq = seq + len(datas)
         sizes = list(map(len, datas))
+        self.encoded.extend(map(Encoded, datas, range(seq, seq + len(datas)), repeat(None), sizes))
+        self.next_seq = seq + len(datas)
         total = sum(sizes)
         self.encoded_bytes += total
         if max(sizes) > self._average_op_bytes:
@@ -116,9 +120,7 @@ class Backlog:
             return []
         candidates = list(islice(encoded, max_ops))
         # totals[k]: the size of a body of the first k (sizes summed in C, not in a loop).
-        totals = list(
-            accumulate(map(_plus_one, map(len, map(_data, candidates))), initial=overhead)
-        )
+        totals = list(accumulate(map(_plus_one, map(_size, candidates)), initial=overhead))
         count = max(1, bisect_right(totals, max_bytes) - 1)
         # A batch holds operations of one origin only (memory, or one spool directory), so
         # what it notes on disk goes to the directory its operations came from.
@@ -143,7 +145,7 @@ class Backlog:
 
     def put_back(self, items: list[Encoded]) -> None:
         """Return a batch's operations to the front (a 429: they go again, in a bigger batch)."""
-        size = sum(len(e.data) for e in items)
+        size = sum(map(_size, items))
         self.held_bytes -= size
         self.held_count -= len(items)
         self.encoded_bytes += size
@@ -151,12 +153,12 @@ class Backlog:
 
     def hold(self, items: list[Encoded]) -> None:
         """Count a batch made outside the queue (one a dead process left) as held."""
-        self.held_bytes += sum(len(e.data) for e in items)
+        self.held_bytes += sum(map(_size, items))
         self.held_count += len(items)
 
     def release(self, items: list[Encoded]) -> None:
         """A batch is finished (delivered or reported): its bytes no longer count."""
-        self.held_bytes = max(0, self.held_bytes - sum(len(e.data) for e in items))
+        self.held_bytes = max(0, self.held_bytes - sum(map(_size, items)))
         self.held_count = max(0, self.held_count - len(items))
 
     def oldest_seq(self) -> Optional[int]:

@@ -631,7 +631,9 @@ class Worker:
 
     def _recovered(self, spool: SpoolDirectory, pending: PendingBatch, now: float) -> _Batch:
         """A batch a dead process noted as going out: resent as it was, with its key."""
-        items = [Encoded(element, 0) for element in batch_elements(pending.body)]
+        items = [
+            Encoded(element, 0, None, len(element)) for element in batch_elements(pending.body)
+        ]
         batch = _Batch(items)
         batch.key, batch.body, batch.noted = pending.key, pending.body, True
         batch.recovered = (spool, pending)
@@ -757,7 +759,7 @@ class Worker:
 
     def _started(self, batch: _Batch, held_back: bool) -> float:
         options = self._options
-        size = sum(len(e.data) for e in batch.items)
+        size = sum(e.size for e in batch.items)
         fullness = max(len(batch.items) / options.max_batch_size, size / options.max_batch_bytes)
         started = self._clock.now()
         backlog = self._backlog.encoded_count + (self.spool.unread() if self.spool else 0)
@@ -1102,7 +1104,7 @@ class Worker:
             data = self._encode(op)
             if data is None:
                 return
-            batch = _Batch([Encoded(data, 0)], keep_on_429=True)
+            batch = _Batch([Encoded(data, 0, None, len(data))], keep_on_429=True)
             give_up_at = self._clock.now() + self._policy.max_retry_time
             while True:
                 if self._clock.now() < self._quota_until:

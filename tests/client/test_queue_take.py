@@ -50,7 +50,7 @@ def test_take_keeps_its_rule(
     shapes: list[tuple[int, Optional[Origin]]], max_ops: int, max_bytes: int, overhead: int
 ) -> None:
     backlog = Backlog(Options())
-    items = [Encoded(b"x" * size, seq, origin) for seq, (size, origin) in enumerate(shapes)]
+    items = [Encoded(b"x" * size, seq, origin, size) for seq, (size, origin) in enumerate(shapes)]
     backlog.encoded.extend(items)
     backlog.encoded_bytes = sum(len(i.data) for i in items)
     expected = _taken_one_by_one(items, max_ops, max_bytes, overhead)
