@@ -21,20 +21,30 @@ GARBAGE_ID_MARKERS = ("gzip", "*/*", "deflate", "identity", "accept")
 MIN_ID_BYTES = 2
 
 
+_GARBAGE_ID_MARKER = re.compile("|".join(re.escape(marker) for marker in GARBAGE_ID_MARKERS))
+
+
 def garbage_id_reason(distinct_id: str) -> Optional[str]:
     """Say why the engine would silently discard an operation with this ``distinct_id``.
 
     Returns ``None`` for an id the engine keeps. The rule is the engine's: fewer than two UTF-8
     bytes, or one of a few header-like words anywhere in the lower-cased id.
     """
-    if len(distinct_id.encode("utf-8", "surrogatepass")) < MIN_ID_BYTES:
+    # Runs on every call that names an id: one search for all the markers, and the id
+    # encoded only when it is too short to be sure of its byte length.
+    if len(distinct_id) < MIN_ID_BYTES and (
+        len(distinct_id.encode("utf-8", "surrogatepass")) < MIN_ID_BYTES
+    ):
         return f"shorter than {MIN_ID_BYTES} bytes"
     # Go's strings.ToLower maps U+0130 to a plain "i"; Python's lower() adds a combining dot.
-    lowered = distinct_id.replace("\u0130", "i").lower()
-    for marker in GARBAGE_ID_MARKERS:
-        if marker in lowered:
-            return f"contains {marker!r}, which the engine treats as a garbage id"
-    return None
+    if distinct_id.isascii():
+        lowered = distinct_id.lower()
+    else:
+        lowered = distinct_id.replace("\u0130", "i").lower()
+    if _GARBAGE_ID_MARKER.search(lowered) is None:
+        return None
+    marker = next(marker for marker in GARBAGE_ID_MARKERS if marker in lowered)
+    return f"contains {marker!r}, which the engine treats as a garbage id"
 
 
 def is_garbage_id(distinct_id: str) -> bool:

@@ -9,8 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sankofa_sdk._operations import (
+    GARBAGE_ID_MARKERS,
+    MIN_ID_BYTES,
     format_datetime,
     format_epoch,
+    garbage_id_reason,
     is_garbage_id,
     is_zero_time,
     parse_property_timestamp,
@@ -41,6 +44,33 @@ from sankofa_sdk._operations import (
 )
 def test_garbage_id_rule_matches_the_engine(distinct_id: str, garbage: bool) -> None:
     assert is_garbage_id(distinct_id) is garbage
+
+
+def _reason_as_the_rule_reads(distinct_id: str) -> str | None:
+    """The engine's rule written out plainly, marker by marker."""
+    if len(distinct_id.encode("utf-8", "surrogatepass")) < MIN_ID_BYTES:
+        return f"shorter than {MIN_ID_BYTES} bytes"
+    lowered = distinct_id.replace("\u0130", "i").lower()
+    for marker in GARBAGE_ID_MARKERS:
+        if marker in lowered:
+            return f"contains {marker!r}, which the engine treats as a garbage id"
+    return None
+
+
+_id_pieces = st.one_of(
+    st.text(max_size=6),
+    st.sampled_from(
+        [*GARBAGE_ID_MARKERS, "GZIP", "Accept", "ACCEPT", "Identİty", "İdentity", "*/", "gzi"]
+    ),
+    st.characters(),  # one character: 1 to 4 UTF-8 bytes, or a lone surrogate
+)
+
+
+@given(st.lists(_id_pieces, max_size=4).map("".join))
+def test_garbage_id_reason_is_the_rule(distinct_id: str) -> None:
+    # garbage_id_reason runs on every call, so it is written for speed; this holds it to the
+    # rule itself, reason included (the first marker in the engine's order).
+    assert garbage_id_reason(distinct_id) == _reason_as_the_rule_reads(distinct_id)
 
 
 @pytest.mark.parametrize(
