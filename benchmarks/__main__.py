@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import _report
-from ._control import SinkControl, closed_port_url
+from ._control import SinkControl, closed_port_url, idle_memory_penalty
 from ._sdks import CONFIGS, SDKS
 
 DELIVERY_SDKS = ("sankofa", "posthog", "segment")
@@ -639,9 +639,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     harness = Harness(args, sizes, out)
     info = machine()
     info["load_before"] = os.getloadavg()
+    info["idle_memory_penalty"] = idle_memory_penalty()
     print(
         f"{info['date']} · {info['cpu']} · {info['cores']} cores · Python {info['python']} · "
-        f"load {info['load_before'][0]:.2f} · {info['commit']}\n"
+        f"load {info['load_before'][0]:.2f} · memory idle 0.3 s is "
+        f"{info['idle_memory_penalty']:.0f}x slower to touch · {info['commit']}\n"
         f"sizes {sizes} · SDKs {info['versions']}",
         flush=True,
     )

@@ -68,6 +68,13 @@ METRICS: list[tuple[str, str, str, Callable[[Record], float], bool]] = [
         lambda r: r["cpu_overhead_pct"],
         True,
     ),
+    (
+        "app_background",
+        "  the SDK's threads' CPU per event (µs)",
+        "app_impact",
+        lambda r: r["background_us_per_event"],
+        True,
+    ),
     ("down_p99", "track p99, server down (µs)", "unreachable", lambda r: r["track"]["p99"], True),
 ]
 
