@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 from . import __main__ as harness
 from ._control import WIRE, SinkControl, latency_summary
 from ._sdks import ADAPTERS, SDKS
-
 from ._workload import DISTINCT_IDS, event_properties, people_traits
 
 FORMATS = [sdk for sdk in SDKS if sdk not in WIRE]
