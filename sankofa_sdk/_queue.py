@@ -12,9 +12,11 @@ the estimate for those not yet encoded: an estimate the caller never has to comp
 from __future__ import annotations
 
 import threading
+from array import array
 from bisect import bisect_right
 from collections import deque
-from itertools import accumulate, islice, repeat
+from collections.abc import Iterable
+from itertools import accumulate, islice
 from operator import attrgetter
 from typing import NamedTuple, Optional, Union
 
@@ -25,8 +27,10 @@ from ._spooling import Origin
 RAW_OVERHEAD_BYTES = 400
 """Python objects of a queued, not yet encoded operation beyond its JSON size (tuple, dict,
 strings): measured about 744 bytes for the benchmarks' 10-property event of 536 JSON bytes."""
-ENCODED_OVERHEAD_BYTES = 120
-"""An encoded operation's ``bytes`` and tuple headers."""
+ENCODED_OVERHEAD_BYTES = 8
+"""What an encoded operation costs beyond its JSON inside a run (its comma, its end offset)."""
+RUN_OVERHEAD_BYTES = 200
+"""A run's ``bytes`` and tuple headers (one per chunk; one per operation read from a spool)."""
 
 
 class Marker(threading.Event):
@@ -40,30 +44,82 @@ RawItem = Union[Operation, Marker]
 
 
 class Encoded(NamedTuple):
+    """Encoded operations that arrived together, as one ``bytes``: a run.
+
+    A chunk the thread encoded at once is kept as one run instead of one object per operation:
+    taking a batch, sizing it and writing its body then cost per run, not per operation, and
+    the queued JSON lies in one block. A run is split only where a batch ends inside it.
+    """
+
     data: bytes
-    """The operation's JSON; the caller's objects are let go once it is encoded."""
+    """The operations' JSON, separated by commas (as they stand in a batch body)."""
     seq: int
-    """Order of arrival, so a flush knows when everything before it is finished."""
+    """The first operation's place in the order of arrival, so a flush knows when everything
+    before it is finished; the others follow it."""
     origin: Optional[Origin]
-    """Where it lives on disk, for operations read from a spool."""
+    """Where it lives on disk: operations read from a spool are runs of one."""
     size: int
-    """``len(data)``, kept beside it: sizing a batch then reads these tuples only, not the
-    header of every ``bytes`` object, which lie spread over all the queued JSON (a backlog
-    that waited for the request budget is memory the process has not touched for a while)."""
+    """The operations' JSON bytes, the commas between them not counted (``len(data)`` for one)."""
+    operations: int = 1
+    ends: Optional[array[int]] = None
+    """For a run of more than one: where each operation's JSON ends in ``data``."""
+
+    def elements(self) -> list[bytes]:
+        """Each operation's JSON."""
+        ends = self.ends
+        if ends is None:
+            return [self.data]
+        data = self.data
+        starts = [0, *(end + 1 for end in ends[:-1])]
+        return [data[start:end] for start, end in zip(starts, ends, strict=True)]
+
+    def split(self, k: int) -> tuple[Encoded, Encoded]:
+        """The first ``k`` operations (0 < k < count) and the rest, as two runs."""
+        ends = self.ends
+        assert ends is not None and 0 < k < self.operations
+        cut = ends[k - 1]
+        left_data, right_data = self.data[:cut], self.data[cut + 1 :]
+        left_ends, right_ends = ends[:k], array("I", [end - cut - 1 for end in ends[k:]])
+        left_size = cut - (k - 1)
+        left = Encoded(left_data, self.seq, None, left_size, k, left_ends if k > 1 else None)
+        rest = self.operations - k
+        right = Encoded(
+            right_data,
+            self.seq + k,
+            None,
+            self.size - left_size,
+            rest,
+            right_ends if rest > 1 else None,
+        )
+        return left, right
+
+
+def one_by_one(runs: Iterable[Encoded]) -> list[Encoded]:
+    """``runs`` as runs of one operation each (to split a batch by operations)."""
+    singles: list[Encoded] = []
+    for run in runs:
+        if run.operations == 1:
+            singles.append(run)
+            continue
+        for offset, element in enumerate(run.elements()):
+            singles.append(Encoded(element, run.seq + offset, None, len(element)))
+    return singles
 
 
 _size = attrgetter("size")
-_origin = attrgetter("origin")
+_operations = attrgetter("operations")
 _plus_one = (1).__add__
 
 
 class Backlog:
-    """What is queued: raw operations from callers, then encoded ones waiting for a batch."""
+    """What is queued: raw operations from callers, then encoded runs waiting for a batch."""
 
     def __init__(self, options: Options) -> None:
         self._options = options
         self.raw: deque[RawItem] = deque()
         self.encoded: deque[Encoded] = deque()
+        self.encoded_ops = 0
+        """Operations in ``encoded`` (a run holds one or more)."""
         self.encoded_bytes = 0
         self.held_bytes = 0
         """Bytes of batches taken from ``encoded`` but not finished (in flight or retrying)."""
@@ -76,12 +132,13 @@ class Backlog:
 
     @property
     def encoded_count(self) -> int:
-        return len(self.encoded)
+        return self.encoded_ops
 
     def add(self, data: bytes, origin: Optional[Origin] = None) -> None:
         size = len(data)
         self.encoded.append(Encoded(data, self.next_seq, origin, size))
         self.next_seq += 1
+        self.encoded_ops += 1
         self.encoded_bytes += size
         # Quick to rise, slow to fall: when operations grow (10 KB properties), callers must
         # get less room at once; one small operation must not give them much more.
@@ -89,23 +146,29 @@ class Backlog:
         self._average_op_bytes += (size - self._average_op_bytes) * weight
 
     def add_many(self, datas: list[bytes]) -> None:
-        """``add`` for each of ``datas`` (operations from memory), for less CPU per operation."""
+        """``add`` for each of ``datas`` (operations from memory), as one run."""
         if not datas:
             return
-        seq = self.next_seq
+        if len(datas) == 1:
+            self.add(datas[0])
+            return
+        count = len(datas)
         sizes = list(map(len, datas))
-        self.encoded.extend(map(Encoded, datas, range(seq, seq + len(datas)), repeat(None), sizes))
-        self.next_seq = seq + len(datas)
         total = sum(sizes)
+        # ends[i]: where operation i ends in the joined data (each is followed by a comma).
+        ends = array("I", islice(accumulate(map(_plus_one, sizes), initial=-1), 1, None))
+        self.encoded.append(Encoded(b",".join(datas), self.next_seq, None, total, count, ends))
+        self.next_seq += count
+        self.encoded_ops += count
         self.encoded_bytes += total
         if max(sizes) > self._average_op_bytes:
             for size in sizes:  # growing: quick to rise, as one by one
                 weight = 0.25 if size > self._average_op_bytes else 0.01
                 self._average_op_bytes += (size - self._average_op_bytes) * weight
         else:
-            # All at or below the average: len(sizes) slow steps toward their mean at once.
-            mean = total / len(sizes)
-            self._average_op_bytes += (mean - self._average_op_bytes) * (1 - 0.99 ** len(sizes))
+            # All at or below the average: count slow steps toward their mean at once.
+            mean = total / count
+            self._average_op_bytes += (mean - self._average_op_bytes) * (1 - 0.99**count)
 
     def skip_seq(self) -> None:
         """An operation that could not be encoded still takes its place in the order."""
@@ -114,52 +177,70 @@ class Backlog:
     def take(self, max_ops: int, max_bytes: int, overhead: int) -> list[Encoded]:
         """Take the oldest encoded operations for one batch: at most ``max_ops`` and whose
         JSON, with ``overhead`` bytes of envelope and a comma each, fits ``max_bytes`` (the
-        first is taken whatever its size)."""
+        first is taken whatever its size). A run the batch ends in is split there."""
         encoded = self.encoded
-        if not encoded:
-            return []
-        candidates = list(islice(encoded, max_ops))
-        # totals[k]: the size of a body of the first k (sizes summed in C, not in a loop).
-        totals = list(accumulate(map(_plus_one, map(_size, candidates)), initial=overhead))
-        count = max(1, bisect_right(totals, max_bytes) - 1)
+        taken: list[Encoded] = []
+        ops = 0
+        body = overhead
         # A batch holds operations of one origin only (memory, or one spool directory), so
         # what it notes on disk goes to the directory its operations came from.
-        origins = list(map(_origin, candidates[:count]))
-        first = origins[0]
-        if first is None:
-            if any(origins):
-                count = next(i for i, origin in enumerate(origins) if origin is not None)
-        else:
-            spool = first.spool
-            for index, origin in enumerate(origins):
-                if origin is None or origin.spool is not spool:
-                    count = index
-                    break
-        popleft = encoded.popleft
-        taken = [popleft() for _ in range(count)]
-        moved = totals[count] - overhead - count
+        first = encoded[0].origin if encoded else None
+        spool = first.spool if first is not None else None
+        while encoded and ops < max_ops:
+            run = encoded[0]
+            origin = run.origin
+            if (origin.spool if origin is not None else None) is not spool:
+                break
+            weight = run.size + run.operations  # its JSON and a comma each
+            if run.operations <= max_ops - ops and body + weight <= max_bytes:
+                taken.append(encoded.popleft())
+                ops += run.operations
+                body += weight
+                continue
+            # The batch ends in this run: as many of its first operations as fit.
+            fits = min(run.operations, max_ops - ops)
+            if run.ends is not None:
+                # weight of the first k: ends[k - 1] + 1; the largest k within max_bytes.
+                fits = min(fits, bisect_right(run.ends, max_bytes - body - 1))
+            elif body + weight > max_bytes:
+                fits = 0
+            if fits == 0 and not taken:
+                fits = 1  # the first operation goes whatever its size
+            if fits == 0:
+                break
+            if fits < run.operations:
+                part, encoded[0] = run.split(fits)
+            else:
+                part = encoded.popleft()
+            taken.append(part)
+            ops += fits
+            break
+        moved = sum(map(_size, taken))
+        self.encoded_ops -= ops
         self.encoded_bytes -= moved
         self.held_bytes += moved
-        self.held_count += count
+        self.held_count += ops
         return taken
 
     def put_back(self, items: list[Encoded]) -> None:
         """Return a batch's operations to the front (a 429: they go again, in a bigger batch)."""
         size = sum(map(_size, items))
+        count = sum(map(_operations, items))
         self.held_bytes -= size
-        self.held_count -= len(items)
+        self.held_count -= count
         self.encoded_bytes += size
+        self.encoded_ops += count
         self.encoded.extendleft(reversed(items))
 
     def hold(self, items: list[Encoded]) -> None:
         """Count a batch made outside the queue (one a dead process left) as held."""
         self.held_bytes += sum(map(_size, items))
-        self.held_count += len(items)
+        self.held_count += sum(map(_operations, items))
 
     def release(self, items: list[Encoded]) -> None:
         """A batch is finished (delivered or reported): its bytes no longer count."""
         self.held_bytes = max(0, self.held_bytes - sum(map(_size, items)))
-        self.held_count = max(0, self.held_count - len(items))
+        self.held_count = max(0, self.held_count - sum(map(_operations, items)))
 
     def oldest_seq(self) -> Optional[int]:
         return self.encoded[0].seq if self.encoded else None
@@ -167,17 +248,23 @@ class Backlog:
     def update_room(self) -> None:
         """How many raw operations callers may queue now, within both bounds."""
         options = self._options
-        used = self.encoded_bytes + self.held_bytes + (len(self.encoded)) * ENCODED_OVERHEAD_BYTES
+        used = (
+            self.encoded_bytes
+            + self.held_bytes
+            + len(self.encoded) * RUN_OVERHEAD_BYTES
+            + self.encoded_ops * ENCODED_OVERHEAD_BYTES
+        )
         per_raw = self._average_op_bytes + RAW_OVERHEAD_BYTES
         by_bytes = int(max(0, options.max_queue_bytes - used) / per_raw)
-        by_count = options.max_queue_size - len(self.encoded) - self.held_count
+        by_count = options.max_queue_size - self.encoded_ops - self.held_count
         self.room = max(0, min(by_bytes, by_count))
 
     def drain_all(self) -> tuple[list[Encoded], list[Operation], list[Marker]]:
-        """Everything still queued, for a final report: encoded operations, raw ones (never
+        """Everything still queued, for a final report: encoded runs, raw operations (never
         counted as taken by the worker) and flush markers."""
         encoded = list(self.encoded)
         self.encoded.clear()
+        self.encoded_ops = 0
         self.encoded_bytes = 0
         raw: list[Operation] = []
         markers: list[Marker] = []

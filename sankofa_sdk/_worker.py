@@ -29,7 +29,7 @@ from ._log import ThrottledWarning, logger
 from ._operations import MAX_REQUEST_BYTES
 from ._options import Options
 from ._pacer import Pacer
-from ._queue import Backlog, Encoded, Marker, batch_due
+from ._queue import Backlog, Encoded, Marker, batch_due, one_by_one
 from ._retry import Failure
 from ._serialize import (
     InsertIds,
@@ -155,6 +155,7 @@ class _Batch:
 
     __slots__ = (
         "body",
+        "count",
         "first_failure_at",
         "items",
         "keep_on_429",
@@ -168,6 +169,8 @@ class _Batch:
 
     def __init__(self, items: list[Encoded], *, keep_on_429: bool = False) -> None:
         self.items = items
+        self.count = sum(item.operations for item in items)
+        """Operations in the batch (an item is a run of one or more)."""
         self.body: Optional[bytes] = None
         self.noted = False
         """Noted in the spool directory its operations came from (see ``_spooling``)."""
@@ -183,7 +186,7 @@ class _Batch:
 
     @property
     def reported(self) -> list[Reported]:
-        return [e.data for e in self.items]
+        return [element for run in self.items for element in run.elements()]
 
     @property
     def origins(self) -> list[Origin]:
@@ -372,9 +375,9 @@ class Worker:
     def queued(self) -> int:
         """Operations accepted and not yet finished (raw, encoded, retrying or in flight)."""
         with self._state_lock:
-            held = sum(len(b.items) for b in self._retrying)
+            held = sum(b.count for b in self._retrying)
             if self._in_flight is not None:
-                held += len(self._in_flight.items)
+                held += self._in_flight.count
         unread = self.spool.unread() if self.spool is not None else 0
         return self.raw_count + self._backlog.encoded_count + held + unread
 
@@ -760,7 +763,7 @@ class Worker:
     def _started(self, batch: _Batch, held_back: bool) -> float:
         options = self._options
         size = sum(e.size for e in batch.items)
-        fullness = max(len(batch.items) / options.max_batch_size, size / options.max_batch_bytes)
+        fullness = max(batch.count / options.max_batch_size, size / options.max_batch_bytes)
         started = self._clock.now()
         backlog = self._backlog.encoded_count + (self.spool.unread() if self.spool else 0)
         self.pacer.started(started, held_back=held_back, fullness=fullness, backlog=backlog)
@@ -823,7 +826,7 @@ class Worker:
             logger.debug(
                 "POST %s: %d operation(s), %d bytes%s, key %s: %s in %.0f ms",
                 self._transport.url,
-                len(batch.items),
+                batch.count,
                 len(wire[0]) if wire is not None else 0,
                 " gzip" if wire is not None and wire[1] else "",
                 batch.key,
@@ -864,7 +867,7 @@ class Worker:
             self._fail(batch.reported, self._error(answer, verdict), batch)
 
     def _delivered(self, batch: _Batch, answer: Answer, now: float) -> None:
-        count = len(batch.items)
+        count = batch.count
         self._stats.add_delivered(count)
         skipped = skipped_operations(answer, count)
         if skipped:
@@ -910,11 +913,11 @@ class Worker:
                 answer.detail,
                 policy.max_retry_time,
                 policy.max_retries,
-                len(batch.items) + self._backlog.encoded_count + len(self._raw),
+                batch.count + self._backlog.encoded_count + len(self._raw),
             )
         logger.debug(
             "batch of %d answered %s (%s); retry %d in %.2fs",
-            len(batch.items),
+            batch.count,
             answer.status,
             answer.detail,
             batch.retries,
@@ -924,10 +927,10 @@ class Worker:
         self._retrying.append(batch)
 
     def _split_or_fail(self, batch: _Batch, error: DeliveryError) -> None:
-        items = batch.items
-        if len(items) < 2:
+        if batch.count < 2:
             self._fail(batch.reported, error, batch)
             return
+        items = one_by_one(batch.items)
         middle = len(items) // 2
         now = self._clock.now()
         self._on_disk_cancelled(batch)  # refused whole: the halves are new batches, new keys
@@ -1044,10 +1047,10 @@ class Worker:
             self._in_flight = None
         # What is on disk is not lost: it stays in the spool for the next process to deliver.
         ops: list[Reported] = [op for batch in batches if not batch.noted for op in batch.reported]
-        left_on_disk = sum(len(batch.items) for batch in batches if batch.noted)
+        left_on_disk = sum(batch.count for batch in batches if batch.noted)
         encoded, raw, markers = self._backlog.drain_all()
         self._encoded_total += len(raw)  # accepted, though the worker never took them
-        ops.extend(e.data for e in encoded if e.origin is None)
+        ops.extend(element for e in encoded if e.origin is None for element in e.elements())
         left_on_disk += sum(1 for e in encoded if e.origin is not None)
         ops.extend(raw)
         markers.extend(self._waiting_markers)
@@ -1084,7 +1087,7 @@ class Worker:
         encoded, raw, markers = self._backlog.drain_all()
         self._encoded_total += len(raw)
         ops: list[Reported] = [op for b in batches if not b.noted for op in b.reported]
-        ops += [e.data for e in encoded if e.origin is None]
+        ops += [element for e in encoded if e.origin is None for element in e.elements()]
         ops += raw
         for marker in markers:
             marker.set()

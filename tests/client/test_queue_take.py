@@ -1,4 +1,5 @@
-"""``Backlog.take``: the oldest operations for one batch, within count and bytes, one origin."""
+"""``Backlog.take``: the oldest operations for one batch, within count and bytes, one origin,
+whether they are queued one by one or in runs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sankofa_sdk._options import Options
-from sankofa_sdk._queue import Backlog, Encoded
+from sankofa_sdk._queue import Backlog, Encoded, one_by_one
 from sankofa_sdk._spooling import Origin
 
 
@@ -39,24 +40,92 @@ origins = st.one_of(
 )
 
 
-@settings(max_examples=300)
+def _queued(shapes: list[tuple[int, Optional[Origin]]], cuts: list[int]) -> list[Encoded]:
+    """The operations (distinct bytes each) as the worker queues them: operations from memory
+    in runs (a run ends after each index in ``cuts``), those from a spool one by one."""
+    backlog = Backlog(Options())
+    pending: list[bytes] = []
+    for index, (size, origin) in enumerate(shapes):
+        data = (b"%d:" % index).ljust(size, b"x")
+        if origin is not None:
+            backlog.add_many(pending)
+            pending = []
+            backlog.add(data, origin)
+            continue
+        pending.append(data)
+        if index in cuts:
+            backlog.add_many(pending)
+            pending = []
+    backlog.add_many(pending)
+    return list(backlog.encoded)
+
+
+def _one_each(runs: list[Encoded]) -> list[tuple[bytes, int, Optional[Origin]]]:
+    return [(single.data, single.seq, single.origin) for single in one_by_one(runs)]
+
+
+@settings(max_examples=400)
 @given(
-    st.lists(st.tuples(st.integers(1, 400), origins), max_size=40),
+    st.lists(st.tuples(st.integers(3, 400), origins), max_size=40),
+    st.lists(st.integers(0, 40), max_size=10),
     st.integers(1, 50),
     st.integers(1, 6000),
     st.integers(0, 100),
 )
 def test_take_keeps_its_rule(
-    shapes: list[tuple[int, Optional[Origin]]], max_ops: int, max_bytes: int, overhead: int
+    shapes: list[tuple[int, Optional[Origin]]],
+    cuts: list[int],
+    max_ops: int,
+    max_bytes: int,
+    overhead: int,
 ) -> None:
+    runs = _queued(shapes, cuts)
+    singles = one_by_one(runs)
+    assert [len(single.data) for single in singles] == [size for size, _ in shapes]
     backlog = Backlog(Options())
-    items = [Encoded(b"x" * size, seq, origin, size) for seq, (size, origin) in enumerate(shapes)]
-    backlog.encoded.extend(items)
-    backlog.encoded_bytes = sum(len(i.data) for i in items)
-    expected = _taken_one_by_one(items, max_ops, max_bytes, overhead)
+    backlog.encoded.extend(runs)
+    backlog.encoded_ops = len(shapes)
+    backlog.encoded_bytes = sum(size for size, _ in shapes)
+
+    expected = _taken_one_by_one(singles, max_ops, max_bytes, overhead)
     taken = backlog.take(max_ops, max_bytes, overhead)
-    assert taken == expected
-    assert list(backlog.encoded) == items[len(taken) :]
-    moved = sum(len(i.data) for i in taken)
-    assert backlog.held_bytes == moved and backlog.held_count == len(taken)
-    assert backlog.encoded_bytes == sum(len(i.data) for i in items) - moved
+
+    # The same operations, in order, with their places and origins; the body is the same too.
+    assert _one_each(taken) == _one_each(expected)
+    assert b",".join(run.data for run in taken) == b",".join(op.data for op in expected)
+    assert _one_each(list(backlog.encoded)) == _one_each(singles[len(expected) :])
+    moved = sum(len(op.data) for op in expected)
+    assert backlog.held_bytes == moved and backlog.held_count == len(expected)
+    assert backlog.encoded_bytes == sum(size for size, _ in shapes) - moved
+    assert backlog.encoded_ops == len(shapes) - len(expected)
+    assert sum(run.size for run in backlog.encoded) == backlog.encoded_bytes
+
+
+@given(st.lists(st.binary(min_size=1, max_size=30).filter(lambda b: b"," not in b), min_size=2))
+def test_a_run_splits_into_its_operations(datas: list[bytes]) -> None:
+    backlog = Backlog(Options())
+    backlog.skip_seq()
+    backlog.add_many(datas)
+    (run,) = backlog.encoded
+    assert run.elements() == datas and run.operations == len(datas)
+    assert run.size == sum(map(len, datas)) and run.seq == 1
+    for k in range(1, len(datas)):
+        left, right = run.split(k)
+        assert left.elements() == datas[:k] and right.elements() == datas[k:]
+        assert (left.seq, right.seq) == (1, 1 + k)
+        assert left.size + right.size == run.size
+        assert (left.operations, right.operations) == (k, len(datas) - k)
+
+
+@given(st.lists(st.integers(1, 50), min_size=2, max_size=20), st.integers(0, 20), st.data())
+def test_a_batch_ends_exactly_where_the_bytes_run_out(
+    sizes: list[int], overhead: int, data: st.DataObject
+) -> None:
+    # Random limits rarely land on a boundary: put one there, and one byte short of it.
+    k = data.draw(st.integers(1, len(sizes)))
+    fits = overhead + sum(size + 1 for size in sizes[:k])
+    for max_bytes, expected in ((fits, k), (fits - 1, max(1, k - 1))):
+        backlog = Backlog(Options())
+        backlog.add_many([b"x" * size for size in sizes])
+        taken = backlog.take(len(sizes), max_bytes, overhead)
+        assert sum(run.operations for run in taken) == expected
