@@ -8,6 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sankofa_sdk import _validate
+from sankofa_sdk._errors import ValidationError
 from sankofa_sdk._operations import (
     GARBAGE_ID_MARKERS,
     MIN_ID_BYTES,
@@ -20,6 +22,7 @@ from sankofa_sdk._operations import (
     parse_rfc3339,
     to_epoch,
 )
+from sankofa_sdk._validate import check_distinct_id
 
 
 @pytest.mark.parametrize(
@@ -145,3 +148,23 @@ def test_stamps_of_many_different_seconds_in_turn_each_keep_their_own_date() -> 
 
     expected = [moment.strftime("%Y-%m-%dT%H:%M:%S.482Z") for moment in moments]
     assert texts == expected + expected
+
+
+@given(st.lists(st.lists(_id_pieces, max_size=3).map("".join), max_size=30))
+def test_checking_an_id_again_gives_the_same_verdict(distinct_ids: list[str]) -> None:
+    # check_distinct_id remembers ids it kept; a repeated id, kept or not, is judged the same.
+    for distinct_id in [*distinct_ids, *distinct_ids]:
+        why = garbage_id_reason(distinct_id)
+        if why is None:
+            assert check_distinct_id(distinct_id) == distinct_id
+        else:
+            with pytest.raises(ValidationError, match="silently discarded"):
+                check_distinct_id(distinct_id)
+
+
+def test_remembered_ids_stay_few() -> None:
+    for i in range(3 * _validate._KEPT_IDS_MAX):
+        check_distinct_id(f"user_{i}")
+    assert 0 < len(_validate._KEPT_IDS) <= _validate._KEPT_IDS_MAX
+    check_distinct_id("x" * 10_000)  # long ids are checked every time, not remembered
+    assert "x" * 10_000 not in _validate._KEPT_IDS
