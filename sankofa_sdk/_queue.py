@@ -79,7 +79,8 @@ class Encoded(NamedTuple):
         assert ends is not None and 0 < k < self.operations
         cut = ends[k - 1]
         left_data, right_data = self.data[:cut], self.data[cut + 1 :]
-        left_ends, right_ends = ends[:k], array("I", [end - cut - 1 for end in ends[k:]])
+        # The rest's offsets move left by what was cut off (``x.__rsub__(end)`` is ``end - x``).
+        left_ends, right_ends = ends[:k], array("I", map((cut + 1).__rsub__, ends[k:]))
         left_size = cut - (k - 1)
         left = Encoded(left_data, self.seq, None, left_size, k, left_ends if k > 1 else None)
         rest = self.operations - k
