@@ -15,7 +15,7 @@ import threading
 from array import array
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import accumulate, islice
 from operator import attrgetter
 from typing import NamedTuple, Optional, Union
@@ -61,7 +61,7 @@ class Encoded(NamedTuple):
     size: int
     """The operations' JSON bytes, the commas between them not counted (``len(data)`` for one)."""
     operations: int = 1
-    ends: Optional[array[int]] = None
+    ends: Optional[Sequence[int]] = None
     """For a run of more than one: where each operation's JSON ends in ``data``."""
 
     def elements(self) -> list[bytes]:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from sankofa_sdk._options import Options
 from sankofa_sdk._queue import Backlog, Encoded, one_by_one
 from sankofa_sdk._spooling import Origin
+from sankofa_sdk._worker import _Batch
 
 
 def _taken_one_by_one(
@@ -129,3 +130,81 @@ def test_a_batch_ends_exactly_where_the_bytes_run_out(
         backlog.add_many([b"x" * size for size in sizes])
         taken = backlog.take(len(sizes), max_bytes, overhead)
         assert sum(run.operations for run in taken) == expected
+
+
+_actions = st.lists(
+    st.one_of(
+        st.tuples(st.just("add_many"), st.lists(st.integers(0, 20), max_size=6)),
+        st.tuples(st.just("add"), origins),
+        st.tuples(st.just("take"), st.tuples(st.integers(1, 8), st.integers(1, 120))),
+        st.tuples(st.just("release"), st.integers(0, 5)),
+        st.just(("put_back", None)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300)
+@given(_actions)
+def test_the_queue_keeps_its_operations_and_counts_whatever_happens(
+    actions: list[tuple[str, Any]],
+) -> None:
+    # A model of the queue, one entry per operation: (json, seq, origin). Whatever mix of
+    # runs, spool operations, takes, releases and 429 put-backs, the queue holds exactly the
+    # model's operations in order, and its counters agree with what is queued and held.
+    backlog = Backlog(Options())
+    queued: list[tuple[bytes, int, Optional[Origin]]] = []
+    held: list[list[Encoded]] = []
+    made = 0
+    for action, argument in actions:
+        if action == "add_many":
+            datas = [b'"%d%s"' % (made + i, b"x" * size) for i, size in enumerate(argument)]
+            queued += [(data, backlog.next_seq + i, None) for i, data in enumerate(datas)]
+            backlog.add_many(datas)
+            made += len(datas)
+        elif action == "add":
+            data = b'"%d"' % made
+            queued.append((data, backlog.next_seq, argument))
+            backlog.add(data, argument)
+            made += 1
+        elif action == "take":
+            max_ops, max_bytes = argument
+            taken = backlog.take(max_ops, max_bytes, 17)
+            count = sum(run.operations for run in taken)
+            assert _one_each(taken) == queued[:count]
+            assert count <= max_ops and (count > 0 or not queued)
+            if count > 1:
+                assert len(b",".join(run.data for run in taken)) + 17 + 1 <= max_bytes
+            del queued[:count]
+            if taken:
+                held.append(taken)
+        elif action == "release" and held:
+            backlog.release(held.pop(argument % len(held)))
+        elif action == "put_back" and held:
+            taken = held.pop()  # the batch in flight is the one taken last
+            queued[:0] = _one_each(taken)
+            backlog.put_back(taken)
+        assert _one_each(list(backlog.encoded)) == queued
+        assert backlog.encoded_ops == len(queued)
+        assert backlog.encoded_bytes == sum(len(data) for data, _, _ in queued)
+        assert backlog.held_count == sum(run.operations for batch in held for run in batch)
+        assert backlog.held_bytes == sum(run.size for batch in held for run in batch)
+        for run in backlog.encoded:
+            assert run.data == b",".join(run.elements())
+            assert run.size == sum(map(len, run.elements()))
+
+
+def test_a_batch_of_runs_reports_and_splits_by_operation() -> None:
+    backlog = Backlog(Options())
+    backlog.add_many([b'"a"', b'"b"', b'"c"'])
+    backlog.add(b'"d"')
+    batch = _Batch(backlog.take(10, 1000, 17))
+    assert batch.count == 4
+    assert batch.reported == [b'"a"', b'"b"', b'"c"', b'"d"']
+    singles = one_by_one(batch.items)
+    assert [(s.data, s.seq) for s in singles] == [
+        (b'"a"', 0),
+        (b'"b"', 1),
+        (b'"c"', 2),
+        (b'"d"', 3),
+    ]
