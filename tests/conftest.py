@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 import responses
 
-from sankofa_sdk import Client
+from sankofa_sdk import Client, SankofaError
 from sankofa_sdk._worker import Clock
 
 API_KEY = "sk_test_0123456789abcdef0123456789abcdef"
@@ -33,6 +33,24 @@ def sent_operations(rsps: responses.RequestsMock) -> list[dict[str, Any]]:
     for call in rsps.calls:
         ops.extend(decode_body(call.request.body)["operations"])
     return ops
+
+
+def refused_call(
+    make_client: Callable[..., Client],
+    rsps: responses.RequestsMock,
+    call: Callable[[Client], None],
+) -> list[tuple[SankofaError, dict[str, Any]]]:
+    """Make ``call`` on a new client and check it was refused as invalid without raising:
+    nothing sent, counted once in ``dropped["invalid"]``, reported once to ``on_error``.
+    Returns what ``on_error`` got."""
+    errors: list[tuple[SankofaError, dict[str, Any]]] = []
+    client = make_client(on_error=lambda e, op: errors.append((e, op)))
+    call(client)
+    assert client.flush(5)
+    assert len(rsps.calls) == 0
+    assert client.stats()["dropped"] == {"invalid": 1}
+    assert len(errors) == 1
+    return errors
 
 
 @pytest.fixture

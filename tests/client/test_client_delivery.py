@@ -16,7 +16,7 @@ from requests import PreparedRequest
 
 from sankofa_sdk import Client, ConfigurationError, DeliveryError, SankofaError, ValidationError
 
-from ..conftest import API_KEY, BATCH_URL, decode_body, sent_operations
+from ..conftest import API_KEY, BATCH_URL, decode_body, refused_call, sent_operations
 
 MakeClient = Callable[..., Client]
 RFC3339_MS_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
@@ -324,14 +324,9 @@ def test_invalid_calls_are_logged_counted_and_reported_not_raised(
     name: str,
     call: Callable[[Client], None],
 ) -> None:
-    errors: list[tuple[SankofaError, dict[str, Any]]] = []
-    client = make_client(on_error=lambda e, op: errors.append((e, op)))
     with caplog.at_level(logging.WARNING, logger="sankofa_sdk"):
-        call(client)
-    assert client.flush(5)
-    assert len(rsps.calls) == 0
-    assert client.stats()["dropped"] == {"invalid": 1}
-    assert len(errors) == 1 and isinstance(errors[0][0], ValidationError)
+        errors = refused_call(make_client, rsps, call)
+    assert isinstance(errors[0][0], ValidationError)
     assert "invalid" in caplog.text and "dropped" in caplog.text
 
 

@@ -10,9 +10,9 @@ from typing import Any, Callable, Optional
 import pytest
 import responses
 
-from sankofa_sdk import Client, SankofaError, ValidationError
+from sankofa_sdk import Client, ValidationError
 
-from ..conftest import BATCH_URL, sent_operations
+from ..conftest import BATCH_URL, refused_call, sent_operations
 
 MakeClient = Callable[..., Client]
 
@@ -105,14 +105,8 @@ def test_an_unreadable_argument_is_counted_and_reported_not_raised(
     name: str,
     call: Callable[[Client], None],
 ) -> None:
-    errors: list[tuple[SankofaError, dict[str, Any]]] = []
-    client = make_client(on_error=lambda e, op: errors.append((e, op)))
     with caplog.at_level(logging.WARNING, logger="sankofa_sdk"):
-        call(client)
-    assert client.flush(5)
-    assert len(rsps.calls) == 0
-    assert client.stats()["dropped"] == {"invalid": 1}
-    assert len(errors) == 1
+        errors = refused_call(make_client, rsps, call)
     error = errors[0][0]
     assert isinstance(error, ValidationError) and isinstance(error.__cause__, Boom)
     assert "Boom" in str(error) and "dropped" in caplog.text
