@@ -11,6 +11,12 @@ Registered through the ``pytest11`` entry point, so installing ``sankofa-sdk`` i
 An app that uses the module-level functions (``sankofa_sdk.track(...)``) asks for
 ``sankofa_module`` instead. The client and the server are imported inside the fixtures: pytest
 loads this plugin in every test run of every project that installs the SDK, and most never use it.
+
+The server answers a repeated ``Idempotency-Key`` with its first answer (decision D4, an
+extension; the engine ignores the header). To test against the engine's behaviour, where a
+resent batch is applied again, set the ini option ``sankofa_deduplicate = false`` (or run
+``pytest -o sankofa_deduplicate=false``): the session's server is then made with
+``deduplicate=False``, and ``sankofa_server.stats()["repeated_keys"]`` counts the resends.
 """
 
 from __future__ import annotations
@@ -25,13 +31,25 @@ if TYPE_CHECKING:
     from .server import ReferenceServer
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "sankofa_deduplicate",
+        "false: the sankofa_server fixture applies a repeated Idempotency-Key again, as the "
+        "engine does (default true: it answers the repeat from memory)",
+        type="bool",
+        default=True,
+    )
+
+
 @pytest.fixture(scope="session")
-def sankofa_session_server() -> Iterator[ReferenceServer]:
+def sankofa_session_server(pytestconfig: pytest.Config) -> Iterator[ReferenceServer]:
     """One reference server for the whole test session (started when a test first needs it):
-    127.0.0.1, an in-memory store, no rate limit. Tests ask for ``sankofa_server``."""
+    127.0.0.1, an in-memory store, no rate limit, and ``Idempotency-Key`` deduplication unless
+    the ini option ``sankofa_deduplicate`` is false. Tests ask for ``sankofa_server``."""
     from .server import ReferenceServer
 
-    with ReferenceServer(rate_limit=None) as server:
+    deduplicate = bool(pytestconfig.getini("sankofa_deduplicate"))
+    with ReferenceServer(rate_limit=None, deduplicate=deduplicate) as server:
         yield server
 
 

@@ -91,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
         help="answer like the hosted engine: no X-RateLimit-* headers, no Retry-After on 429",
     )
     parser.add_argument(
+        "--no-dedup",
+        dest="deduplicate",
+        action="store_false",
+        help="apply every request as the engine does: a repeated Idempotency-Key is applied "
+        "again, not answered from memory (the reference stats still count it as repeated_keys)",
+    )
+    parser.add_argument(
         "--show-keys",
         action="store_true",
         help="print the keys given with --api-key/--test-key in full (default: masked)",
@@ -123,6 +130,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             test_api_key=args.test_key,
             rate_limit=args.rate_limit,
             rate_limit_headers=args.rate_limit_headers,
+            deduplicate=args.deduplicate,
         ).start()
     except (OSError, ValueError) as exc:
         print(f"sankofa-server: cannot start: {exc}", file=sys.stderr)

@@ -67,6 +67,9 @@ class RequestRecord(NamedTuple):
     """The answer's body as sent (empty for a reset connection)."""
     sequence: int = 0
     """Increases by one with each request; names the request in the console."""
+    repeated_key: bool = False
+    """An earlier ingestion request to the same project and environment carried this
+    ``Idempotency-Key``: a resend. Counted in ``stats()["repeated_keys"]``."""
 
 
 ConsoleRoutes = Callable[[Request, str], Optional[Response]]
@@ -88,6 +91,8 @@ class App:
         idempotency: IdempotencyCache,
         faults: Faults,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        deduplicate: bool = True,
     ) -> None:
         self.projects = projects
         self.store = store
@@ -95,6 +100,8 @@ class App:
         self.limiter = limiter
         self.idempotency = idempotency
         self.faults = faults
+        self.deduplicate = deduplicate
+        """False applies every request, as the engine does: a repeated key is not replayed."""
         self.records: deque[RequestRecord] = deque(maxlen=100_000)
         self.kept = KeptBodies()
         self.console: Optional[ConsoleRoutes] = None
@@ -137,6 +144,7 @@ class App:
             self.record(request, path, preflight, received_at=received_at, sequence=sequence)
             return preflight
         replayed = False
+        repeated = is_ingest and self._repeated_key(request, route)
         scope: Optional[Scope] = None
         extra: tuple[tuple[str, str], ...] = ()
         answer: Response | Fault
@@ -162,9 +170,47 @@ class App:
             if extra:
                 answer = answer._replace(headers=answer.headers + extra)
         self.record(
-            request, path, answer, scope, replayed, fault is not None, received_at, sequence
+            request,
+            path,
+            answer,
+            scope,
+            replayed,
+            fault is not None,
+            received_at,
+            sequence,
+            repeated,
         )
         return answer
+
+    def _repeated_key(self, request: Request, route: str) -> bool:
+        """Note a sent batch or item's ``Idempotency-Key``; True when it was seen before.
+
+        Counts every POST to an ingestion route whose key authenticates, whatever it is then
+        answered (an injected fault or a 429 too): a client's resends, in either mode.
+        """
+        if request.method != "POST":
+            return False
+        kind = route[len(INGEST_PREFIX) + 1 :]
+        if kind not in SINGLE_ROUTES and kind != "batch":
+            return False
+        idem_key = request.headers.get("Idempotency-Key")
+        if idem_key is None or not 0 < len(idem_key) <= MAX_KEY_LENGTH:
+            return False
+        scope = self.projects.authenticate(request.headers.get("x-api-key"))
+        if isinstance(scope, Response):
+            return False
+        return self.idempotency.note(f"{scope.project.id}:{scope.environment}", idem_key)
+
+    def counters(self) -> dict[str, int]:
+        """Server-wide counters (``stats()`` adds them to a project's counts)."""
+        return {
+            "idempotent_replays": self.idempotency.replays,
+            "repeated_keys": self.idempotency.repeated,
+            "requests": self.request_count,
+            "pending": self.writer.pending_items,
+            "write_errors": self.writer.write_errors,
+            "faults_injected": self.faults.injected,
+        }
 
     def clear(self, idempotency: IdempotencyCache) -> None:
         """Forget the request log, kept bodies, the request counter and rate-limit windows."""
@@ -186,6 +232,7 @@ class App:
         fault: bool = False,
         received_at: Optional[float] = None,
         sequence: int = 0,
+        repeated_key: bool = False,
     ) -> None:
         """Add a request to the log (the HTTP layer calls it for requests it refused unread)."""
         sequence = sequence or next(self._sequence)
@@ -215,6 +262,7 @@ class App:
                 time.time() if received_at is None else received_at,
                 body,
                 sequence,
+                repeated_key,
             )
         )
 
@@ -269,6 +317,8 @@ class App:
         if idem_key is not None and not (0 < len(idem_key) <= MAX_KEY_LENGTH):
             idem_key = None
         idem_scope = f"{project.id}:{environment}"
+        if not self.deduplicate:
+            idem_key = None  # applied afresh, its answer not remembered (the engine's way)
         if idem_key is not None:
             remembered = self.idempotency.claim(idem_scope, idem_key)
             if remembered is not None:
@@ -362,7 +412,7 @@ class App:
         store = self.store
         name = [p.lower() if i % 2 == 0 else p for i, p in enumerate(parts)]
         if name == ["stats"] and method == "GET":
-            return _json(store.stats(project, env))
+            return _json({**store.stats(project, env), **self.counters()})
         if name == ["faults"] and method == "POST":
             try:
                 _fault_control.apply(self.faults, body)

@@ -4,6 +4,10 @@ Keys are scoped to the API key's project and environment. Only answers that desc
 done with the body (200, 202, 400) are remembered; a 401, 429 or 503 changed nothing, so a
 retry after one of them is processed afresh. While a first request with a key is being
 handled, a concurrent one with the same key waits for it and then gets its answer.
+
+Whether or not the server deduplicates (``ReferenceServer(deduplicate=False)`` applies every
+request, as the engine does), :meth:`IdempotencyCache.note` counts the requests whose key was
+seen before, so a test can count resends.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from ._responses import Response
 
 REPLAYABLE_STATUSES = frozenset({200, 202, 400})
 MAX_KEY_LENGTH = 255
+MAX_SEEN_KEYS = 200_000
+"""How many distinct keys :meth:`IdempotencyCache.note` remembers (the least recent go first)."""
 
 
 class IdempotencyCache:
@@ -29,10 +35,30 @@ class IdempotencyCache:
         self.window = window
         self.max_entries = max_entries
         self.replays = 0
+        self.repeated = 0
+        """Requests whose key an earlier request in the same scope carried (see :meth:`note`)."""
         self._clock = clock
         self._lock = threading.Lock()
         self._answers: OrderedDict[tuple[str, str], tuple[Response, float]] = OrderedDict()
         self._in_flight: dict[tuple[str, str], threading.Event] = {}
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def note(self, scope: str, key: str) -> bool:
+        """Note a request carrying ``key``; True (and counted) when the key was seen before.
+
+        Any answer counts (a resend after an injected 503 too); no time window applies, only
+        the bound of :data:`MAX_SEEN_KEYS` distinct keys.
+        """
+        entry = (scope, key)
+        with self._lock:
+            if entry in self._seen:
+                self._seen.move_to_end(entry)
+                self.repeated += 1
+                return True
+            self._seen[entry] = None
+            if len(self._seen) > MAX_SEEN_KEYS:
+                self._seen.popitem(last=False)
+            return False
 
     def remember(self, scope: str, key: str, response: Response, created: float) -> None:
         with self._lock:

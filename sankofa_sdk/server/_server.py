@@ -43,6 +43,13 @@ class ReferenceServer:
             and no ``Retry-After`` on 429.
         buffer_size: items of each kind the write buffer holds before answering 503.
         idempotency_window: seconds a repeated ``Idempotency-Key`` gets the first answer.
+        deduplicate: False applies every request as the engine does, which ignores
+            ``Idempotency-Key``: a repeated key is applied again like a fresh request (and
+            its answer is not remembered). True (the default) is decision D4, an extension:
+            a repeat within ``idempotency_window`` gets the first answer and changes nothing.
+            Either way ``stats()["repeated_keys"]`` counts the ingestion requests whose key
+            had been seen before (resends) and each such entry of :attr:`requests` has
+            ``repeated_key`` set.
         max_body_bytes: larger bodies (as sent) get 413.
         authorized_domains, authorized_ips: the default project's allowlists (comma-separated).
     """
@@ -61,6 +68,7 @@ class ReferenceServer:
         rate_limit_headers: bool = True,
         buffer_size: int = 10_000,
         idempotency_window: float = 600.0,
+        deduplicate: bool = True,
         max_body_bytes: int = MAX_REQUEST_BYTES,
         authorized_domains: str = "",
         authorized_ips: str = "",
@@ -68,6 +76,7 @@ class ReferenceServer:
         self.host = host
         self._requested_port = port
         self.max_body_bytes = max_body_bytes
+        self.deduplicate = deduplicate
         self.projects = Projects()
         self.project = self.add_project(
             project_name,
@@ -81,13 +90,20 @@ class ReferenceServer:
         self._store = PeopleStore(str(db_path) if db_path is not None else None)
         self._writer = Writer(self._store, buffer_size)
         self._idempotency = IdempotencyCache(idempotency_window)
-        self._load_replays()
+        if deduplicate:
+            self._load_replays()
         limiter = None
         if rate_limit is not None:
             limit, window = (rate_limit, 60) if isinstance(rate_limit, int) else rate_limit
             limiter = FixedWindowLimiter(limit, window, headers=rate_limit_headers)
         self._app = App(
-            self.projects, self._store, self._writer, limiter, self._idempotency, self.faults
+            self.projects,
+            self._store,
+            self._writer,
+            limiter,
+            self._idempotency,
+            self.faults,
+            deduplicate=deduplicate,
         )
         self._console_token = secrets.token_urlsafe(32)
         self._app.console = Console(
@@ -216,7 +232,8 @@ class ReferenceServer:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """Requests received so far, oldest first (method, path, status, Idempotency-Key...)."""
+        """Requests received so far, oldest first (method, path, status, Idempotency-Key,
+        ``replayed``, ``repeated_key``...)."""
         return list(self._app.records)
 
     def clear(self) -> None:
@@ -339,15 +356,17 @@ class ReferenceServer:
     def stats(
         self, *, environment: str = "live", project_id: Optional[str] = None
     ) -> dict[str, int]:
-        """Counts for one project and environment, plus server-wide request counters."""
+        """Counts for one project and environment, plus server-wide request counters.
+
+        Per project and environment: ``people``, ``events``, ``aliases``, ``discarded``,
+        ``duplicate_insert_ids``. Server-wide: ``idempotent_replays`` (repeats answered from
+        memory, never with ``deduplicate=False``), ``repeated_keys`` (ingestion requests whose
+        ``Idempotency-Key`` an earlier one with the same API key carried, however either was
+        answered: resends), ``requests``, ``pending``, ``write_errors``, ``faults_injected``.
+        ``GET /reference/v1/stats`` answers the same.
+        """
         counts = self._store.stats(*self._scope(project_id, environment))
-        counts.update(
-            idempotent_replays=self._idempotency.replays,
-            requests=self._app.request_count,
-            pending=self._writer.pending_items,
-            write_errors=self._writer.write_errors,
-            faults_injected=self.faults.injected,
-        )
+        counts.update(self._app.counters())
         return counts
 
     def _load_replays(self) -> None:

@@ -4,6 +4,10 @@ In one process the server's threads and the clients' share one interpreter lock,
 what a client meets in production; here the server runs as ``python -m sankofa_sdk.server``
 (the CLI a user runs) and the tests talk to it over HTTP only: the read API for what arrived
 and ``POST /reference/v1/faults`` to break it.
+
+Extra CLI arguments pass through: ``ExternalServer(log, "--no-dedup")`` applies every request as
+the engine does (a resent batch is stored again); :meth:`ExternalServer.repeated_keys` then says
+how many requests were resends (it counts them with or without ``--no-dedup``).
 """
 
 from __future__ import annotations
@@ -63,7 +67,13 @@ class ExternalServer:
         self._call("POST", "faults", json=switch)
 
     def stats(self) -> dict[str, int]:
+        """The live environment's counts and the server-wide counters (``repeated_keys``,
+        ``idempotent_replays``, ``requests``...), as ``ReferenceServer.stats()``."""
         return self._call("GET", "stats")  # type: ignore[no-any-return]
+
+    def repeated_keys(self) -> int:
+        """Ingestion requests whose ``Idempotency-Key`` an earlier request carried: resends."""
+        return int(self.stats()["repeated_keys"])
 
     def wait_until_applied(self, timeout: float = 30) -> bool:
         return bool(self._call("POST", f"wait?timeout={timeout}")["applied"])

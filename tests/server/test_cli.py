@@ -265,6 +265,37 @@ def test_default_rate_limit_is_the_engines_and_off_disables_it(cli: Callable[...
     assert off.stop() == 0
 
 
+def keyed_stats(url: str, key: str, sends: int) -> dict[str, Any]:
+    """Send one batch ``sends`` times under one Idempotency-Key; the stats once it is applied."""
+    for _ in range(sends):
+        reply = requests.post(
+            url + "/api/v1/batch",
+            json={"operations": [track("user_1", properties={"$insert_id": "i-1"})]},
+            headers={"x-api-key": key, "Idempotency-Key": "batch-1"},
+            timeout=30,
+        )
+        assert reply.status_code == 200
+    headers = {"x-api-key": key}
+    wait = requests.post(url + "/reference/v1/wait?timeout=10", headers=headers, timeout=30)
+    assert wait.json() == {"applied": True}
+    stats: dict[str, Any] = requests.get(
+        url + "/reference/v1/stats", headers=headers, timeout=30
+    ).json()
+    return stats
+
+
+def test_no_dedup_applies_a_repeated_key_again_and_counts_it(cli: Callable[..., Cli]) -> None:
+    default = cli("--port", "0", "--api-key", LIVE)
+    stats = keyed_stats(default.banner(), LIVE, 2)
+    assert default.stop() == 0
+    assert (stats["events"], stats["idempotent_replays"], stats["repeated_keys"]) == (1, 1, 1)
+    engine_like = cli("--port", "0", "--api-key", LIVE, "--no-dedup")
+    stats = keyed_stats(engine_like.banner(), LIVE, 2)
+    assert engine_like.stop() == 0
+    assert stats["events"] == 2 and stats["duplicate_insert_ids"] == 1
+    assert (stats["idempotent_replays"], stats["repeated_keys"]) == (0, 1)
+
+
 @pytest.mark.parametrize("value", ["abc", "-5/60", "10/0", "1/x", ""])
 def test_bad_rate_limit_is_a_usage_error(cli: Callable[..., Cli], value: str) -> None:
     process = cli("--port", "0", "--rate-limit", value)
@@ -302,6 +333,7 @@ def test_help(cli: Callable[..., Cli]) -> None:
         "--api-key",
         "--test-key",
         "--rate-limit",
+        "--no-dedup",
         "--quiet",
     ):
         assert option in text
