@@ -20,17 +20,18 @@ import os
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from datetime import time as dt_time
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Callable, Optional, Union
 from uuid import UUID
 
-from ._operations import format_datetime, format_epoch
+from ._operations import format_epoch
 
 _UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 
 MAX_DEPTH = 100
 """When a value is nested too deeply for the JSON encoder (about 900 levels), it is rebuilt
@@ -79,6 +80,37 @@ spelling), named-tuple-like records. Such models are often iterable too (pydanti
 ``(name, value)`` pairs), which without this would send them as lists of pairs."""
 
 
+def datetime_millis(value: datetime) -> int:
+    """Whole milliseconds from the Unix epoch to ``value``, its sub-millisecond part cut (as
+    ``isoformat(timespec="milliseconds")`` cuts it), counted exactly. A naive datetime is local
+    time, read as ``datetime_epoch`` reads it.
+
+    Cut, not rounded, and not through a float of seconds (which holds a time near year 9999 to
+    about 30 µs only): rounding wrote ``datetime.max`` as ``10000-01-01T00:00:00.000Z``, not
+    RFC 3339, and 23:59:59.9995 on New Year's Eve in the next year.
+    """
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        local = value.replace(tzinfo=None)
+        try:
+            # Exact for a whole second; the zone's offset does not depend on the fraction.
+            whole = int(local.replace(microsecond=0).timestamp())
+        except (OverflowError, ValueError, OSError):
+            value = local.replace(tzinfo=_UTC)  # at the edges of the range, as datetime_epoch
+        else:
+            return whole * 1000 + local.microsecond // 1000
+    return (value - _EPOCH) // _MILLISECOND
+
+
+def _datetime_text(value: datetime) -> str:
+    """RFC 3339 UTC text of a datetime, to the millisecond it is in (see ``datetime_millis``).
+
+    ``format_epoch`` rounds to the millisecond; given a whole number of milliseconds over 1000
+    it writes that number back (the float is within 0.1 ms of it anywhere in a datetime's
+    range), so nothing is rounded up.
+    """
+    return format_epoch(datetime_millis(value) / 1000)
+
+
 def convert_value(value: Any) -> Any:
     """Convert one value the JSON encoder does not know into one it does.
 
@@ -88,9 +120,9 @@ def convert_value(value: Any) -> Any:
     """
     if isinstance(value, datetime):
         if value.tzinfo is _UTC:
-            # The common case, without two calls: what format_datetime gives an aware value.
-            return format_epoch((value - _EPOCH).total_seconds())
-        return format_datetime(value)
+            # The common case, without two calls: what _datetime_text gives an aware value.
+            return format_epoch((value - _EPOCH) // _MILLISECOND / 1000)
+        return _datetime_text(value)
     if isinstance(value, (date, dt_time)):
         return value.isoformat()
     if isinstance(value, Decimal):

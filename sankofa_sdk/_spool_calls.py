@@ -21,11 +21,11 @@ record that does not unpack is counted as damaged, never guessed at.
 from __future__ import annotations
 
 import marshal
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
-from ._operations import datetime_epoch, format_epoch
-from ._serialize import Operation
+from ._operations import format_epoch
+from ._serialize import Operation, datetime_millis
 
 _MARSHAL_VERSION = 4
 _FORMAT = 1
@@ -34,6 +34,8 @@ _FORMAT = 1
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _NO_DATES: tuple[str, ...] = ()
 _UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 def pack_call(op: Operation) -> Optional[bytes]:
@@ -150,13 +152,15 @@ def _dates_if_plain(properties: Any) -> Optional[tuple[str, ...]]:
 
 
 def _epochs(properties: dict[Any, Any], dates: tuple[str, ...]) -> dict[Any, float]:
-    """The Unix times of the datetimes at ``dates``, as ``format_datetime`` reads them."""
+    """The Unix times of the datetimes at ``dates`` as the encoder writes them: the millisecond
+    each is in (``datetime_millis``), over 1000. ``format_epoch`` writes that float back as the
+    same millisecond, here and in a version that kept ``timestamp()`` and rounded it."""
     epochs = {}
     for key in dates:
         value = properties[key]
-        # timestamp() is datetime_epoch() for an aware value, without a Python call.
+        # datetime_millis() for an aware value, without a Python call.
         aware = value.tzinfo is _UTC or value.utcoffset() is not None
-        epochs[key] = value.timestamp() if aware else datetime_epoch(value)
+        epochs[key] = ((value - _EPOCH) // _MILLISECOND if aware else datetime_millis(value)) / 1000
     return epochs
 
 

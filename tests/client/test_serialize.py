@@ -10,8 +10,10 @@ import itertools
 import json
 import math
 import os
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +22,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sankofa_sdk import _serialize
-from sankofa_sdk._serialize import MAX_DEPTH, _insert_ids, new_insert_id, to_json
+from sankofa_sdk._serialize import (
+    MAX_DEPTH,
+    Operation,
+    _insert_ids,
+    encode_operation,
+    new_insert_id,
+    to_json,
+)
+from sankofa_sdk._spool_calls import pack_call, unpack_call
 
 
 class Color(enum.Enum):
@@ -102,6 +112,7 @@ def test_object_keys_that_are_not_strings_become_strings() -> None:
     }
 
 
+naive_or_utc_datetimes = st.datetimes(timezones=st.none() | st.just(dt.timezone.utc))
 json_leaves = st.one_of(
     st.none(),
     st.booleans(),
@@ -109,7 +120,7 @@ json_leaves = st.one_of(
     st.floats(),
     st.text(),
     st.decimals(),
-    st.datetimes(timezones=st.none() | st.just(dt.timezone.utc)),
+    naive_or_utc_datetimes,
     st.dates(),
     st.uuids(),
     st.binary(max_size=20),
@@ -157,6 +168,109 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
+
+
+# --- datetimes: their millisecond, cut like isoformat(timespec="milliseconds") cuts it --------
+
+needs_tzset = pytest.mark.skipif(not hasattr(time, "tzset"), reason="needs time.tzset (Unix)")
+
+
+@contextmanager
+def _local_time(zone: str) -> Iterator[None]:
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+def _written(value: dt.datetime) -> list[str]:
+    """The text a datetime property is sent as by each path: the encoder alone, a call kept in
+    memory, and a call kept in the spool (its values packed on the caller's thread)."""
+    op: Operation = ("track", "user_1", "E", {"when": value}, None, 1_767_225_600.0)
+    packed = pack_call(op)
+    assert packed is not None
+    unpacked = unpack_call(packed)
+    assert unpacked is not None
+    return [
+        json.loads(to_json({"when": value})[0])["when"],
+        json.loads(encode_operation(op, "0.1.0")[0])["payload"]["properties"]["when"],
+        json.loads(encode_operation(unpacked, "0.1.0")[0])["payload"]["properties"]["when"],
+    ]
+
+
+def _cut_to_milliseconds(value: dt.datetime) -> dt.datetime:
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+_UTC = dt.timezone.utc
+
+
+@needs_tzset
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (dt.datetime.max, "9999-12-31T23:59:59.999Z"),
+        (dt.datetime.max.replace(tzinfo=_UTC), "9999-12-31T23:59:59.999Z"),
+        (dt.datetime(2026, 12, 31, 23, 59, 59, 999999, _UTC), "2026-12-31T23:59:59.999Z"),
+        (dt.datetime(1969, 12, 31, 23, 59, 59, 999500), "1969-12-31T23:59:59.999Z"),
+        (dt.datetime(2026, 5, 9, 14, 32, 1, 482999, _UTC), "2026-05-09T14:32:01.482Z"),
+        (dt.datetime.min, "0001-01-01T00:00:00.000Z"),
+    ],
+    ids=["max", "max UTC", "last microsecond of 2026", "before 1970", "482.999 ms", "min"],
+)
+def test_a_datetime_is_cut_to_its_millisecond_not_rounded_into_the_next_year(
+    value: dt.datetime, text: str
+) -> None:
+    # Rounding wrote datetime.max as "10000-01-01T00:00:00.000Z", which is not RFC 3339.
+    with _local_time("UTC"):
+        assert _written(value) == [text] * 3
+
+
+@needs_tzset
+@settings(deadline=None)
+@given(naive_or_utc_datetimes)
+def test_a_datetime_parses_back_to_its_millisecond_in_its_own_year(value: dt.datetime) -> None:
+    with _local_time("UTC"):  # a naive datetime is local time
+        texts = _written(value)
+    expected = _cut_to_milliseconds(value.replace(tzinfo=_UTC))
+    for text in texts:
+        assert text.endswith("Z")
+        parsed = dt.datetime.fromisoformat(text[:-1] + "+00:00")
+        assert parsed == expected
+        assert parsed.year == value.year
+        assert text == expected.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+offsets = st.timedeltas(
+    min_value=dt.timedelta(hours=-24) + dt.timedelta.resolution,
+    max_value=dt.timedelta(hours=24) - dt.timedelta.resolution,
+).map(dt.timezone)
+
+
+@needs_tzset
+@settings(deadline=None)
+@given(
+    st.datetimes(
+        min_value=dt.datetime(1, 1, 2),
+        max_value=dt.datetime(9999, 12, 30),
+        timezones=st.none() | st.just(_UTC) | offsets,
+    )
+)
+def test_a_datetime_in_any_zone_is_written_as_its_utc_millisecond(value: dt.datetime) -> None:
+    with _local_time("America/New_York"):  # a naive datetime is local time
+        texts = _written(value)
+        instant = _cut_to_milliseconds(value.astimezone(_UTC))
+    for text in texts:
+        parsed = dt.datetime.fromisoformat(text[:-1] + "+00:00")
+        assert parsed == instant and parsed.year == instant.year
+        assert text == instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @pytest.mark.parametrize("count", [1, 31, 32, 1000])
