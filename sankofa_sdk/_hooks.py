@@ -35,7 +35,8 @@ class OperationHooks:
     def apply(self, op: Operation) -> Operation:
         """``op`` as it is to be queued. Raises ``Dropped`` when ``before_send`` drops it, and
         ``ValidationError`` (its cause chained) when the hook raises or returns something that
-        is not an operation."""
+        is not an operation or cannot be read; nothing else (the caller's ``track()`` must not
+        raise the app's exceptions)."""
         kind, distinct_id, name, properties, defaults, stamp = op
         if kind == "alias":
             return op
@@ -57,21 +58,33 @@ class OperationHooks:
         try:
             changed = hook(given)
         except Exception as exc:
-            raise _refused(f"before_send raised {exc!r}") from exc
+            raise _refused(f"before_send raised {_text(exc)}") from exc
         if changed is None:
             raise Dropped
-        if not isinstance(changed, Mapping):
-            raise _refused(f"before_send must return a dict or None, not {type(changed).__name__}")
         try:
-            properties = copy_mapping(changed.get("properties"), "properties")
-            if kind == "track":
-                name = check_event_name(changed.get("event_name"))
-                defaults = copy_mapping(changed.get("default_properties"), "default_properties")
+            mapping = isinstance(changed, Mapping)
+            if mapping:
+                properties = copy_mapping(changed.get("properties"), "properties")
+                if kind == "track":
+                    name = check_event_name(changed.get("event_name"))
+                    defaults = copy_mapping(changed.get("default_properties"), "default_properties")
         except ValidationError as exc:
             raise _refused(f"before_send returned {exc}") from exc
+        except Exception as exc:  # the app's mapping, its keys or its values raising anything
+            raise _refused(f"before_send returned what could not be read: {_text(exc)}") from exc
+        if not mapping:
+            raise _refused(f"before_send must return a dict or None, not {type(changed).__name__}")
         # The id and the time are the call's: a hook that wants another user calls again.
         return (kind, distinct_id, name, properties, defaults, stamp)
 
 
 def _refused(message: str) -> ValidationError:
     return ValidationError(message, reason="before_send")
+
+
+def _text(exc: Exception) -> str:
+    """``repr(exc)``, or its type's name when that raises too: never raises."""
+    try:
+        return repr(exc)
+    except Exception:
+        return type(exc).__name__

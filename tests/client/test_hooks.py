@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable, NoReturn, Optional
 
 import pytest
 import responses
@@ -84,6 +85,139 @@ def test_a_before_send_that_fails_drops_the_operation_and_says_why(
     assert sent_operations(rsps) == []
     assert client.stats()["dropped"] == {"invalid": 1}
     assert len(errors) == 1 and getattr(errors[0], "reason", None) == "before_send"
+
+
+class _Odd(Mapping[Any, Any]):
+    """A mapping of ``items`` (a dict, or pairs: keys need not hash) whose named methods raise
+    RuntimeError."""
+
+    def __init__(self, items: Any, *raising: str) -> None:
+        self._pairs = list(items.items() if isinstance(items, dict) else items)
+        self._raising = raising
+
+    def _check(self, method: str) -> None:
+        if method in self._raising:
+            raise RuntimeError(f"{method} fails")
+
+    def __getitem__(self, key: Any) -> Any:
+        self._check("__getitem__")
+        for k, v in self._pairs:
+            if k is key or (type(k) is type(key) and k == key):
+                return v
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        self._check("__iter__")
+        return iter([k for k, _ in self._pairs])
+
+    def __len__(self) -> int:
+        self._check("__len__")
+        return len(self._pairs)
+
+    def keys(self) -> Any:
+        self._check("keys")
+        return super().keys()
+
+    def items(self) -> Any:
+        self._check("items")
+        return super().items()
+
+
+class _NoText(str):
+    def __str__(self) -> NoReturn:
+        raise RuntimeError("no text")
+
+
+class _NoHash:
+    def __hash__(self) -> NoReturn:
+        raise RuntimeError("no hash")
+
+
+class _NoRepr(Exception):
+    def __repr__(self) -> NoReturn:
+        raise RuntimeError("no repr")
+
+
+def _raise_no_repr(op: dict[str, Any]) -> NoReturn:
+    raise _NoRepr("hook failed")
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [
+        lambda op: {**op, "properties": _Odd({"a": 1}, "__iter__")},
+        lambda op: {**op, "properties": _Odd({"a": 1}, "__iter__", "keys", "items")},
+        lambda op: _Odd(op, "__getitem__"),
+        lambda op: {**op, "event_name": _NoText("Event")},
+        lambda op: {**op, "default_properties": _Odd({"b": 2}, "keys")},
+        lambda op: {**op, "properties": _Odd([(_NoHash(), 1)])},
+        lambda op: {1: "x", ("a",): "y"},
+        lambda op: [("event_name", "Event")],
+        _raise_no_repr,
+    ],
+    ids=[
+        "properties whose iteration raises",
+        "properties whose keys() and items() raise",
+        "a mapping whose lookups raise",
+        "an event name whose str() raises",
+        "default_properties whose keys() raises",
+        "properties with a key whose hash raises",
+        "keys that are not strings",
+        "not a mapping",
+        "raises an exception whose repr raises",
+    ],
+)
+def test_a_before_send_returning_what_cannot_be_read_drops_the_call_without_raising(
+    rsps: responses.RequestsMock, make_client: MakeClient, hook: Callable[..., Any]
+) -> None:
+    ok(rsps)
+    errors: list[SankofaError] = []
+    client = make_client(before_send=hook, on_error=lambda e, op: errors.append(e))
+    client.track("Event", {"a": 1}, distinct_id="user_1")  # must not raise into the app
+    assert client.flush(10)
+    assert sent_operations(rsps) == []
+    assert client.stats()["dropped"] == {"invalid": 1}
+    assert len(errors) == 1 and getattr(errors[0], "reason", None) == "before_send"
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [
+        lambda op: _Odd(op, "__iter__", "keys", "items", "__len__"),
+        lambda op: {**op, "properties": _Odd({"a": 1}, "__len__")},
+    ],
+    ids=["a mapping that cannot be iterated or sized", "properties whose len() raises"],
+)
+def test_a_before_send_mapping_read_by_key_is_sent(
+    rsps: responses.RequestsMock, make_client: MakeClient, hook: Callable[..., Any]
+) -> None:
+    # The client reads what it needs by key (and copies properties by iterating them), so
+    # methods it does not use may raise: nothing to drop.
+    ok(rsps)
+    client = make_client(before_send=hook)
+    client.track("Event", {"a": 1}, distinct_id="user_1")
+    assert client.flush(10)
+    (sent,) = sent_operations(rsps)
+    assert sent["payload"]["properties"]["a"] == 1
+    assert client.stats()["dropped"] == {}
+
+
+class _Unprintable:
+    def __str__(self) -> NoReturn:
+        raise RuntimeError("no text")
+
+
+def test_a_property_value_from_before_send_whose_str_raises_is_cut_as_without_the_hook(
+    rsps: responses.RequestsMock, make_client: MakeClient
+) -> None:
+    # A value is converted on the delivery thread, as every property value is: only it is cut.
+    ok(rsps)
+    client = make_client(before_send=lambda op: {**op, "properties": {"odd": _Unprintable()}})
+    client.track("Event", {"a": 1}, distinct_id="user_1")
+    assert client.flush(10)
+    (sent,) = sent_operations(rsps)
+    assert sent["payload"]["properties"]["odd"] is None
+    assert client.stats()["dropped"] == {}
 
 
 def test_with_strict_a_failing_before_send_raises(make_client: MakeClient) -> None:
