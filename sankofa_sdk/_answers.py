@@ -70,18 +70,20 @@ def skipped_operations(answer: Answer, sent: int) -> int:
     """How many of ``sent`` operations a 2xx answer says the engine discarded (garbage ids).
 
     A 200 counts what it accepted per kind; ``operations_received`` minus those is what it
-    skipped. A 202 ``discarded_all`` skipped everything. Bodies we cannot read count as none.
+    skipped. A 202 ``{"status":"discarded_all"}`` skipped everything. Any other body (other
+    keys, another shape, not JSON, nested too deep to read) counts as none, and never raises:
+    the batch was delivered either way.
     """
-    if answer.status == 202 and b"discarded" in answer.body:
-        return sent
-    if answer.status != 200:
+    if answer.status != 200 and answer.status != 202:
         return 0
     try:
-        counts = json.loads(answer.body)
+        body = json.loads(answer.body)
+        if answer.status == 202:
+            return sent if body["status"] == "discarded_all" else 0
         accepted = sum(
-            int(counts[key]) for key in ("aliases_received", "people_received", "events_received")
+            int(body[key]) for key in ("aliases_received", "people_received", "events_received")
         )
-        received = int(counts["operations_received"])
-    except (ValueError, KeyError, TypeError):
+        received = int(body["operations_received"])
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
         return 0
     return max(0, min(sent, received - accepted))

@@ -485,3 +485,35 @@ def test_flush_after_shutdown_returns_at_once(
     client.track("E", distinct_id="user_1")
     client.shutdown()
     assert client.flush() is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"ok":true,"accepted":2,"commands":[{"op":"pause","for":"60s"}]}',
+        b'{"status":"queued"}',
+        b"OK",
+        b"",
+        b"\xff\x00<html>not json</html>",
+        b"[" * 50_000,
+        b'{"aliases_received":0,"events_received":1e400,"operations_received":2,"people_received":0}',
+    ],
+    ids=["extra keys", "another object", "OK", "empty", "not json", "too deep", "infinite count"],
+)
+def test_any_200_answer_is_a_delivery_whatever_its_body(
+    rsps: responses.RequestsMock,
+    make_client: MakeClient,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sankofa_sdk")
+    rsps.add(responses.POST, BATCH_URL, status=200, body=body)
+    client = make_client(flush_interval=60)
+    client.track("Event", distinct_id="user_1")
+    client.track("Event", distinct_id="user_2")
+    assert client.flush(5)
+    stats: Any = client.stats()
+    assert len(sent_operations(rsps)) == 2  # each sent once: nothing retried
+    assert (stats["delivered"], stats["retried"], stats["failed"]) == (2, 0, 0)
+    assert (stats["skipped"], stats["dropped"], stats["queued"]) == (0, {}, 0)
+    assert [r.getMessage() for r in caplog.records] == []  # nothing said: all went well

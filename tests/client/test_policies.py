@@ -180,6 +180,15 @@ def answer(status: Optional[int], body: bytes = b"", failure: Optional[Failure] 
         (502, b"", Verdict.RETRY),
         (503, b"", Verdict.RETRY),
         (None, b"", Verdict.RETRY),
+        # Any 2xx is success, whatever its body: an engine branch may add keys or answer
+        # something else entirely.
+        (200, b'{"ok":true,"accepted":2,"commands":[{"op":"pause"}]}', Verdict.DELIVERED),
+        (200, b'{"status":"queued"}', Verdict.DELIVERED),
+        (200, b"OK", Verdict.DELIVERED),
+        (200, b"\xff\x00<html>garbage", Verdict.DELIVERED),
+        (200, b"[" * 50_000, Verdict.DELIVERED),
+        (202, b'{"status":"queued","quota_exceeded":false}', Verdict.DELIVERED),
+        (299, b"rate limit", Verdict.DELIVERED),
     ],
 )
 def test_classify_follows_the_engine(status: Optional[int], body: bytes, verdict: Verdict) -> None:
@@ -207,6 +216,40 @@ def test_classify_follows_the_engine(status: Optional[int], body: bytes, verdict
         (200, b"not json", 10, 0),
         (200, b'{"operations_received":"x"}', 10, 0),
         (204, b"", 10, 0),
+        # Bodies of other shapes skip nothing, and reading them never raises.
+        (200, b'{"ok":true,"accepted":2,"commands":[{"op":"pause"}]}', 2, 0),
+        (
+            200,
+            b'{"aliases_received":0,"events_received":2,"operations_received":2,'
+            b'"people_received":0,"commands":["discarded"]}',
+            2,
+            0,
+        ),
+        (200, b'{"status":"queued"}', 2, 0),
+        (200, b"OK", 2, 0),
+        (200, b"", 2, 0),
+        (200, b"\xff\x00<html>garbage", 2, 0),
+        (200, b"[1, 2]", 2, 0),
+        (200, b"null", 2, 0),
+        (200, b"[" * 50_000, 2, 0),  # nested deeper than the JSON reader can go
+        (200, b'{"a":' * 20_000, 2, 0),
+        (
+            200,
+            b'{"aliases_received":0,"events_received":1e400,"operations_received":2,'
+            b'"people_received":0}',
+            2,
+            0,
+        ),
+        (
+            200,
+            b'{"aliases_received":0,"events_received":0,"operations_received":Infinity,'
+            b'"people_received":0}',
+            2,
+            0,
+        ),
+        (202, b'{"status":"queued","commands":["discarded nothing"]}', 2, 0),
+        (202, b"discarded", 2, 0),
+        (202, b'{"ok":true,"status":"discarded_all","commands":[]}', 2, 2),
     ],
 )
 def test_skipped_operations_are_read_from_the_counts(
