@@ -1,9 +1,10 @@
 """The encoder gives the same bytes and the same notes as the one it replaced.
 
 ``_Frozen`` below is the encoder as it was before it was made cheaper (issue 11), kept verbatim
-apart from an injected ``$insert_id`` and two intended changes made since, marked where they
-are: naive datetimes are read as local time, not UTC (issue 13), and years are written with
-at least four digits (issue 12). Iterables the new encoder no longer reads (issue 12) are left
+apart from an injected ``$insert_id`` and three intended changes made since, marked where they
+are: naive datetimes are read as local time, not UTC (issue 13), years are written with at
+least four digits (issue 12), and a datetime is written as the millisecond it is in, not
+rounded to the nearest. Iterables the new encoder no longer reads (issue 12) are left
 out of the generated values; a deque stands for the iterables both read. Generated operations of all three kinds, carrying every
 kind of value the SDK converts or cuts, must come out byte for byte the same. Where the frozen
 encoder raised (an integer too long to write, a key that cannot be made text), the operation
@@ -59,6 +60,9 @@ class _Frozen:
 
     @classmethod
     def format_datetime(cls, value: dt.datetime) -> str:
+        # Changed on purpose: the millisecond a datetime is in, its microseconds cut as
+        # isoformat(timespec="milliseconds") cuts them (rounding wrote datetime.max in year 10000).
+        value = value.replace(microsecond=value.microsecond // 1000 * 1000)
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
             # Changed on purpose (issue 13): naive is local time, as datetime.timestamp()
             # reads it (was UTC); read as UTC only where Python cannot convert it.
