@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Callable, Optional, Union
 
+from ._delivery import CUT_GRACE, Clock, Transport, Worker
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
 from ._hooks import BeforeSend, Dropped, OperationHooks
 from ._identity import Identity, IdentityScope
@@ -24,7 +25,7 @@ from ._operations import MAX_REQUEST_BYTES
 from ._options import DEFAULT_RATE_LIMIT, Options, check_host
 from ._serialize import Operation, Reported, describe_operation, describe_reported
 from ._stats import ClientStats, Stats
-from ._transport import Transport
+from ._transport import HttpTransport
 from ._validate import (
     TimestampNotRead,
     call_time,
@@ -35,7 +36,6 @@ from ._validate import (
     copy_mapping,
 )
 from ._version import __version__
-from ._worker import CUT_GRACE, Clock, Worker
 
 DEFAULT_HOST = "https://api.sankofa.dev"
 LIB_VERSION = f"python-{__version__}"
@@ -111,6 +111,9 @@ class Client:
       something else drops the operation and reports it (reason ``before_send``).
     - ``proxies`` (None): requests-style ``{"https": "http://proxy:3128"}``; by default the
       ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` environment variables apply.
+    - ``transport`` (None): send through this instead of HTTP, e.g.
+      :class:`sankofa_sdk.testing.RecordingTransport` in tests (it records each batch and
+      answers from a script).
 
     ``api_key`` and ``host`` default to the ``SANKOFA_API_KEY`` and ``SANKOFA_HOST`` environment
     variables (and ``host`` then to ``https://api.sankofa.dev``).
@@ -150,6 +153,7 @@ class Client:
         before_send: Optional[BeforeSend] = None,
         super_properties: Optional[Mapping[str, Any]] = None,
         proxies: Optional[Mapping[str, str]] = None,
+        transport: Optional[Transport] = None,
         clock: Optional[Clock] = None,
     ) -> None:
         self._disabled = bool(disabled)
@@ -223,15 +227,27 @@ class Client:
         self._warnings = ThrottledWarning()
         self._identity = IdentityScope()
         self._stats = Stats()
-        self._transport = Transport(self._api_key, self.host, options)
+        self._clock = clock if clock is not None else Clock()
+        if transport is None:
+            transport = HttpTransport(self._api_key, self.host, options)
+        elif not all(callable(getattr(transport, name, None)) for name in _TRANSPORT_CALLS):
+            raise TypeError(
+                f"transport must have {', '.join(_TRANSPORT_CALLS)} (see "
+                f"sankofa_sdk.testing.RecordingTransport); got {type(transport).__name__}"
+            )
+        self._transport = transport
         self._worker = Worker(
             options=options,
             transport=self._transport,
             stats=self._stats,
-            report=self._report_delivery_failure,
+            report=_weak_reporter(self),
             lib_version=LIB_VERSION,
-            clock=clock,
+            clock=self._clock,
         )
+        # A client dropped without shutdown() is freed (the worker holds nothing of it): its
+        # thread then delivers what is queued within shutdown_timeout, reports the rest, ends.
+        dropped = weakref.finalize(self, self._worker.stop_when_dropped, self._shutdown_timeout)
+        dropped.atexit = False  # at exit the exit hook shuts live clients down
         _register_at_fork(self)
         _live_clients.add(self)
         _register_exit_hook()
@@ -473,19 +489,26 @@ class Client:
         dropped with reason ``"shutdown"``.
         """
         seconds = self._shutdown_timeout if timeout is None else _seconds(timeout)
-        deadline = time.monotonic() + seconds
+        deadline = self._clock.now() + seconds
         if not self._begin_shutdown(deadline):
             # A second call: it returns when the first is done, except on the thread running
             # the first (a SIGTERM handler calling shutdown() during shutdown or at exit),
             # where waiting would never end.
             if self._shutdown_thread != threading.get_ident():
-                self._shutdown_done.wait(max(0.0, self._shutdown_deadline - time.monotonic()) + 2)
+                left = self._shutdown_deadline - self._clock.now()
+                self._shutdown_done.wait(max(0.0, left) + 2)
             return
-        try:
-            if not self._disabled:
-                self._worker.finish_stop(deadline)
-        finally:
+        if self._disabled:
             self._end_shutdown()
+            return
+        ended = False
+        try:
+            # On the delivery thread (on_error calling shutdown()), the thread itself goes on
+            # until the deadline and ends the shutdown as it stops.
+            ended = self._worker.finish_stop(deadline, then=self._end_shutdown)
+        finally:
+            if not ended and not self._worker.on_own_thread():
+                self._end_shutdown()
 
     def _begin_shutdown(self, deadline: float) -> bool:
         """Start shutting down; False if it had already started."""
@@ -552,9 +575,6 @@ class Client:
             self._worker.deliver_now(op)
         elif not self._send:
             self._stats.add_not_sent()
-        elif self._worker.spool is not None:
-            if not self._worker.submit_spooled(op):
-                self._queue_full(op)
         elif not self._worker.submit(op):
             wait = self.options.block_when_full
             if not (wait and self._worker.submit_waiting(op, wait)):
@@ -588,6 +608,7 @@ class Client:
         self._call_on_error(exc, call)
 
     def _report_delivery_failure(self, error: DeliveryError, ops: list[Reported]) -> None:
+        """What the worker could not deliver (held weakly by the worker: see ``_weak_reporter``)."""
         if not ops:
             # A problem that concerns no operation in particular (the spool failing): the
             # worker logged it; on_error hears it once, with an empty operation.
@@ -649,6 +670,29 @@ def _refusal(exc: Exception) -> ValidationError:
     return error
 
 
+_TRANSPORT_CALLS = ("send", "abort", "close", "reset_after_fork")
+
+
+def _weak_reporter(client: Client) -> Callable[[DeliveryError, list[Reported]], None]:
+    """The worker's way to report to ``client`` without keeping it alive: a client dropped
+    without shutdown() is freed, and what its thread reports afterwards is logged."""
+    method = weakref.WeakMethod(client._report_delivery_failure)
+
+    def report(error: DeliveryError, ops: list[Reported]) -> None:
+        alive = method()
+        if alive is not None:
+            alive(error, ops)
+        elif ops:
+            logger.error(
+                "%d operation(s) of a client dropped without shutdown() not delivered (%s): %s",
+                len(ops),
+                error.reason,
+                error,
+            )
+
+    return report
+
+
 def _register_at_fork(client: Client) -> None:
     # Through a weak reference, so the hook does not keep a discarded client alive.
     ref = weakref.ref(client)
@@ -675,10 +719,9 @@ def _shutdown_all_at_exit() -> None:
     the longest of them (plus a moment to cut requests still in flight), not their sum.
     """
     clients = [client for client in list(_live_clients) if not client._closed]
-    started = time.monotonic()
     plans: list[tuple[Client, float]] = []
     for client in clients:
-        deadline = started + client._shutdown_timeout
+        deadline = client._clock.now() + client._shutdown_timeout
         try:
             if client._begin_shutdown(deadline):
                 plans.append((client, deadline))
@@ -690,8 +733,8 @@ def _shutdown_all_at_exit() -> None:
     for client, deadline in active:
         client._worker.join_until(deadline)
     if any([client._worker.cut() for client, _ in active]):
-        grace = time.monotonic() + CUT_GRACE
-        for client, _ in active:
+        graces = [client._clock.now() + CUT_GRACE for client, _ in active]
+        for (client, _), grace in zip(active, graces, strict=True):
             client._worker.join_until(grace)
     for client, deadline in plans:
         try:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Optional, TypedDict, Union
 
 from ._client import FLUSH_TIMEOUT, Client, ErrorHandler
+from ._delivery import Transport
 from ._errors import ConfigurationError
 from ._hooks import BeforeSend
 from ._identity import Identity
@@ -55,6 +56,7 @@ class ClientOptions(TypedDict, total=False):
     before_send: Optional[BeforeSend]
     super_properties: Optional[Mapping[str, Any]]
     proxies: Optional[Mapping[str, str]]
+    transport: Transport
 
 
 def init(

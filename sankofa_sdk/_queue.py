@@ -18,11 +18,10 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from itertools import accumulate, islice
 from operator import attrgetter
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Protocol, Union
 
 from ._options import Options
 from ._serialize import Operation
-from ._spooling import Origin
 
 RAW_OVERHEAD_BYTES = 400
 """Python objects of a queued, not yet encoded operation beyond its JSON size (tuple, dict,
@@ -36,8 +35,14 @@ RUN_OVERHEAD_BYTES = 200
 class Marker(threading.Event):
     """A flush marker: set when everything queued before it is finished."""
 
-    spool_target = 0
-    """With a spool: the last operation written to disk before the flush."""
+
+class Origin(Protocol):
+    """Where a queued operation outlives the process (a spool's record); the queue only needs
+    its ``group``: a batch holds operations of one group, so whatever the source notes about
+    the batch goes to one place."""
+
+    @property
+    def group(self) -> object: ...
 
 
 RawItem = Union[Operation, Marker]
@@ -132,6 +137,10 @@ class Backlog:
         self._average_op_bytes = 8_000.0
 
     @property
+    def max_bytes(self) -> int:
+        return self._options.max_queue_bytes
+
+    @property
     def encoded_count(self) -> int:
         return self.encoded_ops
 
@@ -171,6 +180,17 @@ class Backlog:
             mean = total / count
             self._average_op_bytes += (mean - self._average_op_bytes) * (1 - 0.99**count)
 
+    def pop_raw(self, count: int) -> list[RawItem]:
+        """Take ``count`` raw items to encode; until encoded they still take their room."""
+        popleft = self.raw.popleft
+        items = [popleft() for _ in range(count)]
+        self.room -= count
+        return items
+
+    def raw_count(self) -> int:
+        """Raw operations (flush markers not counted)."""
+        return sum(1 for item in list(self.raw) if type(item) is tuple)
+
     def skip_seq(self) -> None:
         """An operation that could not be encoded still takes its place in the order."""
         self.next_seq += 1
@@ -186,11 +206,11 @@ class Backlog:
         # A batch holds operations of one origin only (memory, or one spool directory), so
         # what it notes on disk goes to the directory its operations came from.
         first = encoded[0].origin if encoded else None
-        spool = first.spool if first is not None else None
+        group = first.group if first is not None else None
         while encoded and ops < max_ops:
             run = encoded[0]
             origin = run.origin
-            if (origin.spool if origin is not None else None) is not spool:
+            if (origin.group if origin is not None else None) is not group:
                 break
             weight = run.size + run.operations  # its JSON and a comma each
             if run.operations <= max_ops - ops and body + weight <= max_bytes:

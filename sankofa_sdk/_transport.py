@@ -13,14 +13,11 @@ body once and says what happened (an :class:`Answer`). Two bounds hold whatever 
 
 from __future__ import annotations
 
-import gzip as gzip_module
-import logging
 import platform
 import socket
 import threading
 import time
 from typing import Any, Callable, Optional
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -29,16 +26,12 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ._answers import Answer
 from ._operations import BATCH_PATH
-from ._options import Options, is_loopback_host
+from ._options import Options
 from ._retry import Failure
 from ._version import __version__
 
-logger = logging.getLogger("sankofa_sdk")
-
 USER_AGENT = f"sankofa-python/{__version__} (python {platform.python_version()})"
 MAX_ANSWER_BYTES = 64 * 1024
-GZIP_AUTO_MIN_BYTES = 32 * 1024
-"""With ``gzip=None`` (the default), bodies at least this large are compressed (level 1)."""
 _KEPT_HEADERS = ("Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
 
@@ -76,8 +69,9 @@ def _tracking_pools(active: _ActiveConnection) -> dict[str, type]:
     }
 
 
-class Transport:
-    """Sends one body at a time. One instance per client; used by one thread at a time."""
+class HttpTransport:
+    """Sends one body at a time over HTTP (``requests``' adapter). One instance per client; used by
+    one thread at a time. Implements ``_delivery.transport.Transport``."""
 
     def __init__(
         self,
@@ -90,16 +84,13 @@ class Transport:
         self._api_key = api_key
         self.url = host.rstrip("/") + BATCH_PATH
         self._options = options
-        # gzip=None compresses large bodies for the network; to an engine on this machine
-        # compressing would only cost CPU (about 1 µs per operation), so it is skipped there.
-        self._auto_gzip = not is_loopback_host(urlsplit(self.url).hostname or "")
         self._clock = clock
         self._active = _ActiveConnection()
         self._aborted = threading.Event()
         self._session = self._new_session()
 
     def __repr__(self) -> str:
-        return f"<Transport url={self.url!r}>"
+        return f"<HttpTransport url={self.url!r}>"
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
@@ -139,19 +130,6 @@ class Transport:
         self._aborted.set()
         self._active.cut()
 
-    def encode(self, body: bytes) -> tuple[bytes, bool]:
-        """The bytes to send for ``body`` and whether they are gzip-compressed."""
-        wanted = self._options.gzip
-        if wanted is False or (
-            wanted is None and (not self._auto_gzip or len(body) < GZIP_AUTO_MIN_BYTES)
-        ):
-            return body, False
-        try:
-            return gzip_module.compress(body, compresslevel=1 if wanted is None else 6), True
-        except Exception:  # compression failing must not cost the batch: send it as it is
-            logger.warning("gzip failed; sending the batch uncompressed")
-            return body, False
-
     def send(
         self, data: bytes, gzipped: bool, idempotency_key: str, time_left: Optional[float] = None
     ) -> Answer:
@@ -179,13 +157,6 @@ class Transport:
             return Answer(None, {}, b"", Failure.RESET, _describe(exc, self._api_key))
         finally:
             self._active.connection = None
-
-    def budget(self, time_left: Optional[float]) -> float:
-        """How long one request may take: ``timeout``, or less when the deadline is nearer.
-
-        The whole request, not each socket read: whoever waits for the answer calls ``abort``
-        when this has passed (see ``_worker._Sender``)."""
-        return self._options.timeout if time_left is None else min(self._options.timeout, time_left)
 
     def _post(self, data: bytes, headers: dict[str, str], budget: float) -> Answer:
         started = self._clock()

@@ -13,7 +13,7 @@ import pytest
 import responses
 
 from sankofa_sdk import Client, SankofaError
-from sankofa_sdk._worker import Clock
+from sankofa_sdk._delivery import Clock
 
 API_KEY = "sk_test_0123456789abcdef0123456789abcdef"
 HOST = "https://engine.test"
@@ -60,27 +60,30 @@ def rsps() -> Iterator[responses.RequestsMock]:
 
 
 class FakeClock(Clock):
-    """The delivery thread's time, jumping instead of sleeping; every jump is kept in ``waits``.
+    """The delivery pipeline's time, jumping instead of sleeping; every jump is kept in ``waits``.
 
-    Waiting for a caller (the idle wait) stays real, so an idle thread does not spin.
+    Between jumps it runs as real time does, so waits for a caller or an answer (the idle wait,
+    ``block_when_full``, a request's cut-off) take their real durations and an idle thread does
+    not spin.
     """
 
     def __init__(self) -> None:
-        self._now = time.monotonic()
+        self._offset = 0.0
         self._lock = threading.Lock()
         self.waits: list[float] = []
 
     def now(self) -> float:
         with self._lock:
-            return self._now
+            return time.monotonic() + self._offset
 
     def sleep_until(self, when: float, wake: threading.Event) -> None:
         if wake.is_set():
             return
         with self._lock:
-            if when > self._now:
-                self.waits.append(when - self._now)
-                self._now = when
+            left = when - (time.monotonic() + self._offset)
+            if left > 0:
+                self.waits.append(left)
+                self._offset += left
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ import marshal
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
-from ._operations import format_epoch
-from ._serialize import Operation, datetime_millis
+from .._operations import format_epoch
+from .._serialize import Operation, datetime_millis
 
 _MARSHAL_VERSION = 4
 _FORMAT = 1

@@ -5,10 +5,14 @@ exclusive ``flock`` on its ``lock`` file (the kernel drops it when the process d
 dies). In it:
 
 - ``seg-<n>.log``: the operations, appended by the callers' threads into segments of 4 MiB
-  written through a memory map (``_segment``): a ``kill -9`` leaves at most one torn record, at
+  written through a memory map (``segment``): a ``kill -9`` leaves at most one torn record, at
   the end, and after it the zeros of the segment's unwritten rest;
 - ``batches.log``: the delivery thread's notes: "batch K (these operations, this body) is
-  about to be sent", then "K is done" or "K was refused before it was applied".
+  about to be sent", then "K is done", "K was refused before it was applied" (its operations
+  are free to go in another batch), or "K was split into K1 and K2" (noted, with their bodies,
+  in the same write: the operations stay covered). When the log grows past a bound it is
+  rewritten with the batches still pending and, as one note, the operations already finished
+  that still lie in a segment on disk, so a reader after the rewrite skips them too.
 
 A record is ``MAGIC kind length seq crc payload``; a reader that meets a torn or damaged record
 skips to the next magic whose checksum holds, counting what it skipped.
@@ -18,7 +22,7 @@ Why a segment log and not SQLite: measured on this project's machine, appending 
 6.3 µs (WAL, ``synchronous=OFF``) to 12 µs (``NORMAL``), and the caller's thread pays it. What
 the spool needs (append, read in order, forget whole segments) is what a log does anyway.
 
-What a record holds: a call's values (``CALL``, see ``_spool_calls``), or, for calls whose
+What a record holds: a call's values (``CALL``, see ``calls``), or, for calls whose
 values are not all plain, its JSON (``OP``), as the engine will get it.
 
 Recovery and adoption. A new client never reuses a directory: it makes its own and adopts the
@@ -33,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -44,14 +49,15 @@ import zlib
 from collections.abc import Iterator
 from typing import NamedTuple, Optional
 
-from ._segment import MappedSegment
+from .segment import MappedSegment
 
 MAGIC = b"\xa5\x5a"
 _HEADER = struct.Struct("<2sBIQI")  # magic, kind, length, seq, crc
-OP, BATCH, DONE, CANCEL, CALL = 1, 2, 3, 4, 5
-"""Record kinds: an operation as JSON, the batch notes, and a call's values (``_spool_calls``)."""
+OP, BATCH, DONE, CANCEL, CALL, SPLIT, FINISHED = 1, 2, 3, 4, 5, 6, 7
+"""Record kinds: an operation as JSON, the batch notes, a call's values (``calls``), a batch
+replaced by its parts, and a list of finished operations (written when the log is rewritten)."""
 SEGMENT_BYTES = 4 * 1024 * 1024
-_KINDS = (OP, BATCH, DONE, CANCEL, CALL)
+_KINDS = (OP, BATCH, DONE, CANCEL, CALL, SPLIT, FINISHED)
 _OPERATIONS = (OP, CALL)
 _MAX_RECORD = 64 * 1024 * 1024
 _BUILDING = ".new-"
@@ -114,7 +120,7 @@ def parse(data: bytes, final: bool) -> tuple[list[Record], int, int]:
         skip_to = size if following < 0 else following
         if following < 0 and not final:
             break
-        # A segment's unwritten end is zeros (``_segment``): not damage, just the end.
+        # A segment's unwritten end is zeros (``segment``): not damage, just the end.
         damaged += (
             len(data[position:skip_to].rstrip(b"\0")) if following < 0 else skip_to - position
         )
@@ -138,6 +144,15 @@ def _segment_number(name: str) -> Optional[int]:
         with contextlib.suppress(ValueError):
             return int(name[4:-4])
     return None
+
+
+def batch_elements(body: bytes) -> list[bytes]:
+    """The operations of a batch body, one JSON text each (for reports and splitting)."""
+    try:
+        operations = json.loads(body)["operations"]
+        return [json.dumps(op, separators=(",", ":")).encode() for op in operations]
+    except (ValueError, KeyError, TypeError):
+        return [body]
 
 
 class PendingBatch(NamedTuple):
@@ -165,15 +180,26 @@ class SpoolDirectory:
         """Bytes written to each segment so far (what a reader may read)."""
         self._batches_fd: Optional[int] = None
         self.damaged_bytes = 0
-        self.pending_batches: list[PendingBatch] = []
+        self.pending: dict[str, PendingBatch] = {}
+        """Batches noted as going out and not done, cancelled or split yet, by key."""
         self._in_batches: set[int] = set()
+        """Operations a pending (or split) batch covers: never read as loose operations."""
         self._finished: set[int] = set()
+        """Operations finished (delivered or reported) that may still lie in a segment."""
+        self._segment_first_seq: dict[int, int] = {}
         self._read_segment = 0
         self._read_offset = 0
         self._read_buffer = b""
         self._outstanding: dict[int, int] = {}
         """Per segment: operations read from it and not finished yet."""
         self.closed = False
+        self._id_prefix = _id_prefix(os.path.basename(path))
+
+    def insert_id(self, seq: int) -> str:
+        """The ``$insert_id`` of the call kept as values at ``seq``: made from the directory's
+        random name and the number, so every process that reads the record gives it the same
+        one (a UUID's layout, version 4: the name's 60 bits and the number's 62)."""
+        return f"{self._id_prefix}{0x8000 | seq >> 48 & 0x3FFF:04x}-{seq & 0xFFFFFFFFFFFF:012x}"
 
     # --- making, finding, adopting ------------------------------------------------------------
 
@@ -251,8 +277,13 @@ class SpoolDirectory:
                         self._finished.update(done.seqs)
                 elif kind == CANCEL:
                     batches.pop(payload.decode("ascii", "replace"), None)
-        self.pending_batches = list(batches.values())
-        for batch in self.pending_batches:
+                elif kind == SPLIT:
+                    # Its parts, noted in the same write just before, cover its operations.
+                    batches.pop(payload.decode("ascii", "replace"), None)
+                elif kind == FINISHED:
+                    self._finished.update(_seqs(payload))
+        self.pending = batches
+        for batch in batches.values():
             self._in_batches.update(batch.seqs)
         numbers = sorted(
             n for n in (_segment_number(name) for name in os.listdir(self.path)) if n is not None
@@ -293,6 +324,7 @@ class SpoolDirectory:
         self._writing = segment
         self._segment = number
         self.segment_ends[number] = 0
+        self._segment_first_seq[number] = self.next_seq
         return segment
 
     def _rotate(self, need: int) -> MappedSegment:
@@ -383,20 +415,50 @@ class SpoolDirectory:
             if size is None:
                 return
             self.written_bytes -= size
+            self._segment_first_seq.pop(number, None)
+            oldest = min(self._segment_first_seq.values(), default=None)
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(self.path, _segment_name(number)))
+        if oldest is not None and self._finished:
+            # Operations before the oldest segment left are gone with their segments.
+            self._finished = {seq for seq in self._finished if seq >= oldest}
 
-    def note_batch(self, key: str, seqs: list[int], body: bytes) -> None:
-        """Before a batch goes out: if we die now, whoever adopts resends it with this key."""
-        payload = json.dumps({"key": key, "seqs": _ranges(seqs)}).encode() + b"\n" + body
-        self._append_batches(record(BATCH, 0, payload))
+    def note_batch(self, batch: PendingBatch) -> None:
+        """Before a batch goes out: if we die now, whoever adopts resends it with its key."""
+        self._append_batches(_batch_record(batch))
+        self._pending(batch)
 
     def note_done(self, key: str) -> None:
+        """Delivered, or finally reported failed: its operations are finished."""
         self._append_batches(record(DONE, 0, key.encode("ascii")))
+        batch = self.pending.pop(key, None)
+        if batch is not None:
+            self._finished.update(batch.seqs)
 
     def note_cancelled(self, key: str) -> None:
-        """The batch was refused before it was applied (429, 400, 413): its operations are free."""
+        """The batch was refused before it was applied (a 429): its operations are free."""
         self._append_batches(record(CANCEL, 0, key.encode("ascii")))
+        batch = self.pending.pop(key, None)
+        if batch is not None:
+            self._in_batches.difference_update(batch.seqs)
+
+    def note_split(self, key: str, parts: list[PendingBatch]) -> None:
+        """The batch was refused whole and goes as ``parts`` instead: the parts and the end of
+        the batch in one write, so no moment exists where its operations are in neither."""
+        raw = b"".join(_batch_record(part) for part in parts)
+        self._append_batches(raw + record(SPLIT, 0, key.encode("ascii")))
+        self.pending.pop(key, None)
+        for part in parts:
+            self._pending(part)
+
+    def note_finished(self, seqs: list[int]) -> None:
+        """Operations finished without a batch (reported as they were read)."""
+        self._append_batches(record(FINISHED, 0, _ranges_text(seqs)))
+        self._finished.update(seqs)
+
+    def _pending(self, batch: PendingBatch) -> None:
+        self.pending[batch.key] = batch
+        self._in_batches.update(batch.seqs)
 
     def _append_batches(self, raw: bytes) -> None:
         if self._batches_fd is None:
@@ -405,18 +467,18 @@ class SpoolDirectory:
             )
         os.write(self._batches_fd, raw)
 
-    def compact_batches(self, pending: list[PendingBatch]) -> None:
-        """Rewrite batches.log with only ``pending`` in it, atomically (rename)."""
+    def compact_batches(self) -> None:
+        """Rewrite batches.log, atomically (rename), with only what a reader still needs: the
+        pending batches, and the operations finished that still lie in a segment on disk (the
+        "done" notes that said so are dropped by the rewrite)."""
         temporary = os.path.join(self.path, "batches.tmp")
         fd = _open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
-            for batch in pending:
-                payload = (
-                    json.dumps({"key": batch.key, "seqs": _ranges(batch.seqs)}).encode()
-                    + b"\n"
-                    + batch.body
-                )
-                os.write(fd, record(BATCH, 0, payload))
+            raw = record(FINISHED, 0, _ranges_text(list(self._finished)))
+            raw += b"".join(_batch_record(batch) for batch in self.pending.values())
+            os.write(fd, raw)
+            if self._fsync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temporary, os.path.join(self.path, "batches.log"))
@@ -432,7 +494,7 @@ class SpoolDirectory:
 
     def empty(self) -> bool:
         """Nothing left to deliver from here (for an adopted directory: remove it)."""
-        return not self.pending_batches and not self._outstanding and self.fully_read()
+        return not self.pending and not self._outstanding and self.fully_read()
 
     def remove(self) -> None:
         """Delete the directory (an adopted one, delivered), then let go of its lock."""
@@ -499,6 +561,34 @@ def _ranges(seqs: list[int]) -> list[list[int]]:
         else:
             ranges.append([seq, seq])
     return ranges
+
+
+def _id_prefix(name: str) -> str:
+    """The first three groups of the directory's ids: ``xxxxxxxx-xxxx-4xxx-``."""
+    digits = name[2:18]
+    try:
+        bits = int(digits, 16) if len(digits) == 16 else None
+    except ValueError:
+        bits = None
+    if bits is None:  # not a name we made: its hash, the same in every process
+        bits = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
+    return f"{bits >> 32:08x}-{bits >> 16 & 0xFFFF:04x}-4{bits & 0xFFF:03x}-"
+
+
+def _ranges_text(seqs: list[int]) -> bytes:
+    return json.dumps(_ranges(seqs), separators=(",", ":")).encode()
+
+
+def _seqs(payload: bytes) -> list[int]:
+    try:
+        return [seq for low, high in json.loads(payload) for seq in range(int(low), int(high) + 1)]
+    except (ValueError, TypeError):
+        return []
+
+
+def _batch_record(batch: PendingBatch) -> bytes:
+    meta = json.dumps({"key": batch.key, "seqs": _ranges(batch.seqs)}).encode()
+    return record(BATCH, 0, meta + b"\n" + batch.body)
 
 
 def _decode_batch(payload: bytes) -> Optional[PendingBatch]:

@@ -8,10 +8,10 @@ from typing import Any, Optional
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sankofa_sdk._delivery.batch import Batch
+from sankofa_sdk._delivery.spool_source import DiskOrigin as Origin
 from sankofa_sdk._options import Options
 from sankofa_sdk._queue import Backlog, Encoded, one_by_one
-from sankofa_sdk._spooling import Origin
-from sankofa_sdk._worker import _Batch
 
 
 def _taken_one_by_one(
@@ -20,14 +20,14 @@ def _taken_one_by_one(
     """The rule, written as the loop it was before it was made cheaper."""
     taken: list[Encoded] = []
     size = overhead
-    spool = items[0].origin.spool if items and items[0].origin else None
+    spool = items[0].origin.group if items and items[0].origin else None
     for item in items:
         if len(taken) >= max_ops:
             break
         item_size = len(item.data) + 1
         if taken and size + item_size > max_bytes:
             break
-        if (item.origin.spool if item.origin else None) is not spool:
+        if (item.origin.group if item.origin else None) is not spool:
             break
         taken.append(item)
         size += item_size
@@ -198,7 +198,7 @@ def test_a_batch_of_runs_reports_and_splits_by_operation() -> None:
     backlog = Backlog(Options())
     backlog.add_many([b'"a"', b'"b"', b'"c"'])
     backlog.add(b'"d"')
-    batch = _Batch(backlog.take(10, 1000, 17))
+    batch = Batch(backlog.take(10, 1000, 17))
     assert batch.count == 4
     assert batch.reported == [b'"a"', b'"b"', b'"c"', b'"d"']
     singles = one_by_one(batch.items)

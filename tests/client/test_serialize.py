@@ -30,7 +30,7 @@ from sankofa_sdk._serialize import (
     new_insert_id,
     to_json,
 )
-from sankofa_sdk._spool_calls import pack_call, unpack_call
+from sankofa_sdk._spool.calls import pack_call, unpack_call
 
 
 class Color(enum.Enum):

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from sankofa_sdk import _serialize
 from sankofa_sdk._serialize import Operation, encode_operation
-from sankofa_sdk._spool_calls import pack_call, unpack_call
+from sankofa_sdk._spool.calls import pack_call, unpack_call
 from tests.client.test_serialize_unchanged import (
     FIXED_ID,
     BadOffset,

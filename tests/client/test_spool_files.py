@@ -10,7 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sankofa_sdk._spool import MAGIC, OP, SEGMENT_BYTES, SpoolDirectory, parse, record
+from sankofa_sdk._spool.directory import (
+    MAGIC,
+    OP,
+    SEGMENT_BYTES,
+    PendingBatch,
+    SpoolDirectory,
+    parse,
+    record,
+)
 
 payloads = st.lists(st.binary(min_size=0, max_size=300), min_size=0, max_size=30)
 
@@ -59,7 +67,7 @@ def test_directories_and_files_are_private(tmp_path: Path) -> None:
     try:
         spool = SpoolDirectory.create(str(tmp_path / "spool"))
         spool.append(b'{"type":"track"}')
-        spool.note_batch("k" * 32, [1], b"{}")
+        spool.note_batch(PendingBatch("k" * 32, [1], b"{}"))
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(spool.path).st_mode) == 0o700
@@ -91,14 +99,14 @@ def test_pending_batches_are_resent_and_their_operations_not_read_twice(tmp_path
     spool = SpoolDirectory.create(root)
     for n in range(5):
         spool.append(b'{"n":%d}' % n)
-    spool.note_batch("a" * 32, [1, 2], b'{"operations":[{"n":0},{"n":1}]}')
-    spool.note_batch("b" * 32, [3], b'{"operations":[{"n":2}]}')
+    spool.note_batch(PendingBatch("a" * 32, [1, 2], b'{"operations":[{"n":0},{"n":1}]}'))
+    spool.note_batch(PendingBatch("b" * 32, [3], b'{"operations":[{"n":2}]}'))
     spool.note_done("b" * 32)
-    spool.note_batch("c" * 32, [4], b'{"operations":[{"n":3}]}')
+    spool.note_batch(PendingBatch("c" * 32, [4], b'{"operations":[{"n":3}]}'))
     spool.note_cancelled("c" * 32)
     spool.close()
     (adopted,) = SpoolDirectory.adopt_dead(root, exclude=set())
-    assert [(b.key, b.seqs) for b in adopted.pending_batches] == [("a" * 32, [1, 2])]
+    assert [(b.key, b.seqs) for b in adopted.pending.values()] == [("a" * 32, [1, 2])]
     records, _ = adopted.read(1 << 20)
     # 1 and 2 go in the pending batch, 3 was done; 4 (cancelled) and 5 are free to go.
     assert [r.seq for _, r in records] == [4, 5]
@@ -161,7 +169,7 @@ def test_a_directory_being_made_is_never_adopted(
 ) -> None:
     # Another client scanning for dead directories at the instant this one is made (after the
     # directory exists, before its lock is held) must neither adopt it nor make it fail.
-    import sankofa_sdk._spool as spool_module
+    import sankofa_sdk._spool.directory as spool_module
 
     root = str(tmp_path / "spool")
     real_flock = spool_module.fcntl.flock

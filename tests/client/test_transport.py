@@ -13,9 +13,11 @@ import pytest
 import requests
 import responses
 
+from sankofa_sdk._delivery.wire import GZIP_AUTO_MIN_BYTES, BodyEncoder
 from sankofa_sdk._options import Options
 from sankofa_sdk._retry import Failure
-from sankofa_sdk._transport import GZIP_AUTO_MIN_BYTES, MAX_ANSWER_BYTES, Transport
+from sankofa_sdk._transport import MAX_ANSWER_BYTES
+from sankofa_sdk._transport import HttpTransport as Transport
 
 from ..conftest import API_KEY, BATCH_URL, HOST
 
@@ -24,6 +26,10 @@ BODY = b'{"operations":[]}'
 
 def make_transport(**options: object) -> Transport:
     return Transport(API_KEY, HOST, Options.from_kwargs(**options))
+
+
+def make_encoder(host: str = HOST, **options: object) -> BodyEncoder:
+    return BodyEncoder(Options.from_kwargs(**options), host + "/api/v1/batch")
 
 
 def test_sends_the_engine_headers_and_no_origin(rsps: responses.RequestsMock) -> None:
@@ -89,7 +95,7 @@ def test_no_time_left_sends_nothing(rsps: responses.RequestsMock) -> None:
 def test_gzip_true_compresses_every_body(rsps: responses.RequestsMock) -> None:
     rsps.add(responses.POST, BATCH_URL, status=200)
     transport = make_transport(gzip=True)
-    data, gzipped = transport.encode(BODY)
+    data, gzipped = make_encoder(gzip=True).encode(BODY)
     assert gzipped and gzip.decompress(data) == BODY
     transport.send(data, gzipped, "key")
     request = rsps.calls[0].request
@@ -98,10 +104,10 @@ def test_gzip_true_compresses_every_body(rsps: responses.RequestsMock) -> None:
 
 
 def test_gzip_by_default_only_for_large_bodies() -> None:
-    transport = make_transport()
-    assert transport.encode(BODY) == (BODY, False)
+    encoder = make_encoder()
+    assert encoder.encode(BODY) == (BODY, False)
     large = b'{"operations":[' + b'{"type":"track"},' * (GZIP_AUTO_MIN_BYTES // 16) + b"{}]}"
-    data, gzipped = transport.encode(large)
+    data, gzipped = encoder.encode(large)
     assert gzipped and gzip.decompress(data) == large and len(data) < len(large) // 10
 
 
@@ -111,13 +117,13 @@ def test_gzip_by_default_only_for_large_bodies() -> None:
 def test_gzip_by_default_not_to_an_engine_on_this_machine(host: str) -> None:
     # Compressing for a loopback connection costs CPU and saves nothing; gzip=True still does.
     large = b'{"operations":[' + b'{"type":"track"},' * (GZIP_AUTO_MIN_BYTES // 16) + b"{}]}"
-    assert Transport(API_KEY, host, Options.from_kwargs()).encode(large) == (large, False)
-    assert Transport(API_KEY, host, Options.from_kwargs(gzip=True)).encode(large)[1]
+    assert make_encoder(host).encode(large) == (large, False)
+    assert make_encoder(host, gzip=True).encode(large)[1]
 
 
 def test_gzip_false_never_compresses() -> None:
     large = b"x" * (GZIP_AUTO_MIN_BYTES * 4)
-    assert make_transport(gzip=False).encode(large) == (large, False)
+    assert make_encoder(gzip=False).encode(large) == (large, False)
 
 
 def test_a_failing_compressor_sends_the_body_as_it_is(
@@ -128,7 +134,7 @@ def test_a_failing_compressor_sends_the_body_as_it_is(
 
     monkeypatch.setattr(gzip, "compress", broken)
     with caplog.at_level(logging.WARNING, logger="sankofa_sdk"):
-        assert make_transport(gzip=True).encode(BODY) == (BODY, False)
+        assert make_encoder(gzip=True).encode(BODY) == (BODY, False)
     assert "uncompressed" in caplog.text
 
 

@@ -19,7 +19,8 @@ from sankofa_sdk import Client
 from sankofa_sdk._answers import Answer
 from sankofa_sdk._options import Options
 from sankofa_sdk._retry import Failure
-from sankofa_sdk._transport import MAX_ANSWER_BYTES, Transport
+from sankofa_sdk._transport import MAX_ANSWER_BYTES
+from sankofa_sdk._transport import HttpTransport as Transport
 
 Handler = Callable[[socket.socket], None]
 

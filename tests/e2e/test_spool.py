@@ -25,8 +25,8 @@ import pytest
 import requests
 
 from sankofa_sdk._serialize import Operation
-from sankofa_sdk._spool import CALL, SpoolDirectory
-from sankofa_sdk._spool_calls import pack_call
+from sankofa_sdk._spool.calls import pack_call
+from sankofa_sdk._spool.directory import CALL, SpoolDirectory
 
 from .external_server import ExternalServer
 

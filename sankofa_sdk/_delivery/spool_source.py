@@ -1,0 +1,391 @@
+"""The spool as a source: calls on disk before they return, read back as room allows, and the
+bookkeeping that makes every batch of them go exactly once, whichever process sends it.
+
+With a spool, a call is written to disk on the caller's thread (``append``) and the delivery
+thread reads it back (``fill``) rather than taking it from memory: the disk is the queue, and
+only ``max_queue_bytes`` of it is in memory at a time, so a long outage fills the disk (up to
+``max_spool_bytes``) instead of dropping.
+
+Exactly once, across kill -9. Every batch made of spooled operations is noted in the
+``batches.log`` of the directory its operations came from before it goes (``starting``), with
+its body and ``Idempotency-Key``; then it is noted done (``finished``), cancelled when it was
+refused before it was applied (``returned``, its operations free again), or replaced by its
+parts (``split``, the parts and the end of the batch in one write). A process that dies at any
+moment leaves a directory from which the adopter resends the pending batches with their own
+bodies and keys (``fill`` returns them first), skips every operation that a pending batch
+covers or that is finished, and delivers the rest. A batch recovered this way is bookkept here
+like any other: its split, its retries and its end are noted in the directory it came from.
+
+Each operation keeps one ``$insert_id`` whatever the path: a call kept as JSON carries the id
+it was given on the caller's thread; a call kept as values gets the id made from its
+directory and number (``SpoolDirectory.insert_id``), the same in whichever process reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple, Optional
+
+from .._errors import DeliveryError
+from .._log import logger
+from .._options import Options
+from .._queue import Backlog, Encoded, Marker
+from .._serialize import InsertIds, Operation, Reported, batch_body
+from .._spool.calls import pack_call, unpack_call
+from .._spool.directory import (
+    CALL,
+    OP,
+    PendingBatch,
+    Record,
+    SpoolDirectory,
+    SpoolError,
+    batch_elements,
+)
+from .._stats import Stats
+from .batch import Batch
+from .clock import Clock
+from .encoding import MAX_OPERATION_BYTES, OperationEncoder
+from .sources import Intake, MemorySource
+
+ADOPT_INTERVAL = 5.0
+"""How often a live client looks for directories whose owner died."""
+COMPACT_BATCHES_BYTES = 8 * 1024 * 1024
+"""Our batches.log is rewritten (pending batches and finished operations only) past this."""
+
+Report = Callable[[DeliveryError, list[Reported]], None]
+
+
+class DiskOrigin(NamedTuple):
+    """Where a queued operation lives on disk."""
+
+    group: SpoolDirectory
+    segment: int
+    """Its segment; 0 for an operation of a recovered batch (it lives in the batch's body)."""
+    seq: int
+
+
+class DiskTicket(NamedTuple):
+    """A batch as noted in its directory's batches.log."""
+
+    directory: SpoolDirectory
+    seqs: list[int]
+    segments: list[int]
+
+
+class SpoolSource(MemorySource):
+    """The spool of one client: its own directory and those it adopted. Calls the disk
+    refuses go to memory (``MemorySource``), and the spool says so once."""
+
+    def __init__(
+        self,
+        backlog: Backlog,
+        encoder: OperationEncoder,
+        room_changed: Callable[[], None],
+        *,
+        options: Options,
+        clock: Clock,
+        stats: Stats,
+        report: Report,
+        compact_at: int = COMPACT_BATCHES_BYTES,
+    ) -> None:
+        """Raises OSError when the directory cannot be made."""
+        super().__init__(backlog, encoder, room_changed)
+        assert options.spool_dir is not None
+        self.root = options.spool_dir
+        self._max_bytes = options.max_spool_bytes
+        self._encoder = encoder
+        self._clock = clock
+        self._stats = stats
+        self._report = report
+        self._compact_at = compact_at
+        self._insert_ids = InsertIds()
+        self.own: Optional[SpoolDirectory] = SpoolDirectory.create(
+            self.root, fsync=options.spool_fsync
+        )
+        self.adopted: list[SpoolDirectory] = []
+        self._next_scan = 0.0
+        self._written = 0
+        """Calls written to our own directory (what ``accepted`` counts of the disk)."""
+        self._read_seq = 0
+        """The last of our own sequence numbers read into the queue."""
+        self._flush_targets: dict[Marker, int] = {}
+        self._waiting_markers: list[Marker] = []
+        self.writable = True
+
+    # --- the callers' side ----------------------------------------------------------------
+
+    def append(self, op: Operation) -> int:
+        """Write ``op`` to disk before the call returns: how many of ours are unread now; 0
+        when the spool is full (``max_spool_bytes``); -1 when the disk refuses (the caller
+        queues it in memory instead)."""
+        own = self.own
+        if own is None or not self.writable:
+            return -1
+        # Plain values are written as they are: the thread encodes them when it reads them
+        # back, as it would from memory. The rest as JSON, encoded here with its $insert_id.
+        data = pack_call(op)
+        kind = CALL
+        if data is None or len(data) > MAX_OPERATION_BYTES:
+            insert_id = self._insert_ids.next() if op[0] == "track" else None
+            data, kind = self._encoder.encode(op, insert_id), OP
+            if data is None:
+                return 1  # reported as invalid or too large, like the thread would
+        if own.written_bytes + len(data) > self._max_bytes:
+            return 0
+        try:
+            seq = own.append(data, kind)
+        except SpoolError as exc:
+            self.failed(exc)
+            return -1
+        self._written += 1
+        return seq - self._read_seq
+
+    def flush_marker(self, marker: Marker) -> None:
+        own = self.own
+        if own is not None:
+            self._flush_targets[marker] = own.next_seq - 1
+        super().flush_marker(marker)
+
+    def failed(self, exc: OSError) -> None:
+        """The disk refused: go on in memory, and say so once. What is already on disk is
+        still read and delivered."""
+        if not self.writable:
+            return  # said already
+        self.writable = False
+        if self.own is not None:
+            self.own.stop_writing()
+        self._stats.add_spool_error()
+        error = DeliveryError(
+            f"the spool in {self.root} cannot be written ({exc}); operations are "
+            "kept in memory from now on",
+            reason="spool_unavailable",
+        )
+        logger.error("%s", error)
+        try:
+            self._report(error, [])
+        except BaseException:
+            logger.exception("error while reporting the spool's failure")
+
+    # --- the delivery thread's side -------------------------------------------------------
+
+    def fill(self, backlog: Backlog) -> Intake:
+        memory = super().fill(backlog)
+        recovered = self._adopt()
+        room = self._options_room(backlog)
+        if room > 0:
+            self._read(backlog, room)
+        # Flushes wait until everything written to disk before them was read.
+        self._waiting_markers.extend(memory.markers)
+        placed: list[Marker] = []
+        while self._waiting_markers:
+            marker = self._waiting_markers[0]
+            if self._flush_targets.get(marker, 0) > self._read_seq and self.own is not None:
+                break
+            self._flush_targets.pop(marker, None)
+            placed.append(self._waiting_markers.pop(0))
+        return Intake(recovered, placed)
+
+    def _options_room(self, backlog: Backlog) -> int:
+        return backlog.max_bytes - backlog.encoded_bytes - backlog.held_bytes
+
+    def _adopt(self) -> list[Batch]:
+        """Take over directories whose owner died (every few seconds at most); the batches
+        they were sending, to be resent first with their own bodies and keys."""
+        now = self._clock.now()
+        if now < self._next_scan:
+            return []
+        self._next_scan = now + ADOPT_INTERVAL
+        mine = {s.path for s in self.adopted}
+        if self.own is not None:
+            mine.add(self.own.path)
+        recovered: list[Batch] = []
+        for directory in SpoolDirectory.adopt_dead(self.root, mine):
+            self.adopted.append(directory)
+            recovered.extend(self._recovered(directory, b) for b in directory.pending.values())
+            if directory.damaged_bytes:
+                self._damaged(directory, directory.damaged_bytes)
+            logger.info("adopted the spool %s left by a process that is gone", directory.path)
+        return recovered
+
+    def _recovered(self, directory: SpoolDirectory, pending: PendingBatch) -> Batch:
+        """A batch a dead process noted as going out: resent as it was, with its key. Its
+        operations keep their numbers, so a split notes which part covers which."""
+        elements = batch_elements(pending.body)
+        seqs = pending.seqs if len(pending.seqs) == len(elements) else [0] * len(elements)
+        items = [
+            Encoded(element, 0, DiskOrigin(directory, 0, seq), len(element))
+            for element, seq in zip(elements, seqs, strict=True)
+        ]
+        # A 429 does not return its operations to the queue: they go as this batch, once.
+        batch = Batch(items, key=pending.key, body=pending.body, keep_on_429=True)
+        batch.ticket = DiskTicket(directory, pending.seqs, [])
+        self._backlog.hold(items)
+        return batch
+
+    def _read(self, backlog: Backlog, budget: int) -> None:
+        """Operations from disk into the queue, about ``budget`` bytes: adopted ones first."""
+        for directory in self._directories():
+            if budget <= 0:
+                break
+            records, damaged = directory.read(budget)
+            if damaged:
+                self._damaged(directory, damaged)
+            for segment, found in records:
+                budget -= len(found.payload)
+                origin = DiskOrigin(directory, segment, found.seq)
+                data = found.payload if found.kind == OP else self._unpacked(found, origin)
+                if data is not None:
+                    backlog.add(data, origin)
+            if directory is self.own and records:
+                self._read_seq = records[-1][1].seq
+
+    def _unpacked(self, found: Record, origin: DiskOrigin) -> Optional[bytes]:
+        """The JSON of a call the spool kept as values; None (reported, and finished on
+        disk) when it cannot be sent."""
+        call = unpack_call(found.payload)
+        data = None
+        if call is None:
+            self._damaged(origin.group, len(found.payload))
+        else:
+            insert_id = origin.group.insert_id(origin.seq) if call[0] == "track" else None
+            data = self._encoder.encode(call, insert_id)
+        if data is None:
+            self._safely(origin.group.note_finished, [origin.seq])
+            origin.group.finished([origin.segment])
+        return data
+
+    def starting(self, batch: Batch) -> None:
+        if batch.ticket is not None or batch.body is None:
+            return
+        ticket = _ticket(batch.items)
+        if ticket is None:
+            return  # from memory
+        batch.ticket = ticket
+        pending = PendingBatch(batch.key, ticket.seqs, batch.body)
+        self._safely(ticket.directory.note_batch, pending)
+
+    def finished(self, batch: Batch) -> None:
+        noted = batch.ticket
+        ticket = noted if isinstance(noted, DiskTicket) else _ticket(batch.items)
+        if ticket is None:
+            return
+        if noted is not None:
+            self._safely(ticket.directory.note_done, batch.key)
+        else:  # reported before it was ever noted (too large to send)
+            self._safely(ticket.directory.note_finished, ticket.seqs)
+        ticket.directory.finished([s for s in ticket.segments if s])
+        self._tidy()
+
+    def returned(self, batch: Batch) -> None:
+        ticket = batch.ticket
+        if isinstance(ticket, DiskTicket):
+            self._safely(ticket.directory.note_cancelled, batch.key)
+            batch.ticket = None
+
+    def split(self, batch: Batch, parts: list[Batch]) -> None:
+        ticket = batch.ticket
+        if not isinstance(ticket, DiskTicket):
+            return  # never noted: each part is noted when it goes
+        part_tickets = [
+            _ticket(part.items) or DiskTicket(ticket.directory, [], []) for part in parts
+        ]
+        if sum(len(t.seqs) for t in part_tickets) != len(ticket.seqs):
+            # A recovered body whose operations could not be matched to their numbers: the
+            # first part covers them all (finished with it; never read as loose operations).
+            part_tickets = [t._replace(seqs=[]) for t in part_tickets]
+            part_tickets[0] = part_tickets[0]._replace(seqs=ticket.seqs)
+        noted: list[PendingBatch] = []
+        for part, part_ticket in zip(parts, part_tickets, strict=True):
+            part.body = batch_body([e.data for e in part.items])
+            part.ticket = part_ticket
+            noted.append(PendingBatch(part.key, part_ticket.seqs, part.body))
+        self._safely(ticket.directory.note_split, batch.key, noted)
+
+    def keeps(self, items: list[Encoded]) -> bool:
+        return bool(items) and items[0].origin is not None
+
+    def accepted(self) -> int:
+        return super().accepted() + self._written
+
+    def unread(self) -> int:
+        own = self.own
+        return 0 if own is None else own.next_seq - 1 - self._read_seq
+
+    def all_read(self) -> bool:
+        return all(d.fully_read() for d in self._directories())
+
+    def close(self, left_behind: int) -> None:
+        """Remove our directory if nothing is left in it, else leave it (closed, unlocked)
+        for the next process to adopt. Adopted directories are let go the same way."""
+        left_behind += self.unread()
+        self._stats.set_left_in_spool(left_behind)
+        if left_behind:
+            logger.warning(
+                "shutdown: %d operation(s) not delivered yet stay in the spool "
+                "%s; the next client on the same spool_dir delivers them",
+                left_behind,
+                self.root,
+            )
+        for directory in self.adopted:
+            if directory.empty():
+                directory.remove()
+            else:
+                directory.close()
+        self.adopted = []
+        own, self.own = self.own, None
+        if own is not None:
+            if left_behind == 0 and own.fully_read() and not own.pending:
+                own.remove()
+            else:
+                own.close()
+        for marker in self._waiting_markers:
+            marker.set()
+        self._waiting_markers = []
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: close our copies of the parent's files (the parent keeps its
+        directory and its lock); the child's worker makes a source of its own."""
+        for directory in self._directories():
+            directory.forget_after_fork()
+        self.adopted = []
+        self.own = None
+
+    # --- housekeeping ---------------------------------------------------------------------
+
+    def _directories(self) -> list[SpoolDirectory]:
+        return [*self.adopted, *([self.own] if self.own is not None else [])]
+
+    def _tidy(self) -> None:
+        """Remove adopted directories that are delivered; keep our batches.log small."""
+        for directory in list(self.adopted):
+            if directory.empty():
+                directory.remove()
+                self.adopted.remove(directory)
+        own = self.own
+        if own is not None and own.batches_log_size() > self._compact_at:
+            self._safely(own.compact_batches)
+
+    def _safely(self, action: Callable[..., None], *args: object) -> None:
+        try:
+            action(*args)
+        except OSError as exc:
+            # Delivery goes on; a death now could resend this batch under a new key.
+            logger.warning("could not note a batch in the spool: %s", exc)
+
+    def _damaged(self, directory: SpoolDirectory, count: int) -> None:
+        logger.warning(
+            "%d damaged byte(s) skipped in the spool %s (a record torn by a kill, "
+            "or a corrupt file); what could be read is delivered",
+            count,
+            directory.path,
+        )
+
+
+def _ticket(items: list[Encoded]) -> Optional[DiskTicket]:
+    """The note for a batch of these operations (all from one directory), if from disk."""
+    origins = [item.origin for item in items if isinstance(item.origin, DiskOrigin)]
+    if not origins:
+        return None
+    return DiskTicket(
+        origins[0].group, [o.seq for o in origins if o.seq], [o.segment for o in origins]
+    )

@@ -1,0 +1,870 @@
+"""The delivery thread: the only place that owns a thread. It asks the policies what to do and
+the I/O parts to do it (see the package's docstring for the map).
+
+Each turn of the loop: bring what arrived into the queue (``Source.fill``), then, unless a
+request is in flight, ``decide`` what to do at this moment: nothing (idle), sleep until a time,
+send a new batch, resend a waiting one, or stop. ``decide`` is a function of the state and the
+clock's ``now``; the turn only carries out what it says.
+
+Shutdown is one state machine with one deadline (``Phase``): ``begin_stop`` tells the thread to
+send what it can before the deadline, ``finish_stop`` waits until then, cuts a request still in
+flight, and reports every operation left (``dropped["shutdown"]``), once. Nothing raises out of
+the thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import NamedTuple, Optional, Union
+
+from .._answers import Answer, Verdict, classify, failure_of, skipped_operations
+from .._errors import DeliveryError
+from .._log import ThrottledWarning, logger
+from .._operations import MAX_REQUEST_BYTES
+from .._options import Options
+from .._pacer import Pacer
+from .._queue import Backlog, Encoded, Marker, batch_due, one_by_one
+from .._serialize import Operation, Reported, batch_body
+from .._stats import Stats
+from .batch import Batch, BatchLedger, BatchState
+from .clock import Clock
+from .encoding import ENVELOPE, OperationEncoder
+from .request import RequestThread
+from .sources import MemorySource, Source
+from .spool_source import SpoolSource
+from .transport import Transport
+from .wire import BodyEncoder
+
+Reporter = Callable[[DeliveryError, list[Reported]], None]
+
+MAX_RETRYING = 2
+"""New batches are formed only while fewer batches than this wait for a retry: during an outage
+the rest waits in the queue (bounded by bytes) instead of multiplying failing requests."""
+HELD_WAKE_AT = 1_000
+"""While the request budget holds a due batch back, callers wake the thread every this many."""
+SPOOL_WAKE_AT = 1_000
+"""With a spool, callers wake the thread every this many calls: the data is safe on disk, and
+waking it every ``flush_at`` would cost the callers more in thread switches than it gains (the
+periodic wake still takes whatever is there after ``flush_interval``)."""
+CUT_GRACE = 0.5
+"""After a request is cut at the shutdown deadline, how long to wait for the thread to see it."""
+
+
+class Phase(enum.Enum):
+    RUNNING = "running"
+    STOPPING = "stopping"
+    """Sending what can go before the deadline; calls are still taken."""
+    CLOSED = "closed"
+    """What was left is reported (or left on disk); a later call is reported at once."""
+
+
+_CLOSED = Phase.CLOSED
+
+
+# --- what a turn does: decided from (state, now), then carried out ---------------------------
+
+
+class Idle(NamedTuple):
+    """Nothing is due: wait for callers (or ``flush_interval``)."""
+
+
+class Sleep(NamedTuple):
+    until: float
+    held_back: bool
+    """A batch is due, and only the request budget holds it back."""
+
+
+class Send(NamedTuple):
+    batch: Optional[Batch]
+    """A waiting batch to resend; None: a new batch from the queue."""
+    last_chance: bool = False
+    """Past the budget, at the deadline: one last request, since a 429 costs less than loss."""
+
+
+class Stop(NamedTuple):
+    """The thread ends: shutdown has nothing left it can send."""
+
+
+Action = Union[Idle, Sleep, Send, Stop]
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        options: Options,
+        transport: Transport,
+        stats: Stats,
+        report: Reporter,
+        lib_version: str,
+        clock: Optional[Clock] = None,
+    ) -> None:
+        self._options = options
+        self._policy = options.retry
+        self._transport = transport
+        self._body_encoder = BodyEncoder(options, transport.url)
+        self._stats = stats
+        self._report = report
+        self._lib_version = lib_version
+        self._clock = clock if clock is not None else Clock()
+        self._random = random.Random()
+        self._warnings = ThrottledWarning()
+        self._init_state()
+
+    def _init_state(self) -> None:
+        options = self._options
+        self._backlog = Backlog(options)
+        self._raw = self._backlog.raw
+        self._wake_at = options.flush_at
+        self._wake = threading.Event()
+        self._room_freed = threading.Condition()
+        self._blocked_callers = 0
+        self._start_lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._phase = Phase.RUNNING
+        self._deadline: Optional[float] = None
+        self._last_chance_used = False
+        self._cut_at_deadline = False
+        self._report_on_exit = False
+        self._on_stopped: Optional[Callable[[], None]] = None
+        self._held_back = False
+        self._ledger = BatchLedger()
+        self._request = RequestThread(self._transport, self._wake, self._clock, options.timeout)
+        self._sync_request = RequestThread(
+            self._transport, threading.Event(), self._clock, options.timeout
+        )
+        self._barriers: deque[tuple[int, Marker]] = deque()
+        self._flushes: set[Marker] = set()
+        self._waiting_since: Optional[float] = None
+        self._raw_empty_at = self._clock.now()
+        self._sync_lock = threading.RLock()  # on_error may call track() again in sync mode
+        self._quota_until = 0.0
+        self._sync_wake = threading.Event()
+        self.pacer = Pacer(
+            options.rate_limit,
+            batch_size=options.max_batch_size,
+            max_pause=self._policy.max_retry_after,
+        )
+        self._encoder = OperationEncoder(self._lib_version, options.debug, self._fail)
+        self._source: Source = self._open_source()
+        self.spooled = isinstance(self._source, SpoolSource)
+        """Calls go to disk before they return (``spool_dir``)."""
+        if self.spooled:
+            self.submit = self._submit_spooled  # type: ignore[method-assign]
+            self._start()  # at once: directories a dead process left are delivered now
+
+    def _open_source(self) -> Source:
+        options = self._options
+        memory = MemorySource(self._backlog, self._encoder, self._update_room)
+        if options.spool_dir is None or options.sync_mode or not options.send:
+            return memory
+        try:
+            return SpoolSource(
+                self._backlog,
+                self._encoder,
+                self._update_room,
+                options=options,
+                clock=self._clock,
+                stats=self._stats,
+                report=self._report_safely,
+            )
+        except OSError as exc:
+            self._stats.add_spool_error()
+            error = DeliveryError(
+                f"the spool in {options.spool_dir} cannot be written ({exc}); operations are "
+                "kept in memory from now on",
+                reason="spool_unavailable",
+            )
+            logger.error("%s", error)
+            self._report_safely(error, [])
+            return memory
+
+    # --- the caller's side ----------------------------------------------------------------
+
+    def submit(self, op: Operation) -> bool:
+        """Queue ``op``; False (nothing queued) when the queue is full. Never blocks."""
+        raw = self._raw
+        if len(raw) >= self._backlog.room:
+            return False
+        raw.append(op)
+        if self._thread is None:
+            self._start()
+        if len(raw) >= self._wake_at and not self._wake.is_set():
+            self._wake.set()
+        if self._phase is _CLOSED:
+            self._report_late()  # the worker is gone: whatever is left is reported, not lost
+        return True
+
+    def _submit_spooled(self, op: Operation) -> bool:
+        """With a spool: written to disk before the call returns. False when the spool is
+        full (``max_spool_bytes``); a disk that refuses sends it to memory."""
+        unread = self._source.append(op)  # type: ignore[attr-defined]
+        if unread < 0:
+            return Worker.submit(self, op)
+        if unread == 0:
+            return False
+        if unread >= SPOOL_WAKE_AT and not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    def submit_waiting(self, op: Operation, timeout: float) -> bool:
+        """``submit``, waiting up to ``timeout`` seconds for room when the queue is full."""
+        if self.submit(op):
+            return True
+        if threading.current_thread() is self._thread:
+            return False  # on_error calling track: waiting for ourselves would never end
+        end = self._clock.now() + timeout
+        with self._room_freed:
+            self._blocked_callers += 1
+            try:
+                while self._phase is Phase.RUNNING:
+                    if self.submit(op):
+                        return True
+                    left = end - self._clock.now()
+                    if left <= 0:
+                        return False
+                    self._wake.set()  # room comes from the worker encoding and sending
+                    self._room_freed.wait(min(left, 0.05))
+            finally:
+                self._blocked_callers -= 1
+        return False
+
+    @property
+    def accepted(self) -> int:
+        """Operations taken so far (encoded, still raw, or written to our spool)."""
+        return self._source.accepted()
+
+    @property
+    def queued(self) -> int:
+        """Operations accepted and not yet finished (raw, encoded, retrying or in flight)."""
+        backlog = self._backlog
+        return (
+            backlog.raw_count()
+            + backlog.encoded_count
+            + self._ledger.held()
+            + self._source.unread()
+        )
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None and self._phase is not _CLOSED:
+                thread = threading.Thread(target=self._run, name="sankofa-sdk-worker", daemon=True)
+                # The first operation's flush_interval runs from now, as if the queue had been
+                # seen empty just before it: no request for a lone first operation of a burst.
+                self._raw_empty_at = self._clock.now()
+                # Both threads now, not at the first request: at interpreter exit a new
+                # thread may be refused (Python 3.12), and the queue would never be sent.
+                self._request.ensure_thread()
+                thread.start()
+                self._thread = thread
+
+    def on_own_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def flush(self, timeout: Optional[float]) -> bool:
+        """Wait until everything queued before this call was delivered or finally failed."""
+        if self.on_own_thread():
+            logger.warning("flush() called from the delivery thread (on_error?); ignored")
+            return False
+        if self._thread is None and not self._raw:
+            return True  # nothing was ever queued (or we are a fresh fork)
+        if self._phase is _CLOSED:
+            return self.queued == 0
+        marker = Marker()
+        self._flushes.add(marker)
+        self._source.flush_marker(marker)
+        if self._phase is _CLOSED:
+            self._report_late()  # shutdown ended meanwhile: nobody else will see the marker
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+        return self._clock.wait(marker, timeout) if timeout is not None else marker.wait()
+
+    def begin_stop(self, deadline: float) -> None:
+        """Start shutting down: send what can be sent before ``deadline`` (on this clock)."""
+        if self._phase is Phase.RUNNING:
+            self._deadline = deadline
+            self._phase = Phase.STOPPING
+        self._wake.set()
+        self._sync_wake.set()
+        with self._room_freed:
+            self._room_freed.notify_all()
+
+    def finish_stop(self, deadline: float, then: Optional[Callable[[], None]] = None) -> bool:
+        """Wait for the thread until ``deadline``, cut a request still in flight, then report
+        whatever is left; ``then`` runs after. Several clients at exit use the three steps
+        apart, to share one deadline and one grace period (see ``_client``).
+
+        On the delivery thread itself (``on_error`` calling ``shutdown()``) nothing can be
+        waited for: the thread goes on sending until the deadline, reports what is left and
+        runs ``then`` as it ends. False in that case."""
+        if self.on_own_thread():
+            self._report_on_exit = True
+            self._on_stopped = then
+            return False
+        self.join_until(deadline)
+        if self.cut():
+            self.join_until(self._clock.now() + CUT_GRACE)
+        self.report_leftovers(deadline)
+        if then is not None:
+            then()
+        return True
+
+    def stop_when_dropped(self, timeout: float) -> None:
+        """The client was dropped without ``shutdown()``: deliver what is queued within
+        ``timeout``, report the rest and end the threads."""
+        self._report_on_exit = True
+        self.begin_stop(self._clock.now() + timeout)
+        if self._thread is None:
+            self._report_leftovers()
+
+    def join_until(self, when: float) -> None:
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            self._clock.join(thread, when)
+
+    def cut(self) -> bool:
+        """Cut the request in flight if the thread is still at work; True if it was."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+            return False
+        self._cut_at_deadline = True
+        self._transport.abort()
+        return True
+
+    def report_leftovers(self, deadline: float) -> None:
+        """Report everything not delivered (a sync-mode send still going is cut first)."""
+        left = max(0.0, deadline - self._clock.now())
+        acquired = self._sync_lock.acquire(timeout=left)
+        if not acquired:
+            self._transport.abort()  # it reports its own operation when the cut reaches it
+            acquired = self._sync_lock.acquire(timeout=CUT_GRACE)
+        try:
+            self._report_leftovers()
+        finally:
+            if acquired:
+                self._sync_lock.release()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh, empty queue and no thread (started on the next call).
+
+        The parent's queued operations stay the parent's to send; the child must not resend them.
+        With a spool, the child closes its copies of the parent's files (the parent keeps its
+        directory and its lock) and makes a directory of its own.
+        """
+        self._source.forget_after_fork()
+        self._init_state()
+
+    # --- the thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    if not self._turn():
+                        return
+                except BaseException:  # never let the thread die; on_error may raise SystemExit
+                    logger.exception("unexpected error in the delivery thread; it keeps running")
+        finally:
+            self._request.stop()
+            try:
+                if self._phase is _CLOSED:
+                    self._report_late()  # taken from the queue while shutdown was reporting
+                elif self._report_on_exit:
+                    self._report_leftovers()
+                if self._on_stopped is not None:
+                    self._on_stopped()
+            except BaseException:
+                logger.exception("error while ending the delivery thread")
+
+    def _turn(self) -> bool:
+        """One step of the loop; False when the thread should end."""
+        self._wake.clear()  # before looking at the queue: a call after this wakes the wait below
+        if self._phase is _CLOSED:
+            return False
+        now = self._clock.now()
+        self._fill(now)
+        if self._ledger.in_flight is not None:
+            return self._await_answer()
+        self._release_barriers()
+        action = self.decide(now)
+        if isinstance(action, Stop):
+            return False
+        if isinstance(action, Idle):
+            self._clock.wait(self._wake, self._options.flush_interval)  # callers wake us
+            return True
+        if isinstance(action, Sleep):
+            if action.held_back:
+                self._held_back = True
+                # Nothing can go before then: callers need not wake us every flush_at calls to
+                # say a batch is due, only often enough to keep encoding in chunks.
+                self._wake_at = max(self._options.flush_at, HELD_WAKE_AT)
+            if len(self._raw) >= self._wake_at:
+                return True  # more to encode first
+            self._clock.sleep_until(action.until, self._wake)
+            return True
+        self._wake_at = self._options.flush_at
+        held_back, self._held_back = self._held_back, False
+        if action.last_chance:
+            self._last_chance_used = True
+        if action.batch is None:
+            self._send_new(now, held_back)
+        elif self._ledger.start(action.batch):
+            self._send(action.batch, held_back)
+        else:
+            return False  # shutdown already reported it
+        return True
+
+    def decide(self, now: float) -> Action:
+        """What to do at ``now``, from the state alone (no side effects)."""
+        stopping = self._phase is Phase.STOPPING
+        deadline = self._deadline if stopping else None
+        if deadline is not None and (now >= deadline or self._nothing_left()):
+            return Stop()
+        urgent = stopping or bool(self._barriers) or bool(self._flushes)
+        due_at, retry = self._next_due(now, urgent)
+        if due_at == float("inf"):
+            return Stop() if stopping else Idle()
+        if deadline is not None and due_at > deadline:
+            return Stop()  # nothing more can go before the deadline
+        start_at = max(due_at, self.pacer.ready_at())
+        if deadline is not None and start_at > deadline:
+            if self._last_chance_used:
+                return Stop()
+            return Send(retry, last_chance=True)
+        if start_at > now:
+            return Sleep(start_at, held_back=due_at <= now)
+        return Send(retry)
+
+    def _next_due(self, now: float, urgent: bool) -> tuple[float, Optional[Batch]]:
+        """When the next request is due, and the waiting batch it is for (None: a new one)."""
+        retry = self._ledger.next_due()
+        retry_at = retry.next_try_at if retry is not None else float("inf")
+        new_at = float("inf")
+        if len(self._ledger.waiting) < MAX_RETRYING:
+            new_at = batch_due(
+                self._backlog.encoded_count, self._waiting_since, now, self._options, urgent
+            )
+        if retry_at <= new_at:
+            return retry_at, retry
+        return new_at, None
+
+    def _nothing_left(self) -> bool:
+        if self._raw or self._backlog.encoded or self._ledger.waiting:
+            return False
+        return self._source.all_read()
+
+    # --- bringing operations in -------------------------------------------------------------
+
+    def _fill(self, now: float) -> None:
+        backlog = self._backlog
+        was_empty = not backlog.encoded
+        first_seq = backlog.next_seq
+        intake = self._source.fill(backlog)
+        for batch in intake.recovered:
+            self._ledger.wait(batch, now)  # resent first, as it was
+        for marker in intake.markers:
+            self._barriers.append((backlog.next_seq, marker))
+        taken = backlog.next_seq - first_seq
+        if taken:
+            self.pacer.arrived(now, taken)
+        if not self._raw:
+            arrived_since = self._raw_empty_at
+            self._raw_empty_at = now
+        else:
+            arrived_since = now
+        if was_empty and backlog.encoded:
+            # These arrived after the raw queue was last seen empty: their flush_interval runs
+            # from then, so at low traffic a batch goes as soon as the periodic wake finds it.
+            self._waiting_since = arrived_since
+        self._update_room()
+
+    def _update_room(self) -> None:
+        self._backlog.update_room()
+        if self._blocked_callers:
+            with self._room_freed:
+                self._room_freed.notify_all()
+
+    def _release_barriers(self) -> None:
+        barriers = self._barriers
+        if not barriers:
+            return
+        pending = [b.items[0].seq for b in self._ledger.waiting if b.items]
+        oldest = self._backlog.oldest_seq()
+        if oldest is not None:
+            pending.append(oldest)
+        first_unfinished = min(pending, default=None)
+        while barriers and (first_unfinished is None or barriers[0][0] <= first_unfinished):
+            marker = barriers.popleft()[1]
+            self._flushes.discard(marker)
+            marker.set()
+
+    # --- sending --------------------------------------------------------------------------
+
+    def _send_new(self, now: float, held_back: bool) -> None:
+        options = self._options
+        backlog = self._backlog
+        batch = self._ledger.start_new(
+            lambda: backlog.take(options.max_batch_size, options.max_batch_bytes, len(ENVELOPE))
+        )
+        # What is left waits for its own trigger: flush_at more, or flush_interval from now.
+        # A small remainder does not go right behind a full batch.
+        self._waiting_since = now if backlog.encoded else None
+        self._update_room()
+        if batch is not None:
+            self._send(batch, held_back)
+
+    def _wire(self, batch: Batch) -> Optional[tuple[bytes, bool]]:
+        """The bytes to send for ``batch`` (kept for its retries); None if it cannot go whole
+        (then it was split or reported)."""
+        if batch.wire is None:
+            if batch.body is None:
+                batch.body = batch_body([e.data for e in batch.items])
+            batch.wire = self._body_encoder.encode(batch.body)
+        if len(batch.wire[0]) > MAX_REQUEST_BYTES:
+            self._split_or_fail(batch, DeliveryError("batch too large", reason="too_large"))
+            return None
+        return batch.wire
+
+    def _started(self, batch: Batch, held_back: bool) -> float:
+        options = self._options
+        size = sum(e.size for e in batch.items)
+        fullness = max(batch.count / options.max_batch_size, size / options.max_batch_bytes)
+        started = self._clock.now()
+        backlog = self._backlog.encoded_count + self._source.unread()
+        self.pacer.started(started, held_back=held_back, fullness=fullness, backlog=backlog)
+        return started
+
+    def _time_left(self, now: float) -> Optional[float]:
+        return None if self._deadline is None else self._deadline - now
+
+    def _send(self, batch: Batch, held_back: bool) -> None:
+        """Start ``batch`` on the request thread; its answer is handled by a later turn."""
+        wire = self._wire(batch)
+        if wire is None:
+            return
+        self._source.starting(batch)  # with a spool: noted on disk before it goes
+        started = self._started(batch, held_back)
+        self._request.start(*wire, batch.key, self._time_left(started))
+
+    def _await_answer(self) -> bool:
+        request = self._request
+        answer = request.answer
+        if answer is None:
+            left = request.cut_if_late()  # timeout is a wall-clock deadline
+            if len(self._raw) < self._wake_at:
+                self._clock.wait(self._wake, min(self._options.flush_interval, left + 0.01))
+            return True
+        batch = self._ledger.answered()
+        if batch is None:
+            return False  # shutdown already reported it
+        self._handle(batch, answer, request.started_at)
+        return True
+
+    # --- what an answer does to a batch -----------------------------------------------------
+
+    def _handle(self, batch: Batch, answer: Answer, started: float) -> BatchState:
+        verdict = classify(answer)
+        now = self._clock.now()
+        if self._encoder.debugging():
+            self._log_exchange(batch, answer, now - started)
+        retry_after = self._policy.retry_after(answer.headers.get("Retry-After"))
+        self.pacer.answered(
+            started, answer.status, answer.headers, retry_after if answer.status == 429 else None
+        )
+        if verdict is Verdict.DELIVERED:
+            self._delivered(batch, answer, now)
+        elif verdict is Verdict.RATE_LIMITED:
+            self._stats.add_rate_limited()
+            if batch.retries == 0 and not batch.keep_on_429:
+                # Refused before the engine looked at it: the operations rejoin the queue and
+                # go again in a bigger batch once the budget allows.
+                self._source.returned(batch)
+                self._backlog.put_back(batch.items)
+                self._waiting_since = now
+                batch.state = BatchState.RETURNED
+            else:
+                # It may have been applied in part by an earlier attempt (a 503): keep the
+                # body and the key so the engine can recognise it.
+                self._ledger.wait(batch, now)
+        elif verdict is Verdict.RETRY:
+            if self._phase is Phase.STOPPING and (
+                self._cut_at_deadline or self._past_deadline(now)
+            ):
+                # Cut by the shutdown's deadline, not failed: no retry is spent, and what is
+                # left is reported as the shutdown's.
+                self._ledger.wait(batch, now)
+            else:
+                self._retry_later(batch, answer, now, retry_after)
+        elif verdict in (Verdict.TOO_LARGE, Verdict.REJECTED):
+            self._split_or_fail(batch, self._error(answer, verdict))
+        else:
+            if verdict is Verdict.QUOTA_EXCEEDED:
+                # Retrying cannot succeed before the plan's quota turns: probe once a window.
+                self.pacer.pause(now, self.pacer.window)
+                self._quota_until = now + self.pacer.window
+            self._log_refusal(answer, verdict)
+            self._fail_batch(batch, self._error(answer, verdict))
+        return batch.state
+
+    def _past_deadline(self, now: float) -> bool:
+        return self._deadline is not None and now >= self._deadline
+
+    def _delivered(self, batch: Batch, answer: Answer, now: float) -> None:
+        count = batch.count
+        batch.state = BatchState.DONE
+        self._stats.add_delivered(count)
+        skipped = skipped_operations(answer, count)
+        if skipped:
+            self._stats.add_skipped(skipped)
+            self._warnings.warn(
+                "skipped",
+                "the engine accepted a batch but discarded %d of its %d operations "
+                "(ids it treats as garbage); counted as skipped in stats()",
+                skipped,
+                count,
+            )
+        self._backlog.release(batch.items)
+        self._source.finished(batch)
+        self._ledger.retry_now(now)  # the engine answers again
+        self._update_room()
+
+    def _retry_later(
+        self, batch: Batch, answer: Answer, now: float, retry_after: Optional[float]
+    ) -> None:
+        batch.retries += 1
+        if batch.retries == 1:
+            batch.first_failure_at = now
+        wait = self._policy.wait(failure_of(answer), batch.retries, self._random.random())
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        if self._policy.gives_up(batch.retries, now - batch.first_failure_at, wait):
+            self._fail_batch(batch, self._error(answer, Verdict.RETRY, retries=batch.retries - 1))
+            return
+        self._stats.add_retry()
+        if batch.retries == 1:
+            # Said at once (throttled), not only when the batch is given up minutes later: a
+            # wrong port or a dead engine should be seen while it can still be fixed.
+            policy = self._policy
+            said = f"HTTP {answer.status}" if answer.status is not None else "no answer"
+            self._warnings.warn(
+                "retrying",
+                "could not deliver to %s (%s: %s); retrying for up to %gs "
+                "(max_retry_time) or %d retries, %d operation(s) waiting",
+                self._transport.url,
+                said,
+                answer.detail,
+                policy.max_retry_time,
+                policy.max_retries,
+                batch.count + self._backlog.encoded_count + len(self._raw),
+            )
+        logger.debug(
+            "batch of %d answered %s (%s); retry %d in %.2fs",
+            batch.count,
+            answer.status,
+            answer.detail,
+            batch.retries,
+            wait,
+        )
+        self._ledger.wait(batch, now + wait)
+
+    def _split_or_fail(self, batch: Batch, error: DeliveryError) -> None:
+        """Refused whole (400, 413): the halves go instead, under new keys; one operation
+        alone is reported."""
+        if batch.count < 2:
+            self._fail_batch(batch, error)
+            return
+        items = one_by_one(batch.items)
+        middle = len(items) // 2
+        parts = [
+            Batch(half, keep_on_429=batch.keep_on_429) for half in (items[:middle], items[middle:])
+        ]
+        self._source.split(batch, parts)  # with a spool: noted with the end of the whole
+        self._ledger.settle(batch, BatchState.SPLIT)
+        now = self._clock.now()
+        for part in parts:
+            self._ledger.wait(part, now)  # each half goes as soon as the budget allows
+
+    def _error(self, answer: Answer, verdict: Verdict, retries: int = 0) -> DeliveryError:
+        status = answer.status
+        reason = {
+            Verdict.RETRY: "retries_exhausted",
+            Verdict.TOO_LARGE: "too_large",
+            Verdict.REJECTED: "rejected",
+            Verdict.QUOTA_EXCEEDED: "quota_exceeded",
+            Verdict.MISCONFIGURED: "unauthorized" if status in (401, 403) else "misconfigured",
+        }.get(verdict, "failed")
+        said = f"HTTP {status}" if status is not None else "no answer"
+        detail = answer.detail
+        if verdict is Verdict.RETRY:
+            detail = f"gave up after {retries} retries: {detail}"
+        return DeliveryError(
+            f"not delivered to {self._transport.url} ({said}): {detail}",
+            reason=reason,
+            status=status,
+        )
+
+    def _log_exchange(self, batch: Batch, answer: Answer, took: float) -> None:
+        wire = batch.wire
+        logger.debug(
+            "POST %s: %d operation(s), %d bytes%s, key %s: %s in %.0f ms",
+            self._transport.url,
+            batch.count,
+            len(wire[0]) if wire is not None else 0,
+            " gzip" if wire is not None and wire[1] else "",
+            batch.key,
+            f"HTTP {answer.status} {answer.detail[:200]}"
+            if answer.status is not None
+            else f"no answer ({answer.detail})",
+            took * 1000,
+        )
+
+    def _log_refusal(self, answer: Answer, verdict: Verdict) -> None:
+        status = answer.status
+        if verdict is Verdict.QUOTA_EXCEEDED:
+            hint = "the project's plan quota is used up; nothing is accepted until it renews"
+        else:
+            hint = {
+                401: "no API key was sent",
+                403: "the API key is not valid for this engine, or the IP/origin is not allowed",
+                404: "the host does not serve /api/v1/batch; check the host option",
+                405: "the host does not accept POST /api/v1/batch; check the host option",
+            }.get(status or 0, "the engine refused the request")
+            if status is not None and 300 <= status < 400:
+                hint = "the host redirects; set the host option to the URL it redirects to"
+        self._warnings.warn(
+            f"refused:{status}",
+            "the engine answered %s to %s (%s): %s. Operations are dropped and "
+            "reported to on_error until this is fixed.",
+            status,
+            self._transport.url,
+            answer.detail,
+            hint,
+            level=logging.ERROR,
+            interval=300.0,
+        )
+
+    def _fail_batch(self, batch: Batch, error: DeliveryError) -> None:
+        """``batch`` is finally not delivered: reported, and forgotten by the queue's bound
+        and by the source."""
+        self._ledger.settle(batch, BatchState.FAILED)
+        self._backlog.release(batch.items)
+        self._source.finished(batch)
+        self._update_room()
+        self._fail(batch.reported, error)
+
+    def _fail(self, ops: list[Reported], error: DeliveryError) -> None:
+        self._stats.add_dropped(error.reason, len(ops))
+        self._report_safely(error, ops)
+
+    def _report_safely(self, error: DeliveryError, ops: list[Reported]) -> None:
+        try:
+            self._report(error, ops)
+        except BaseException:
+            logger.exception("error while reporting a failed delivery")
+
+    # --- the end --------------------------------------------------------------------------
+
+    def _report_leftovers(self) -> None:
+        """Shutdown is over: report everything not finished as dropped by the shutdown,
+        except what stays on disk for the next process. Later calls are reported at once."""
+        self._phase = _CLOSED
+        ops, kept = self._collect_leftovers()
+        self._source.close(kept)
+        if ops:
+            logger.error(
+                "shutdown: %d operation(s) could not be delivered in time and are "
+                "dropped (reported to on_error, counted as dropped['shutdown'])",
+                len(ops),
+            )
+            self._fail(ops, DeliveryError("not delivered before shutdown", reason="shutdown"))
+
+    def _report_late(self) -> None:
+        """A call that raced the end of shutdown: report it (and anything like it) now."""
+        ops, _ = self._collect_leftovers()
+        if ops:
+            self._fail(ops, DeliveryError("not delivered before shutdown", reason="shutdown"))
+
+    def _collect_leftovers(self) -> tuple[list[Reported], int]:
+        """Everything not finished, taken out once: the operations to report, and how many
+        stay with the source (on disk). Every flush waiting for them is released."""
+        batches = self._ledger.close()
+        encoded, raw, markers = self._backlog.drain_all()
+        self._source.count_drained(len(raw))  # accepted, though the thread never took them
+        keeps = self._source.keeps
+        ops: list[Reported] = []
+        kept = 0
+        for batch in batches:
+            if keeps(batch.items):
+                kept += batch.count
+            else:
+                ops.extend(batch.reported)
+        for run in encoded:
+            if keeps([run]):
+                kept += run.operations
+            else:
+                ops.extend(run.elements())
+        ops.extend(raw)
+        for _, marker in self._barriers:
+            markers.append(marker)
+        self._barriers.clear()
+        markers.extend(self._flushes)
+        self._flushes.clear()
+        for marker in markers:
+            marker.set()
+        return ops, kept
+
+    # --- sync mode ------------------------------------------------------------------------
+
+    def deliver_now(self, op: Operation) -> None:
+        """sync_mode: encode and send one operation on the caller's thread, with retries.
+
+        It waits for the request budget and for backoffs like the thread would, at most
+        ``max_retry_time`` in all, and never past a shutdown.
+        """
+        with self._sync_lock:  # the transport's session is used by one thread at a time
+            self._source.count_drained(1)
+            data = self._encoder.encode(op)
+            if data is None:
+                return
+            batch = Batch([Encoded(data, 0, None, len(data))], keep_on_429=True)
+            give_up_at = self._clock.now() + self._policy.max_retry_time
+            while True:
+                if self._clock.now() < self._quota_until:
+                    error = DeliveryError("the plan's quota is used up", reason="quota_exceeded")
+                    self._fail([op], error)
+                    return
+                # Each call is its own request in sync mode: only a pause the engine asked for
+                # (a 429) holds it back, not the spacing a background thread would keep.
+                wait_until = max(batch.next_try_at, self.pacer.paused_until)
+                stopping = self._phase is not Phase.RUNNING
+                if wait_until > give_up_at or stopping:
+                    reason = "shutdown" if stopping else "retries_exhausted"
+                    self._ledger.settle(batch, BatchState.FAILED)
+                    self._fail([op], DeliveryError("not delivered in time", reason=reason))
+                    return
+                if wait_until > self._clock.now():
+                    self._clock.sleep_until(wait_until, self._sync_wake)
+                    continue
+                if self._send_here(batch) is not BatchState.WAITING:
+                    return  # delivered, or failed and reported
+
+    def _send_here(self, batch: Batch) -> BatchState:
+        """sync_mode: send ``batch`` on the caller's thread and handle the answer."""
+        wire = self._wire(batch)
+        if wire is None:
+            return batch.state
+        if not self._ledger.start(batch):
+            return BatchState.FAILED  # shutdown reported it
+        started = self._started(batch, held_back=False)
+        request = self._sync_request
+        request.start(*wire, batch.key, self._time_left(started))
+        answer = request.wait()
+        if self._ledger.answered() is None:
+            return BatchState.FAILED  # shutdown reported it meanwhile
+        return self._handle(batch, answer, started)
