@@ -557,6 +557,15 @@ class Worker:
         answer = request.answer
         if answer is None:
             left = request.cut_if_late()  # timeout is a wall-clock deadline
+            deadline = self._deadline if self._phase is Phase.STOPPING else None
+            if deadline is not None:
+                # Stopping: the shutdown's deadline cuts the request too, also when nobody
+                # waits to cut it (shutdown() from on_error, a client dropped while sending).
+                until_deadline = deadline - self._clock.now()
+                if until_deadline <= 0:
+                    self._cut_at_deadline = True
+                    self._transport.abort()
+                left = min(left, max(0.0, until_deadline))
             if len(self._raw) < self._wake_at:
                 self._clock.wait(self._wake, min(self._options.flush_interval, left + 0.01))
             return True
