@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -158,12 +159,18 @@ class SpoolModel(RuleBasedStateMachine):
 
     # --- processes ------------------------------------------------------------------------
 
-    @rule(compact_at=st.sampled_from([1, 300, 4096, 1 << 30]))
-    @precondition(lambda self: len(self.processes) < 3)
-    def start(self, compact_at: int) -> None:
-        """A process starts on the spool (the batch log rewritten at this size)."""
+    @initialize(compact_at=st.sampled_from([1, 1, 2048, 1 << 30]))
+    def first(self, compact_at: int) -> None:
+        """The program's processes rewrite their batch logs past this size (1: after every
+        finished batch; 1 << 30: never)."""
         self.compact_at = compact_at
-        self.processes.append(Process(self.root, compact_at, self.failed))
+        self.start()
+
+    @rule()
+    @precondition(lambda self: len(self.processes) < 3)
+    def start(self) -> None:
+        """A process starts on the spool."""
+        self.processes.append(Process(self.root, self.compact_at, self.failed))
 
     @rule(which=st.integers(0, 2))
     @precondition(lambda self: self.processes)
@@ -198,10 +205,18 @@ class SpoolModel(RuleBasedStateMachine):
     @rule(which=st.integers(0, 2), size=st.integers(1, 12), answer=st.sampled_from(ANSWERS))
     @precondition(lambda self: self.processes)
     def send(self, which: int, size: int, answer: str) -> None:
+        """One turn of the delivery thread: fill, then one request and its answer."""
         process = self.processes[which % len(self.processes)]
+        process.fill()
         batch = process.take(size)
         if batch is not None:
             self.answer(process, batch, answer)
+
+    @rule(which=st.integers(0, 2), size=st.integers(1, 12))
+    @precondition(lambda self: self.processes)
+    def deliver(self, which: int, size: int) -> None:
+        """The common turn: a 200."""
+        self.send(which, size, "200")
 
     def answer(self, process: Process, batch: Batch, answer: str) -> None:
         """One request and what ``Worker._handle`` does with its answer."""
@@ -261,7 +276,7 @@ class SpoolModel(RuleBasedStateMachine):
         for process in self.processes:
             process.kill()
         self.processes = []
-        last = Process(self.root, self.compact_at or 1 << 30, self.failed)
+        last = Process(self.root, self.compact_at, self.failed)
         for _ in range(10_000):
             last.fill()
             batch = last.take(50)
@@ -326,12 +341,12 @@ def test_a_recovered_batch_refused_whole_is_split_once_and_never_resent(tmp_path
     with 400 by the engine after adoption; its halves applied; a third process finds nothing."""
     model = SpoolModel()
     model.root = str(tmp_path)
-    model.start(compact_at=1 << 30)
+    model.first(compact_at=1 << 30)
     model.append(0, count=4)
     model.fill(0)
     model.send(0, size=4, answer="503")  # noted on disk, waiting for its retry
     model.kill(0)
-    model.start(compact_at=1 << 30)
+    model.start()
     model.fill(0)  # adopts: the noted batch comes back first
     model.send(0, size=4, answer="400")  # refused whole: split in two
     model.send(0, size=4, answer="200")
@@ -351,7 +366,7 @@ def test_a_kill_right_after_the_batch_log_is_rewritten_applies_nothing_twice(
     "done" notes gone), then kill -9: the adopter must skip them."""
     model = SpoolModel()
     model.root = str(tmp_path)
-    model.start(compact_at=1)  # rewritten after every finished batch
+    model.first(compact_at=1)  # rewritten after every finished batch
     model.append(0, count=20)
     model.fill(0)
     for _ in range(4):
