@@ -144,7 +144,8 @@ class App:
             self.record(request, path, preflight, received_at=received_at, sequence=sequence)
             return preflight
         replayed = False
-        repeated = is_ingest and self._repeated_key(request, route)
+        key_scope = self._key_scope(request, route) if is_ingest else None
+        repeated = key_scope is not None and self.idempotency.note(*key_scope)
         scope: Optional[Scope] = None
         extra: tuple[tuple[str, str], ...] = ()
         answer: Response | Fault
@@ -169,6 +170,8 @@ class App:
             extra += cors.items()
             if extra:
                 answer = answer._replace(headers=answer.headers + extra)
+            if key_scope is not None and 200 <= answer.status < 300:
+                self.idempotency.succeeded(*key_scope)
         self.record(
             request,
             path,
@@ -182,30 +185,31 @@ class App:
         )
         return answer
 
-    def _repeated_key(self, request: Request, route: str) -> bool:
-        """Note a sent batch or item's ``Idempotency-Key``; True when it was seen before.
+    def _key_scope(self, request: Request, route: str) -> Optional[tuple[str, str]]:
+        """The (scope, key) of a sent batch or item's ``Idempotency-Key``, to count resends.
 
-        Counts every POST to an ingestion route whose key authenticates, whatever it is then
+        Every POST to an ingestion route whose key authenticates counts, whatever it is then
         answered (an injected fault or a 429 too): a client's resends, in either mode.
         """
         if request.method != "POST":
-            return False
+            return None
         kind = route[len(INGEST_PREFIX) + 1 :]
         if kind not in SINGLE_ROUTES and kind != "batch":
-            return False
+            return None
         idem_key = request.headers.get("Idempotency-Key")
         if idem_key is None or not 0 < len(idem_key) <= MAX_KEY_LENGTH:
-            return False
+            return None
         scope = self.projects.authenticate(request.headers.get("x-api-key"))
         if isinstance(scope, Response):
-            return False
-        return self.idempotency.note(f"{scope.project.id}:{scope.environment}", idem_key)
+            return None
+        return f"{scope.project.id}:{scope.environment}", idem_key
 
     def counters(self) -> dict[str, int]:
         """Server-wide counters (``stats()`` adds them to a project's counts)."""
         return {
             "idempotent_replays": self.idempotency.replays,
             "repeated_keys": self.idempotency.repeated,
+            "repeated_after_success": self.idempotency.repeated_after_success,
             "requests": self.request_count,
             "pending": self.writer.pending_items,
             "write_errors": self.writer.write_errors,

@@ -37,6 +37,10 @@ class IdempotencyCache:
         self.replays = 0
         self.repeated = 0
         """Requests whose key an earlier request in the same scope carried (see :meth:`note`)."""
+        self.repeated_after_success = 0
+        """Of those, the ones whose key an earlier request had been answered 2xx for: a batch
+        sent again after the engine took it (its answer lost, or the client's bookkeeping)."""
+        self._succeeded: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._clock = clock
         self._lock = threading.Lock()
         self._answers: OrderedDict[tuple[str, str], tuple[Response, float]] = OrderedDict()
@@ -54,11 +58,22 @@ class IdempotencyCache:
             if entry in self._seen:
                 self._seen.move_to_end(entry)
                 self.repeated += 1
+                if entry in self._succeeded:
+                    self.repeated_after_success += 1
                 return True
             self._seen[entry] = None
             if len(self._seen) > MAX_SEEN_KEYS:
                 self._seen.popitem(last=False)
             return False
+
+    def succeeded(self, scope: str, key: str) -> None:
+        """A request carrying ``key`` was answered 2xx (see ``repeated_after_success``)."""
+        entry = (scope, key)
+        with self._lock:
+            self._succeeded[entry] = None
+            self._succeeded.move_to_end(entry)
+            if len(self._succeeded) > MAX_SEEN_KEYS:
+                self._succeeded.popitem(last=False)
 
     def remember(self, scope: str, key: str, response: Response, created: float) -> None:
         with self._lock:

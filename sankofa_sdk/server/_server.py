@@ -362,7 +362,9 @@ class ReferenceServer:
         ``duplicate_insert_ids``. Server-wide: ``idempotent_replays`` (repeats answered from
         memory, never with ``deduplicate=False``), ``repeated_keys`` (ingestion requests whose
         ``Idempotency-Key`` an earlier one with the same API key carried, however either was
-        answered: resends), ``requests``, ``pending``, ``write_errors``, ``faults_injected``.
+        answered: resends), ``repeated_after_success`` (of those, the ones whose key an
+        earlier request had been answered 2xx for: a batch sent again after it was taken),
+        ``requests``, ``pending``, ``write_errors``, ``faults_injected``.
         ``GET /reference/v1/stats`` answers the same.
         """
         counts = self._store.stats(*self._scope(project_id, environment))

@@ -112,6 +112,19 @@ def test_resends_after_a_failure_count_as_repeated_in_either_mode(
         assert [r.repeated_key for r in srv.requests] == [False, True, True]
 
 
+def test_a_resend_after_a_2xx_is_counted_apart(
+    server: ReferenceServer, engine_like: ReferenceServer
+) -> None:
+    # A retry after a 503 is what a client must do; a batch sent again after a 2xx is a resend
+    # only a lost answer (or a bookkeeping bug) explains: tests count those apart.
+    for srv in (server, engine_like):
+        srv.faults.fail_next(1, status=503)
+        replies = [keyed(srv, "k", track()).status for _ in range(4)]
+        assert replies == [503, 200, 200, 200]
+        stats = applied(srv).stats()
+        assert (stats["repeated_keys"], stats["repeated_after_success"]) == (3, 2)
+
+
 def test_what_counts_as_a_repeated_key(engine_like: ReferenceServer) -> None:
     keyed(engine_like, "k", track())
     keyed(engine_like, "k", track(), key=engine_like.test_api_key)  # another environment

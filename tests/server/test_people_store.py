@@ -602,6 +602,7 @@ def test_http_events_history_and_stats(server: ReferenceServer) -> None:
     assert stats == {
         "idempotent_replays": 0,
         "repeated_keys": 0,
+        "repeated_after_success": 0,
         "requests": len(server.requests),
         "pending": 0,
         "write_errors": 0,
