@@ -86,7 +86,7 @@ class SpoolSource(MemorySource):
         clock: Clock,
         stats: Stats,
         report: Report,
-        compact_at: int = COMPACT_BATCHES_BYTES,
+        compact_at: Optional[int] = None,
     ) -> None:
         """Raises OSError when the directory cannot be made."""
         super().__init__(backlog, encoder, room_changed)
@@ -97,7 +97,7 @@ class SpoolSource(MemorySource):
         self._clock = clock
         self._stats = stats
         self._report = report
-        self._compact_at = compact_at
+        self._compact_at = COMPACT_BATCHES_BYTES if compact_at is None else compact_at
         self._insert_ids = InsertIds()
         self.own: Optional[SpoolDirectory] = SpoolDirectory.create(
             self.root, fsync=options.spool_fsync

@@ -35,6 +35,9 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes
 CHILD = """
 import os, resource, signal, sys, time
 import sankofa_sdk
+if os.environ.get("SPOOL_REWRITE_AT"):  # rewrite batches.log this often (bytes), not at 8 MiB
+    import sankofa_sdk._delivery.spool_source as spool_source
+    spool_source.COMPACT_BATCHES_BYTES = int(os.environ["SPOOL_REWRITE_AT"])
 
 url, key, spool, round_id, count, ending = sys.argv[1:7]
 count = int(count)
@@ -74,8 +77,15 @@ RETURNED = re.compile(r"returned (\d+)\b")
 
 class Child:
     def __init__(
-        self, server: ExternalServer, spool: Path, round_id: str, count: int, ending: str
+        self,
+        server: ExternalServer,
+        spool: Path,
+        round_id: str,
+        count: int,
+        ending: str,
+        rewrite_at: int = 0,
     ) -> None:
+        env = {**os.environ, "SPOOL_REWRITE_AT": str(rewrite_at) if rewrite_at else ""}
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -92,6 +102,7 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
         )
 
     def finish(self, timeout: float = 120) -> tuple[int, str, str]:
@@ -142,6 +153,16 @@ def drain(server: ExternalServer, spool: Path) -> dict[str, Any]:
     return child.result(out)
 
 
+def assert_one_insert_id_per_call(server: ExternalServer) -> None:
+    """Every stored copy of a call carries the $insert_id it got when the call returned."""
+    ids: dict[tuple[str, int], set[str]] = {}
+    for event in events(server):
+        props = event["properties"]
+        ids.setdefault((props["round"], props["seq"]), set()).add(props["$insert_id"])
+    several = {call: found for call, found in ids.items() if len(found) > 1}
+    assert not several, f"calls stored under several $insert_ids: {list(several.items())[:5]}"
+
+
 def assert_exactly_once(seqs: Counter[int], at_least: int) -> None:
     """Stored: 0..M each once, with M + 1 >= the calls known to have returned."""
     doubled = [seq for seq, n in seqs.items() if n > 1]
@@ -176,6 +197,17 @@ def test_kills_at_random_moments_lose_nothing_and_apply_nothing_twice(
     kill_at_random(external(), tmp_path / "spool", kills=20, seed=1)
 
 
+def test_kills_against_an_engine_that_does_not_deduplicate(
+    external: Callable[..., ExternalServer], tmp_path: Path
+) -> None:
+    # The engine applies a resent batch again: only a batch whose answer a kill cut may be
+    # resent (at most one per kill), and batches.log is rewritten after every batch, so
+    # kills land right after rewrites.
+    kill_at_random(
+        external("--no-dedup"), tmp_path / "spool", kills=20, seed=2, rewrite_at=1, dedup=False
+    )
+
+
 @pytest.mark.stress
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_stress_many_more_kill_points(
@@ -184,7 +216,25 @@ def test_stress_many_more_kill_points(
     kill_at_random(external(), tmp_path / "spool", kills=100, seed=seed)
 
 
-def kill_at_random(server: ExternalServer, spool: Path, *, kills: int, seed: int) -> None:
+@pytest.mark.stress
+@pytest.mark.parametrize("seed", [21, 22])
+def test_stress_many_more_kill_points_without_deduplication(
+    external: Callable[..., ExternalServer], tmp_path: Path, seed: int
+) -> None:
+    kill_at_random(
+        external("--no-dedup"), tmp_path / "spool", kills=100, seed=seed, rewrite_at=1, dedup=False
+    )
+
+
+def kill_at_random(
+    server: ExternalServer,
+    spool: Path,
+    *,
+    kills: int,
+    seed: int,
+    rewrite_at: int = 0,
+    dedup: bool = True,
+) -> None:
     # Requests take 0.1 s, so a kill often lands with a batch in flight: the next process must
     # resend it with the same Idempotency-Key (applied once), not lose it or apply it twice.
     server.faults(latency=0.1)
@@ -192,7 +242,7 @@ def kill_at_random(server: ExternalServer, spool: Path, *, kills: int, seed: int
     returned: dict[str, int] = {}
     for n in range(kills):
         round_id = f"r{n}"
-        child = Child(server, spool, round_id, 3_000, "hang")
+        child = Child(server, spool, round_id, 3_000, "hang", rewrite_at)
         assert child.proc.stdout is not None
         child.proc.stdout.readline()  # it is tracking: the first 100 calls returned
         time.sleep(rng.uniform(0.0, 0.4))  # the kill lands anywhere in what follows
@@ -202,9 +252,21 @@ def kill_at_random(server: ExternalServer, spool: Path, *, kills: int, seed: int
     server.faults(clear=True)
     drain(server, spool)
     stored = stored_by_round(server)
-    for round_id, at_least in returned.items():
-        assert_exactly_once(stored.get(round_id, Counter()), at_least)
-    assert server.stats()["duplicate_insert_ids"] == 0
+    stats = server.stats()
+    assert stats["repeated_after_success"] <= kills, "batches answered 2xx were sent again"
+    if dedup:
+        for round_id, at_least in returned.items():
+            assert_exactly_once(stored.get(round_id, Counter()), at_least)
+        assert stats["duplicate_insert_ids"] == 0
+    else:
+        # What a kill cut in flight may be stored twice (the engine cannot tell); nothing
+        # else. Count each call once, and no more copies than the cut resends explain.
+        for round_id, at_least in returned.items():
+            assert_exactly_once(Counter(stored.get(round_id, Counter()).keys()), at_least)
+        extra = sum(n - 1 for seqs in stored.values() for n in seqs.values())
+        assert extra == stats["duplicate_insert_ids"]
+    assert_one_insert_id_per_call(server)
+    assert not any(spool.iterdir()), "a delivered spool directory is removed"
 
 
 def test_a_long_outage_with_a_spool_drops_nothing(
@@ -263,6 +325,32 @@ def share_and_kill_half(server: ExternalServer, spool: Path, *, processes: int, 
     for name, at_least in returned.items():
         assert_exactly_once(stored.get(name, Counter()), at_least)
     assert server.stats()["duplicate_insert_ids"] == 0
+
+
+@pytest.mark.parametrize("status", [400, 413])
+def test_a_recovered_batch_the_engine_refuses_is_split_and_never_resent_whole(
+    external: Callable[..., ExternalServer], tmp_path: Path, status: int
+) -> None:
+    # A dies while the engine is down, with a batch noted on disk as going out. The engine
+    # comes back but refuses the next request (400, 413). B adopts A's directory, resends the
+    # noted batch, is refused, and splits it: the halves are applied. C, on the same spool,
+    # must find nothing of it: the split and its end were noted where the batch came from.
+    server = external("--no-dedup")
+    server.faults(fail_for=3600, status=503)
+    spool = tmp_path / "spool"
+    child = Child(server, spool, "refused", 20_000, "kill")
+    _, out, err = child.finish()
+    assert child.returned(out) == 20_000, err
+    server.faults(clear=True)
+    server.faults(fail_next=1, status=status)
+    drain(server, spool)  # B
+    drain(server, spool)  # C
+    assert_exactly_once(stored_by_round(server)["refused"], 20_000)
+    stats = server.stats()
+    assert stats["events"] == 20_000 and stats["duplicate_insert_ids"] == 0
+    assert stats["repeated_after_success"] == 0
+    assert_one_insert_id_per_call(server)
+    assert not any(spool.iterdir())
 
 
 def test_damaged_files_in_the_spool_are_skipped_and_reported(
