@@ -271,21 +271,28 @@ class SpoolModel(RuleBasedStateMachine):
         assert not self.engine.resent_after_2xx, "a batch answered 2xx was sent again"
 
     def drain(self) -> None:
-        """The end of the program: every process goes (killed or shut down), and a last one
-        delivers whatever is left, with every answer a 200."""
+        """The end of the program: every process dies, and two more come after. The first
+        answers 200 to everything but the first recovered batch of several operations,
+        which it is refused once (400), and dies too; the second delivers what is left."""
         for process in self.processes:
             process.kill()
         self.processes = []
-        last = Process(self.root, self.compact_at, self.failed)
-        for _ in range(10_000):
-            last.fill()
-            batch = last.take(50)
-            if batch is None:
-                if last.source.all_read() and not last.waiting:
-                    break
-                continue
-            self.answer(last, batch, "200")
-        last.shutdown()
+        for refuse in (True, False):
+            last = Process(self.root, self.compact_at, self.failed)
+            for _ in range(10_000):
+                last.fill()
+                batch = last.take(50)
+                if batch is None:
+                    if last.source.all_read() and not last.waiting:
+                        break
+                    continue
+                recovered = batch.keep_on_429 and batch.count >= 2
+                self.answer(last, batch, "400" if refuse and recovered else "200")
+                refuse = refuse and not recovered
+            if refuse:
+                last.kill()
+            else:
+                last.shutdown()
 
     def check_every_call_once(self) -> None:
         failed = Counter(_number(op) for op in self.failed)
@@ -304,7 +311,7 @@ def _number(op: Reported) -> int:
 
 
 def _examples() -> int:
-    return int(os.environ.get("SANKOFA_MODEL_EXAMPLES", "60"))
+    return int(os.environ.get("SANKOFA_MODEL_EXAMPLES", "40"))
 
 
 def run_model(examples: int, steps: int) -> None:
