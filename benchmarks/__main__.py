@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 from . import _report
 from ._control import SinkControl, closed_port_url, idle_memory_penalty
-from ._sdks import CONFIGS, SDKS
+from ._sdks import BASE_ENV, BASE_SDKS, CONFIGS, SDKS
 
 DELIVERY_SDKS = ("sankofa", "posthog", "segment")
 """The delivery scenarios compare the SDKs as shipped; the spool variant is measured on speed."""
@@ -616,15 +616,28 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(FIGURES)}",
     )
     parser.add_argument(
+        "--base",
+        metavar="TREE",
+        help="another checkout of sankofa_sdk (e.g. a git worktree of the commit before a "
+        "change): --sdks may then name sankofa-base and sankofa-spool-base, measured from it "
+        "in the same run, in the same rotation",
+    )
+    parser.add_argument(
         "--compare",
         metavar="RESULTS.json",
         help="an earlier results file to compare with (default: the latest of the same kind)",
     )
     args = parser.parse_args(argv)
-    for name, allowed in (("sdks", SDKS), ("configs", CONFIGS), ("figures", FIGURES)):
+    sdks = SDKS + BASE_SDKS if args.base else SDKS
+    for name, allowed in (("sdks", sdks), ("configs", CONFIGS), ("figures", FIGURES)):
         chosen = getattr(args, name).split(",")
         if not chosen or any(c not in allowed for c in chosen):
             parser.error(f"--{name} takes a subset of {','.join(allowed)}")
+    if args.base:
+        base = os.path.abspath(args.base)
+        if not os.path.isfile(os.path.join(base, "sankofa_sdk", "__init__.py")):
+            parser.error(f"--base {args.base}: no sankofa_sdk package there")
+        os.environ[BASE_ENV] = base  # the measurement processes inherit it
     return args
 
 

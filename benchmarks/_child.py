@@ -22,7 +22,7 @@ from ._control import (
     rss_bytes,
     thread_cpu_seconds,
 )
-from ._sdks import ADAPTERS
+from ._sdks import ADAPTERS, BASE_ENV
 from ._workload import DISTINCT_IDS, EVENT_NAME, event_properties, people_traits
 
 KINDS = ("track", "identify", "people_set")
@@ -311,6 +311,10 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
+    if str(spec.get("sdk", "")).endswith("-base"):
+        # sankofa_sdk from the other checkout (--base): imported lazily by the adapters, so
+        # putting it first on the path is enough.
+        sys.path.insert(0, os.environ[BASE_ENV])
     result = TASKS[spec["task"]](spec)
     print("RESULT " + json.dumps(result), flush=True)
     sys.stderr.flush()

@@ -21,6 +21,9 @@ from ._workload import EVENT_NAME
 
 SDKS = ("sankofa", "sankofa-spool", "posthog", "segment")
 """``sankofa-spool`` is sankofa_sdk with ``spool_dir``: every call written to disk first."""
+BASE_SDKS = ("sankofa-base", "sankofa-spool-base")
+"""The same two, from another checkout (``--base TREE``): a change's A/B in one run."""
+BASE_ENV = "SANKOFA_BENCH_BASE"
 CONFIGS = ("defaults", "equal")
 EQUAL = {"flush_at": 100, "flush_interval_s": 0.5, "max_queue_size": 10_000, "gzip": False}
 """The equal batch settings: the same batch size, interval, queue bound and compression."""
@@ -317,6 +320,8 @@ class SankofaSpool(Sankofa):
 ADAPTERS: dict[str, type[Adapter]] = {
     "sankofa": Sankofa,
     "sankofa-spool": SankofaSpool,
+    "sankofa-base": Sankofa,
+    "sankofa-spool-base": SankofaSpool,
     "posthog": Posthog,
     "segment": Segment,
 }

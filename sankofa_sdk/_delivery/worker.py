@@ -319,9 +319,11 @@ class Worker:
         """The client was dropped without ``shutdown()``: deliver what is queued within
         ``timeout``, report the rest and end the threads."""
         self._report_on_exit = True
+        self._on_stopped = self._transport.close
         self.begin_stop(self._clock.now() + timeout)
         if self._thread is None:
             self._report_leftovers()
+            self._transport.close()
 
     def join_until(self, when: float) -> None:
         thread = self._thread
