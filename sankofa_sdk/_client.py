@@ -556,6 +556,18 @@ class Client:
     ) -> None:
         self.shutdown()
 
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        """``async with Client(...)``: :meth:`ashutdown` at the end, the loop not blocked."""
+        await self.ashutdown()
+
     # --- internals ------------------------------------------------------------------------
 
     def _enqueue(self, op: Operation) -> None:

@@ -103,3 +103,28 @@ def test_the_transport_is_closed_at_shutdown() -> None:
     client.shutdown()
     assert transport.closed
     assert len(transport.applied_operations()) == 1
+
+
+def test_async_with_delivers_and_shuts_down_without_blocking_the_loop() -> None:
+    import asyncio
+
+    transport = RecordingTransport()
+
+    async def main() -> Client:
+        async with Client("sk_test", transport=transport) as client:
+            client.track("Webhook Received", distinct_id="user_async")
+            ticks = 0
+
+            async def tick() -> None:
+                nonlocal ticks
+                ticks += 1
+
+            await asyncio.gather(tick(), client.aflush(5))
+            assert ticks == 1
+        return client
+
+    client = asyncio.run(main())
+    assert [op["payload"]["event_name"] for op in transport.applied_operations()] == [
+        "Webhook Received"
+    ]
+    assert transport.closed and client.stats()["queued"] == 0
