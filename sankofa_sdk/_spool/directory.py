@@ -185,7 +185,11 @@ class SpoolDirectory:
         self._in_batches: set[int] = set()
         """Operations a pending (or split) batch covers: never read as loose operations."""
         self._finished: set[int] = set()
-        """Operations finished (delivered or reported) that may still lie in a segment."""
+        """Operations an earlier owner finished (from its notes): a reader skips them."""
+        self._finished_ranges: list[list[int]] = []
+        """Operations finished here, as ranges, while they may still lie in a segment: what a
+        rewrite of batches.log must keep (batches are mostly one range, so this stays small
+        and costs the delivery thread one append per batch, not one entry per operation)."""
         self._segment_first_seq: dict[int, int] = {}
         self._read_segment = 0
         self._read_offset = 0
@@ -419,9 +423,9 @@ class SpoolDirectory:
             oldest = min(self._segment_first_seq.values(), default=None)
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(self.path, _segment_name(number)))
-        if oldest is not None and self._finished:
+        if oldest is not None and self._finished_ranges:
             # Operations before the oldest segment left are gone with their segments.
-            self._finished = {seq for seq in self._finished if seq >= oldest}
+            self._finished_ranges = [r for r in self._finished_ranges if r[1] >= oldest]
 
     def note_batch(self, batch: PendingBatch) -> None:
         """Before a batch goes out: if we die now, whoever adopts resends it with its key."""
@@ -433,7 +437,7 @@ class SpoolDirectory:
         self._append_batches(record(DONE, 0, key.encode("ascii")))
         batch = self.pending.pop(key, None)
         if batch is not None:
-            self._finished.update(batch.seqs)
+            self._finished_ranges.extend(_ranges(batch.seqs))
 
     def note_cancelled(self, key: str) -> None:
         """The batch was refused before it was applied (a 429): its operations are free."""
@@ -454,7 +458,7 @@ class SpoolDirectory:
     def note_finished(self, seqs: list[int]) -> None:
         """Operations finished without a batch (reported as they were read)."""
         self._append_batches(record(FINISHED, 0, _ranges_text(seqs)))
-        self._finished.update(seqs)
+        self._finished_ranges.extend(_ranges(seqs))
 
     def _pending(self, batch: PendingBatch) -> None:
         self.pending[batch.key] = batch
@@ -474,7 +478,8 @@ class SpoolDirectory:
         temporary = os.path.join(self.path, "batches.tmp")
         fd = _open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
-            raw = record(FINISHED, 0, _ranges_text(list(self._finished)))
+            finished = _merged([*self._finished_ranges, *_ranges(list(self._finished))])
+            raw = record(FINISHED, 0, json.dumps(finished, separators=(",", ":")).encode())
             raw += b"".join(_batch_record(batch) for batch in self.pending.values())
             os.write(fd, raw)
             if self._fsync:
@@ -573,6 +578,17 @@ def _id_prefix(name: str) -> str:
     if bits is None:  # not a name we made: its hash, the same in every process
         bits = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
     return f"{bits >> 32:08x}-{bits >> 16 & 0xFFFF:04x}-4{bits & 0xFFF:03x}-"
+
+
+def _merged(ranges: list[list[int]]) -> list[list[int]]:
+    """Ranges joined where they touch or overlap, in order."""
+    merged: list[list[int]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    return merged
 
 
 def _ranges_text(seqs: list[int]) -> bytes:
