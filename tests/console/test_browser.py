@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from sankofa_sdk import Client
+from sankofa_sdk._operations import format_epoch
 from sankofa_sdk.server import ReferenceServer
 
-from ..server.conftest import batch, people, post, track
+from ..server.conftest import alias, batch, people, post, track
 from . import browser as chromium
 
 reason = chromium.missing()
@@ -23,7 +25,7 @@ if reason is not None and os.environ.get("SANKOFA_REQUIRE_BROWSER"):
 pytestmark = pytest.mark.skipif(reason is not None, reason=f"browser tests skipped: {reason}")
 
 if reason is None:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 AVATAR = (
     b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
@@ -48,7 +50,20 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    yield from checked_page(browser)
+
+
+# India keeps +05:30 all year: a zone that is not UTC, with no daylight saving to follow.
+KOLKATA = timezone(timedelta(hours=5, minutes=30))
+
+
+@pytest.fixture
+def page_in_kolkata(browser: Browser) -> Iterator[Page]:
+    yield from checked_page(browser, timezone_id="Asia/Kolkata")
+
+
+def checked_page(browser: Browser, **options: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, **options)
     context.set_default_timeout(10_000)  # a failing test fails in seconds, not Playwright's 30
     opened = context.new_page()
     problems: list[str] = []
@@ -254,3 +269,70 @@ def test_keyboard_phone_width_and_dark_mode(
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(20, 19, 17)"
+
+
+def local(stamp: str) -> str:
+    """What the console's lists show for an RFC 3339 UTC stamp, in Kolkata's time."""
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(KOLKATA)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} UTC+05:30"
+
+
+def assert_whole(time: Locator) -> None:
+    """The text of a <time> is all on screen, not cut to "2026-05-10 …"."""
+    assert time.evaluate("e => e.scrollWidth <= e.clientWidth && e.offsetWidth > 0")
+
+
+def test_every_event_and_request_time_shows_the_date_the_time_of_day_and_the_zone(
+    page_in_kolkata: Page, server: ReferenceServer
+) -> None:
+    page = page_in_kolkata
+    stamped = "2026-05-09T20:15:42.318Z"  # 01:45:42 on the 10th in Kolkata
+    sent = post(server, "/api/v1/batch", batch(track("user_5", "Paid", timestamp=stamped)))
+    assert sent.status == 200 and server.wait_until_applied(10)
+    received = server.requests[-1].received_at
+    stored = format_epoch(received)  # as the request log gives it
+
+    open_view(page, server, "person?id=user_5&tab=events")
+    time = page.locator(".row.event time")
+    expect(time).to_contain_text("2026-05-10 01:45:42")
+    assert_whole(time)
+    expect(time).to_have_text("2026-05-10 01:45:42.318 UTC+05:30")
+    assert time.get_attribute("datetime") == stamped
+
+    # The live stream and the request log show when the server stored and received it.
+    open_view(page, server, "live")
+    time = page.locator(".row.op time")
+    expect(time).to_contain_text(" UTC+05:30")
+    assert_whole(time)
+    at = time.get_attribute("datetime") or ""
+    assert abs(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() - received) < 5
+    expect(time).to_have_text(local(at))
+
+    open_view(page, server, "requests")
+    time = page.locator(".row.request time")
+    expect(time).to_have_text(local(stored))
+    assert_whole(time)
+
+
+def test_the_environment_switch_counts_the_people_the_list_shows(
+    page: Page, server: ReferenceServer
+) -> None:
+    sent = post(
+        server,
+        "/api/v1/batch",
+        batch(
+            people("user_1", {"name": "Ama Mensah"}),  # a profile
+            track("user_2", "Opened App"),  # only events
+            track("anon_3", "Viewed Pricing"),  # events under an id aliased to a profile
+            people("user_3", {"name": "Kofi"}),
+            alias("anon_3", "user_3"),
+        ),
+    )
+    assert sent.status == 200 and server.wait_until_applied(10)
+
+    open_view(page, server, "people")
+
+    expect(page.locator("table.people tbody tr")).to_have_count(3)
+    expect(page.locator(".count")).to_contain_text("of 3 people")
+    expect(page.locator(".env label", has_text="Live")).to_have_text("Live (3)")
+    expect(page.locator(".env label", has_text="Test")).to_have_text("Test (0)")

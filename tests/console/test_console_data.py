@@ -214,6 +214,29 @@ def test_projects_list_every_project_with_people_per_environment(
     ]
 
 
+def test_each_environment_counts_the_people_its_list_shows(server: ReferenceServer) -> None:
+    send(
+        server,
+        people("user_1", {"plan": "pro"}),  # a profile only
+        track("user_2", "Opened App"),  # events only
+        track("anon_3"),  # events under an id that became a profile's alias
+        people("user_3", {"plan": "pro"}),
+        alias("anon_3", "user_3"),
+        alias("anon_4", "user_4"),  # an alias alone is nobody yet
+        track("user_5"),  # deleted below: its events stay, it is not listed
+        track("user_6"),  # linked to user_5 through an alias: deleted with it
+        alias("user_6", "user_5"),
+    )
+    send(server, track("user_7"), key=server.test_api_key)
+    deleted = console(server, "person", {"id": "user_5"}, method="DELETE", headers=CHANGE)
+    assert deleted.json() == {"deleted": True}
+
+    counts = data(server, "projects")["projects"][0]["people"]
+    listed = {env: data(server, "people", env=env)["total"] for env in ("live", "test")}
+
+    assert counts == listed == {"live": 3, "test": 1}
+
+
 def test_a_missing_or_foreign_scope_is_refused(server: ReferenceServer) -> None:
     assert console(server, "people", {"project": "proj_missing"}).status == 400
     assert console(server, "people", {"env": "staging"}).status == 400

@@ -71,21 +71,40 @@ export function link(view, params) {
 
 const pad = (n, width = 2) => String(n).padStart(width, "0");
 
-// Local wall-clock time with milliseconds: fixed width, so streaming rows line up.
-export function clock(iso) {
-  if (!iso) return "";
-  const t = new Date(iso);
-  return `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}.${pad(t.getMilliseconds(), 3)}`;
+// The browser's offset from UTC at that moment, "UTC+05:30" (summer and winter may differ).
+function zoneAt(t) {
+  const minutes = -t.getTimezoneOffset();
+  const size = Math.abs(minutes);
+  return `UTC${minutes < 0 ? "-" : "+"}${pad(Math.floor(size / 60))}:${pad(size % 60)}`;
 }
 
-export function when(iso) {
+// A stored time (RFC 3339, UTC) in the browser's local time: the date, the time of day and the
+// zone, "2026-05-10 01:45:42 UTC+05:30", with ".318" after the seconds when ms is asked for.
+// Always the same width, so rows line up. The parts, for an element to lay out.
+function parts(iso, ms) {
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return null; // past what a browser's Date holds: shown as stored
+  const day = `${pad(t.getFullYear(), 4)}-${pad(t.getMonth() + 1)}-${pad(t.getDate())}`;
+  const seconds = `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}`;
+  return { day, clock: ms ? `${seconds}.${pad(t.getMilliseconds(), 3)}` : seconds, zone: zoneAt(t) };
+}
+
+export function when(iso, { ms = false } = {}) {
   if (!iso) return "never";
-  const t = new Date(iso);
-  return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())} ${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}`;
+  const p = parts(iso, ms);
+  return p ? `${p.day} ${p.clock} ${p.zone}` : iso;
 }
 
-export function timeEl(iso, format = when) {
-  return h("time", { datetime: iso || null, title: iso || null }, format(iso));
+const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+
+// <time> for a stored time: shown as when() shows it, the stored UTC value in its title.
+export function timeEl(iso, { ms = false, title = null } = {}) {
+  const p = iso ? parts(iso, ms) : null;
+  const shown = p
+    ? [h("span", { class: "day" }, p.day), " ", h("span", { class: "clock" }, p.clock), " ", h("span", { class: "zone" }, p.zone)]
+    : when(iso);
+  const stored = iso ? `${title || iso} (UTC); shown in this browser's time zone${browserZone ? `, ${browserZone}` : ""}` : null;
+  return h("time", { datetime: iso || null, title: stored }, shown);
 }
 
 export function plural(n, one, many) {

@@ -2,7 +2,7 @@
 // JSON that arrived. New rows go on top only while the list is scrolled to the top and not
 // paused; otherwise they wait behind a counter, so nothing moves under the reader.
 
-import { api, clock, code, envChip, every, expandable, h, link, notice } from "./dom.js";
+import { api, code, envChip, every, expandable, h, link, notice, timeEl } from "./dom.js";
 
 const POLL_MS = 400;
 const MAX_ROWS = 500;
@@ -12,7 +12,7 @@ function row(ctx, op) {
   const title = op.kind === "track" ? op.name || "(no name)" : op.summary;
   return expandable(
     [
-      h("time", { datetime: op.at, title: `stored ${op.at}; stamped ${op.timestamp}` }, clock(op.at)),
+      timeEl(op.at, { ms: true, title: `stored ${op.at}; stamped ${op.timestamp}` }),
       h("span", { class: `kind kind-${op.kind}` }, op.kind),
       h("span", { class: "name" }, title),
       h("a", { class: "id", href: link("person", { project: ctx.project, env: ctx.env, id: op.distinct_id }) }, op.distinct_id),

@@ -2,7 +2,7 @@
 // avatar, a contact strip, every other trait under Properties, then events and trait history.
 
 import { avatar } from "./avatar.js";
-import { api, code, envChip, expandable, h, link, notice, timeEl, when } from "./dom.js";
+import { api, code, envChip, expandable, h, link, notice, timeEl } from "./dom.js";
 
 const SERVER_TRAITS = new Set(["$os", "$browser", "$device_model"]);
 
@@ -58,7 +58,7 @@ function propertiesPanel(person, onDelete) {
 function eventRow(ctx, event) {
   return expandable(
     [
-      timeEl(event.timestamp),
+      timeEl(event.timestamp, { ms: true, title: `stamped ${event.timestamp}` }),
       h("span", { class: "kind kind-track" }, "track"),
       h("span", { class: "name" }, event.name || "(no name)"),
       h("code", { class: "id" }, event.distinct_id),
@@ -101,7 +101,7 @@ function requestOf(ctx, request) {
   const parts = [h("br"), "in "];
   if (request.in_log) parts.push(h("a", { class: "request-link", href: link("requests", { project: ctx.project, env: ctx.env, sequence: request.sequence }) }, name));
   else parts.push(h("span", { title: "no longer in this server's request log" }, name));
-  parts.push(h("span", { class: "muted" }, ` received ${when(request.received_at)}`));
+  parts.push(h("span", { class: "muted" }, " received ", timeEl(request.received_at)));
   if (request.idempotency_key !== null) parts.push(h("span", { class: "muted" }, " \u00b7 Idempotency-Key "), h("code", null, request.idempotency_key));
   return parts;
 }
@@ -128,7 +128,7 @@ function historyPanel(ctx, id) {
                 h("th", { scope: "row" }, h("code", null, e.key)),
                 h("td", { class: `value type-${e.type}` }, e.type === "null" ? "(removed)" : e.text),
                 h("td", null, effect(e)),
-                h("td", { class: "from" }, h("span", null, `update #${e.update_id} for `), h("code", null, e.distinct_id), h("span", { class: "muted" }, ` applied ${when(e.applied_at)}`), ...requestOf(ctx, e.request)),
+                h("td", { class: "from" }, h("span", null, `update #${e.update_id} for `), h("code", null, e.distinct_id), h("span", { class: "muted" }, " applied ", timeEl(e.applied_at)), ...requestOf(ctx, e.request)),
               ),
             ),
           ),

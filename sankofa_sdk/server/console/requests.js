@@ -1,7 +1,7 @@
 // Requests: every request the server answered, newest first, with the exact answer, the
 // operation counts and, for a refusal, the reason (for a 400: which operation, and why).
 
-import { api, clock, code, envChip, every, expandable, h, notice } from "./dom.js";
+import { api, code, envChip, every, expandable, h, notice, timeEl } from "./dom.js";
 
 const POLL_MS = 1000;
 const PAGE = 50;
@@ -46,7 +46,7 @@ function row(record) {
   if (record.project_id === null) badges.push(h("span", { class: "badge" }, "no project"));
   return expandable(
     [
-      h("time", { datetime: record.at, title: record.at }, clock(record.at)),
+      timeEl(record.at, { ms: true, title: `received ${record.at}` }),
       h("span", { class: `status ${statusClass(record.status)}` }, record.status === null ? "reset" : String(record.status)),
       h("span", { class: "path" }, h("span", { class: "method" }, record.method), ` ${record.path}`),
       h("span", { class: "counts" }, countsText(record.counts)),
