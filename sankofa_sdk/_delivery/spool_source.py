@@ -55,6 +55,17 @@ COMPACT_BATCHES_BYTES = 8 * 1024 * 1024
 Report = Callable[[DeliveryError, list[Reported]], None]
 
 
+def say_unavailable(root: str, exc: OSError, stats: Stats, report: Report) -> None:
+    """The spool cannot be written (made, or appended to): counted, logged, reported once."""
+    stats.add_spool_error()
+    error = DeliveryError(
+        f"the spool in {root} cannot be written ({exc}); operations are kept in memory from now on",
+        reason="spool_unavailable",
+    )
+    logger.error("%s", error)
+    report(error, [])
+
+
 class DiskOrigin(NamedTuple):
     """Where a queued operation lives on disk."""
 
@@ -154,17 +165,7 @@ class SpoolSource(MemorySource):
         self.writable = False
         if self.own is not None:
             self.own.stop_writing()
-        self._stats.add_spool_error()
-        error = DeliveryError(
-            f"the spool in {self.root} cannot be written ({exc}); operations are "
-            "kept in memory from now on",
-            reason="spool_unavailable",
-        )
-        logger.error("%s", error)
-        try:
-            self._report(error, [])
-        except BaseException:
-            logger.exception("error while reporting the spool's failure")
+        say_unavailable(self.root, exc, self._stats, self._report)
 
     # --- the delivery thread's side -------------------------------------------------------
 

@@ -36,7 +36,7 @@ from .clock import Clock
 from .encoding import ENVELOPE, OperationEncoder
 from .request import RequestThread
 from .sources import MemorySource, Source
-from .spool_source import SpoolSource
+from .spool_source import SpoolSource, say_unavailable
 from .transport import Transport
 from .wire import BodyEncoder
 
@@ -174,14 +174,7 @@ class Worker:
                 report=self._report_safely,
             )
         except OSError as exc:
-            self._stats.add_spool_error()
-            error = DeliveryError(
-                f"the spool in {options.spool_dir} cannot be written ({exc}); operations are "
-                "kept in memory from now on",
-                reason="spool_unavailable",
-            )
-            logger.error("%s", error)
-            self._report_safely(error, [])
+            say_unavailable(options.spool_dir, exc, self._stats, self._report_safely)
             return memory
 
     # --- the caller's side ----------------------------------------------------------------
