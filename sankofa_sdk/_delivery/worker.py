@@ -151,10 +151,12 @@ class Worker:
             max_pause=self._policy.max_retry_after,
         )
         self._encoder = OperationEncoder(self._lib_version, options.debug, self._fail)
-        self._source: Source = self._open_source()
-        self.spooled = isinstance(self._source, SpoolSource)
-        """Calls go to disk before they return (``spool_dir``)."""
-        if self.spooled:
+        source = self._open_source()
+        self._source: Source = source
+        if isinstance(source, SpoolSource):
+            # Calls go to disk before they return; callers wake the thread less often.
+            self._append_to_disk = source.append
+            self._spool_wake_at = max(options.flush_at, SPOOL_WAKE_AT)
             self.submit = self._submit_spooled  # type: ignore[method-assign]
             self._start()  # at once: directories a dead process left are delivered now
 
@@ -196,12 +198,12 @@ class Worker:
     def _submit_spooled(self, op: Operation) -> bool:
         """With a spool: written to disk before the call returns. False when the spool is
         full (``max_spool_bytes``); a disk that refuses sends it to memory."""
-        unread = self._source.append(op)  # type: ignore[attr-defined]
+        unread = self._append_to_disk(op)
         if unread < 0:
             return Worker.submit(self, op)
         if unread == 0:
             return False
-        if unread >= SPOOL_WAKE_AT and not self._wake.is_set():
+        if unread >= self._spool_wake_at and not self._wake.is_set():
             self._wake.set()
         return True
 
