@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import _report
-from ._control import SinkControl, closed_port_url, idle_memory_penalty
+from ._control import WIRE, SinkControl, closed_port_url, idle_memory_penalty
 from ._sdks import BASE_ENV, BASE_SDKS, CONFIGS, SDKS
 
-DELIVERY_SDKS = ("sankofa", "posthog", "segment")
-"""The delivery scenarios compare the SDKs as shipped; the spool variant is measured on speed."""
+DELIVERY_SDKS = ("sankofa", "sankofa-base", "posthog", "segment")
+"""The delivery scenarios compare the SDKs as shipped (and sankofa_sdk from ``--base``); the
+spool variant is measured on speed."""
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -89,7 +90,7 @@ DELIVERY: dict[str, dict[str, Any]] = {
         "seconds": 12,
         "rate_limit": {"limit": 50, "window": 6, "headers": False},
         "limit_s": 60,
-        "sdks": ["sankofa"],
+        "sdks": ["sankofa", "sankofa-base"],
         "options": {"rate_limit": [50, 6]},
     },
     "outage": {"procs": 1, "rate": 5_000, "seconds": 4, "outage_s": 8, "limit_s": 45},
@@ -300,7 +301,7 @@ class Harness:
         # Everything the SDKs did not give up on should be there; a silent loss waits out the end.
         control.wait(sdk, sent - refused - failed, max(0.0, end - time.monotonic()))
         everything = control.all_stats()
-        got = everything["sdks"][sdk]
+        got = everything["sdks"][WIRE.get(sdk, sdk)]
         stored = got["unique"]
         since = start_at if procs > 1 else last_call
         all_stored_s = got["grew_at"] - since if stored >= sent and got["grew_at"] else None
