@@ -91,7 +91,8 @@ class Client:
     - ``shutdown_timeout`` (5 s): how long :meth:`shutdown` (and so interpreter exit) may take.
     - ``sync_mode`` (False): send each call on the caller's thread (scripts, serverless).
     - ``send`` (True): False accepts calls and drops them (tests).
-    - ``disabled`` (False): every call is a no-op.
+    - ``disabled`` (False, or ``SANKOFA_DISABLED=1``): every call is a no-op, nothing is sent
+      (for tests and local runs; the variable also disables ``init()``'s client).
     - ``strict`` (False): raise :class:`ValidationError` from invalid calls.
     - ``on_error`` (None): ``on_error(error, operation)`` for every invalid call and every
       operation that was not delivered.
@@ -156,7 +157,7 @@ class Client:
         transport: Optional[Transport] = None,
         clock: Optional[Clock] = None,
     ) -> None:
-        self._disabled = bool(disabled)
+        self._disabled = bool(disabled) or _disabled_by_environment()
         if api_key is None:
             api_key = os.environ.get("SANKOFA_API_KEY")
         if host is None:
@@ -250,6 +251,7 @@ class Client:
         dropped.atexit = False  # at exit the exit hook shuts live clients down
         _register_at_fork(self)
         _live_clients.add(self)
+        _warn_if_many_clients()
         _register_exit_hook()
 
     def __repr__(self) -> str:
@@ -683,6 +685,45 @@ def _refusal(exc: Exception) -> ValidationError:
 
 
 _TRANSPORT_CALLS = ("send", "abort", "close", "reset_after_fork")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+MANY_CLIENTS = 10
+"""Live clients in one process past which a warning names the usual cause."""
+_many_clients_said = False
+
+
+def _disabled_by_environment() -> bool:
+    """``SANKOFA_DISABLED``: 1/true/yes/on disables every client; 0/false/no/off or unset
+    does not; anything else is refused, so a typo does not send from a test suite."""
+    value = os.environ.get("SANKOFA_DISABLED", "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"SANKOFA_DISABLED={os.environ['SANKOFA_DISABLED']!r} is not understood: "
+        "use 1 (disable every client) or 0"
+    )
+
+
+def _warn_if_many_clients() -> None:
+    """Once per process, when the live clients reach ``MANY_CLIENTS``: each holds threads,
+    connections and a queue, and the usual cause is one client per request, job or notebook
+    cell run."""
+    global _many_clients_said
+    if _many_clients_said or len(_live_clients) < MANY_CLIENTS:
+        return
+    alive = sum(1 for client in list(_live_clients) if not client._disabled)
+    if alive < MANY_CLIENTS:
+        return
+    _many_clients_said = True
+    logger.warning(
+        "%d sankofa_sdk clients are alive in this process; each has its own threads, "
+        "connections and queue. A client per request or job (or a notebook cell run again) "
+        "is the usual cause: make one client at startup and share it (or init() once and use "
+        "the module's functions), or call shutdown() on each when done",
+        alive,
+    )
 
 
 def _weak_reporter(client: Client) -> Callable[[DeliveryError, list[Reported]], None]:
