@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Callable, Optional, Union
 
 from ._delivery import CUT_GRACE, Clock, Transport, Worker
+from ._delivery.worker import _UNATTENDED_LOCK, UNATTENDED
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
 from ._hooks import BeforeSend, Dropped, OperationHooks
 from ._identity import Identity, IdentityScope
@@ -494,9 +495,10 @@ class Client:
         deadline = self._clock.now() + seconds
         if not self._begin_shutdown(deadline):
             # A second call: it returns when the first is done, except on the thread running
-            # the first (a SIGTERM handler calling shutdown() during shutdown or at exit),
-            # where waiting would never end.
-            if self._shutdown_thread != threading.get_ident():
+            # the first (a SIGTERM handler calling shutdown() during shutdown or at exit) and
+            # on the delivery thread (on_error), which the first is waiting for: there waiting
+            # would never end, or hold up what the first is waiting to see delivered.
+            if self._shutdown_thread != threading.get_ident() and not self._worker.on_own_thread():
                 left = self._shutdown_deadline - self._clock.now()
                 self._shutdown_done.wait(max(0.0, left) + 2)
             return
@@ -781,14 +783,26 @@ def _shutdown_all_at_exit() -> None:
         except Exception:
             logger.exception("error while shutting down at exit")
     active = [(c, d) for c, d in plans if not c._disabled]
+    # Workers stopping with nobody waiting for them (a client dropped without shutdown(), or
+    # shutdown() from on_error): waited for, cut and reported like the rest.
+    with _UNATTENDED_LOCK:
+        unattended = list(UNATTENDED)
+    workers = [(client._worker, deadline) for client, deadline in active]
+    workers += [(worker, worker.deadline or worker.clock_now()) for worker in unattended]
     # Every thread sends until its own deadline, all at the same time; then whatever is still
     # in flight is cut, all at once, and one short grace lets the threads see the cut.
-    for client, deadline in active:
-        client._worker.join_until(deadline)
-    if any([client._worker.cut() for client, _ in active]):
-        graces = [client._clock.now() + CUT_GRACE for client, _ in active]
-        for (client, _), grace in zip(active, graces, strict=True):
-            client._worker.join_until(grace)
+    for worker, deadline in workers:
+        worker.join_until(deadline)
+    if any([worker.cut() for worker, _ in workers]):
+        graces = [worker.clock_now() + CUT_GRACE for worker, _ in workers]
+        for (worker, _), grace in zip(workers, graces, strict=True):
+            worker.join_until(grace)
+    for worker in unattended:
+        try:
+            worker.report_leftovers(worker.deadline or worker.clock_now())
+            worker.end_unattended()
+        except Exception:
+            logger.exception("error while shutting down at exit")
     for client, deadline in plans:
         try:
             if not client._disabled:

@@ -55,6 +55,14 @@ CUT_GRACE = 0.5
 """After a request is cut at the shutdown deadline, how long to wait for the thread to see it."""
 
 
+UNATTENDED: set[Worker] = set()
+"""Workers stopping with nobody waiting for them (a client dropped without shutdown(), or
+shutdown() called from on_error on the delivery thread): the exit hook (``_client``) waits for
+them, cuts them and reports what they leave, as it does for live clients. Each leaves the set
+as its thread ends."""
+_UNATTENDED_LOCK = threading.Lock()
+
+
 class Phase(enum.Enum):
     RUNNING = "running"
     STOPPING = "stopping"
@@ -132,6 +140,7 @@ class Worker:
         self._cut_at_deadline = False
         self._report_on_exit = False
         self._on_stopped: Optional[Callable[[], None]] = None
+        self._end_lock = threading.RLock()
         self._held_back = False
         self._ledger = BatchLedger()
         self._request = RequestThread(self._transport, self._wake, self._clock, options.timeout)
@@ -258,6 +267,9 @@ class Worker:
                 thread.start()
                 self._thread = thread
 
+    def clock_now(self) -> float:
+        return self._clock.now()
+
     def on_own_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
@@ -301,6 +313,7 @@ class Worker:
         if self.on_own_thread():
             self._report_on_exit = True
             self._on_stopped = then
+            self._unattended()
             return False
         self.join_until(deadline)
         if self.cut():
@@ -317,8 +330,29 @@ class Worker:
         self._on_stopped = self._transport.close
         self.begin_stop(self._clock.now() + timeout)
         if self._thread is None:
-            self._report_leftovers()
-            self._transport.close()
+            self.end_unattended()
+        else:
+            self._unattended()
+
+    def _unattended(self) -> None:
+        with _UNATTENDED_LOCK:
+            UNATTENDED.add(self)
+
+    @property
+    def deadline(self) -> Optional[float]:
+        return self._deadline
+
+    def end_unattended(self) -> None:
+        """Report what is left and run what was to run when stopped, once (the thread as it
+        ends, or the exit hook when the thread did not end in time)."""
+        with self._end_lock:
+            if self._report_on_exit:
+                self._report_leftovers()
+            then, self._on_stopped = self._on_stopped, None
+        with _UNATTENDED_LOCK:
+            UNATTENDED.discard(self)
+        if then is not None:
+            then()
 
     def join_until(self, when: float) -> None:
         thread = self._thread
@@ -370,12 +404,10 @@ class Worker:
         finally:
             self._request.stop()
             try:
-                if self._phase is _CLOSED:
+                if self._report_on_exit:
+                    self.end_unattended()
+                elif self._phase is _CLOSED:
                     self._report_late()  # taken from the queue while shutdown was reporting
-                elif self._report_on_exit:
-                    self._report_leftovers()
-                if self._on_stopped is not None:
-                    self._on_stopped()
             except BaseException:
                 logger.exception("error while ending the delivery thread")
 
@@ -778,8 +810,14 @@ class Worker:
 
     def _report_leftovers(self) -> None:
         """Shutdown is over: report everything not finished as dropped by the shutdown,
-        except what stays on disk for the next process. Later calls are reported at once."""
-        self._phase = _CLOSED
+        except what stays on disk for the next process. Later calls are reported at once.
+        A second call (the exit hook and the thread both ending an unattended worker) only
+        reports what came since."""
+        with self._end_lock:
+            if self._phase is _CLOSED:
+                self._report_late()
+                return
+            self._phase = _CLOSED
         ops, kept = self._collect_leftovers()
         self._source.close(kept)
         if ops:

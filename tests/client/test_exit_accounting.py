@@ -87,3 +87,75 @@ def test_several_clients_exit_within_one_deadline_not_one_each(hung_engine: str)
     # (the bound leaves a second for a slow machine, far from the 8 s of one each).
     assert took <= 2.0 + 2.0, result.stderr
     assert result.stderr.count("could not be delivered in time") == 4
+
+
+UNATTENDED_PRELUDE = """
+import atexit, json, time
+from sankofa_sdk.testing import RecordingTransport
+
+class SlowTransport(RecordingTransport):
+    def send(self, *args, **kwargs):
+        time.sleep(0.2)  # a request takes time: exit comes while it is on the wire
+        return super().send(*args, **kwargs)
+
+transport = SlowTransport({script})
+errors = []
+# Registered before the SDK's own hook, so it runs after it (atexit is last in, first out).
+atexit.register(lambda: print("result", json.dumps({{
+    "sent": [op["payload"]["event_name"] for op in transport.sent_operations()],
+    "errors": errors, "closed": transport.closed}}), flush=True))
+import sankofa_sdk
+"""
+
+
+def unattended_result(out: str) -> dict[str, object]:
+    line = [line for line in out.splitlines() if line.startswith("result ")][-1]
+    return json.loads(line[len("result ") :])  # type: ignore[no-any-return]
+
+
+def test_a_client_dropped_without_shutdown_delivers_at_exit() -> None:
+    # Freed by the garbage collector (the worker holds nothing of it), its thread keeps
+    # delivering; the exit hook waits for it as for a live client.
+    done = run_script(
+        UNATTENDED_PRELUDE.format(script="")
+        + """
+def main():
+    client = sankofa_sdk.Client(
+        "sk_test", transport=transport, on_error=lambda e, op: errors.append(e.reason)
+    )
+    for n in range(5):
+        client.track("Dropped", {"n": n}, distinct_id="user_dropped")
+
+main()
+import gc; gc.collect()
+"""
+    )
+    assert done.returncode == 0, done.stderr
+    result = unattended_result(done.stdout)
+    assert result == {"sent": ["Dropped"] * 5, "errors": [], "closed": True}
+
+
+def test_shutdown_from_on_error_then_exit_delivers_or_reports_the_rest() -> None:
+    done = run_script(
+        UNATTENDED_PRELUDE.format(script="400")
+        + """
+def on_error(error, op):
+    errors.append(error.reason)
+    if error.reason == "rejected":
+        client.shutdown(timeout=3)  # on the delivery thread
+
+client = sankofa_sdk.Client("sk_test", transport=transport, on_error=on_error, flush_at=1,
+                            rate_limit=None)
+transport.hold()
+client.track("Refused", distinct_id="user_refused")
+assert transport.wait_for_requests(1)
+for n in range(3):
+    client.track("Queued", {"n": n}, distinct_id="user_refused")
+transport.release()  # answered 400: on_error shuts down; the script ends at once
+"""
+    )
+    assert done.returncode == 0, done.stderr
+    result = unattended_result(done.stdout)
+    assert result["errors"] == ["rejected"]
+    assert result["sent"] == ["Refused"] + ["Queued"] * 3
+    assert result["closed"] is True
