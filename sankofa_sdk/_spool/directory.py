@@ -427,42 +427,50 @@ class SpoolDirectory:
             # Operations before the oldest segment left are gone with their segments.
             self._finished_ranges = [r for r in self._finished_ranges if r[1] >= oldest]
 
+    # Each note changes what this object knows first and writes second: a write the disk
+    # refuses (logged by the caller) must not make a clean shutdown keep a directory whose
+    # batches were all delivered.
+
     def note_batch(self, batch: PendingBatch) -> None:
         """Before a batch goes out: if we die now, whoever adopts resends it with its key."""
-        self._append_batches(_batch_record(batch))
         self._pending(batch)
+        self._append_batches(_batch_record(batch))
 
     def note_done(self, key: str) -> None:
         """Delivered, or finally reported failed: its operations are finished."""
-        self._append_batches(record(DONE, 0, key.encode("ascii")))
         batch = self.pending.pop(key, None)
         if batch is not None:
             self._finished_ranges.extend(_ranges(batch.seqs))
+        self._append_batches(record(DONE, 0, key.encode("ascii")))
 
     def note_cancelled(self, key: str) -> None:
         """The batch was refused before it was applied (a 429): its operations are free."""
-        self._append_batches(record(CANCEL, 0, key.encode("ascii")))
         batch = self.pending.pop(key, None)
         if batch is not None:
             self._in_batches.difference_update(batch.seqs)
+        self._append_batches(record(CANCEL, 0, key.encode("ascii")))
 
     def note_split(self, key: str, parts: list[PendingBatch]) -> None:
         """The batch was refused whole and goes as ``parts`` instead: the parts and the end of
         the batch in one write, so no moment exists where its operations are in neither."""
-        raw = b"".join(_batch_record(part) for part in parts)
-        self._append_batches(raw + record(SPLIT, 0, key.encode("ascii")))
         self.pending.pop(key, None)
         for part in parts:
             self._pending(part)
+        raw = b"".join(_batch_record(part) for part in parts)
+        self._append_batches(raw + record(SPLIT, 0, key.encode("ascii")))
 
     def note_finished(self, seqs: list[int]) -> None:
         """Operations finished without a batch (reported as they were read)."""
-        self._append_batches(record(FINISHED, 0, _ranges_text(seqs)))
         self._finished_ranges.extend(_ranges(seqs))
+        self._append_batches(record(FINISHED, 0, _ranges_text(seqs)))
 
     def _pending(self, batch: PendingBatch) -> None:
         self.pending[batch.key] = batch
-        self._in_batches.update(batch.seqs)
+        if not self.owned:
+            # Only a reader of someone else's directory skips what a batch covers: our own
+            # operations are read once, before any batch of them is noted (and the set
+            # would grow with every operation this process ever sent).
+            self._in_batches.update(batch.seqs)
 
     def _append_batches(self, raw: bytes) -> None:
         if self._batches_fd is None:

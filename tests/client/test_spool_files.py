@@ -200,3 +200,36 @@ def test_a_directory_whose_maker_died_before_locking_it_is_removed(tmp_path: Pat
     fresh.mkdir()
     assert list(SpoolDirectory.adopt_dead(str(root), exclude=set())) == []
     assert not abandoned.exists() and fresh.exists()  # a fresh one may be being made now
+
+
+def test_our_own_batches_leave_nothing_behind_in_memory_once_done(tmp_path: Path) -> None:
+    # What a batch covers is only needed to read someone else's directory: in our own, the
+    # bookkeeping of 20,000 delivered operations must not stay in memory.
+    spool = SpoolDirectory.create(str(tmp_path / "spool"))
+    seq = 0
+    for n in range(200):
+        seqs = [spool.append(b'{"n":%d}' % (seq + i)) for i in range(100)]
+        seq += 100
+        spool.note_batch(PendingBatch(f"{n:032x}", seqs, b"{}"))
+        spool.note_done(f"{n:032x}")
+    assert spool.pending == {} and not spool._in_batches
+    assert len(spool._finished_ranges) <= 200
+    spool.close()
+
+
+def test_a_note_the_disk_refuses_still_finishes_the_batch_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A failed "done" write must not make a clean shutdown keep a delivered directory.
+    spool = SpoolDirectory.create(str(tmp_path / "spool"))
+    seq = spool.append(b'{"n":1}')
+    spool.note_batch(PendingBatch("d" * 32, [seq], b"{}"))
+
+    def refused(raw: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool, "_append_batches", refused)
+    with pytest.raises(OSError):
+        spool.note_done("d" * 32)
+    assert spool.pending == {}
+    spool.close()
