@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Callable
 
 import pytest
@@ -18,6 +20,22 @@ from sankofa_sdk._delivery import Clock
 API_KEY = "sk_test_0123456789abcdef0123456789abcdef"
 HOST = "https://engine.test"
 BATCH_URL = HOST + "/api/v1/batch"
+
+
+@contextmanager
+def local_time(zone: str) -> Iterator[None]:
+    """The process's local time zone is ``zone`` (``TZ`` plus ``time.tzset``) inside."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
 
 
 def decode_body(body: Any) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +30,8 @@ from sankofa_sdk._serialize import (
     to_json,
 )
 from sankofa_sdk._spool.calls import pack_call, unpack_call
+
+from ..conftest import local_time
 
 
 class Color(enum.Enum):
@@ -175,21 +176,6 @@ def _same(a: Any, b: Any) -> bool:
 needs_tzset = pytest.mark.skipif(not hasattr(time, "tzset"), reason="needs time.tzset (Unix)")
 
 
-@contextmanager
-def _local_time(zone: str) -> Iterator[None]:
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = zone
-    time.tzset()
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
-
-
 def _written(value: dt.datetime) -> list[str]:
     """The text a datetime property is sent as by each path: the encoder alone, a call kept in
     memory, and a call kept in the spool (its values packed on the caller's thread)."""
@@ -229,7 +215,7 @@ def test_a_datetime_is_cut_to_its_millisecond_not_rounded_into_the_next_year(
     value: dt.datetime, text: str
 ) -> None:
     # Rounding wrote datetime.max as "10000-01-01T00:00:00.000Z", which is not RFC 3339.
-    with _local_time("UTC"):
+    with local_time("UTC"):
         assert _written(value) == [text] * 3
 
 
@@ -237,7 +223,7 @@ def test_a_datetime_is_cut_to_its_millisecond_not_rounded_into_the_next_year(
 @settings(deadline=None)
 @given(naive_or_utc_datetimes)
 def test_a_datetime_parses_back_to_its_millisecond_in_its_own_year(value: dt.datetime) -> None:
-    with _local_time("UTC"):  # a naive datetime is local time
+    with local_time("UTC"):  # a naive datetime is local time
         texts = _written(value)
     expected = _cut_to_milliseconds(value.replace(tzinfo=_UTC))
     for text in texts:
@@ -264,7 +250,7 @@ offsets = st.timedeltas(
     )
 )
 def test_a_datetime_in_any_zone_is_written_as_its_utc_millisecond(value: dt.datetime) -> None:
-    with _local_time("America/New_York"):  # a naive datetime is local time
+    with local_time("America/New_York"):  # a naive datetime is local time
         texts = _written(value)
         instant = _cut_to_milliseconds(value.astimezone(_UTC))
     for text in texts:

@@ -19,7 +19,7 @@ from sankofa_sdk import Client, SankofaError, ValidationError
 from sankofa_sdk._operations import datetime_epoch, format_datetime, format_epoch
 from sankofa_sdk._serialize import to_json
 
-from ..conftest import BATCH_URL, sent_operations
+from ..conftest import BATCH_URL, local_time, sent_operations
 
 MakeClient = Callable[..., Client]
 pytestmark = pytest.mark.skipif(not hasattr(time, "tzset"), reason="needs time.tzset (Unix)")
@@ -28,17 +28,8 @@ pytestmark = pytest.mark.skipif(not hasattr(time, "tzset"), reason="needs time.t
 @pytest.fixture
 def kolkata() -> Iterator[None]:
     """Local time is UTC+05:30 (no daylight saving) for the test."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "Asia/Kolkata"
-    time.tzset()
-    try:
+    with local_time("Asia/Kolkata"):
         yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
 
 
 def _sent(rsps: responses.RequestsMock, client: Client) -> list[dict[str, Any]]:
