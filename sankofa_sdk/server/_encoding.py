@@ -22,6 +22,12 @@ encoding count against it, and decoding stops (the body is undecodable, so 400) 
 more byte would pass it, before that byte is allocated.
 """
 
+CHUNK_BYTES = 1024 * 1024
+"""Bytes inflated per step. zlib gathers one call's output in blocks and joins them at the end,
+so a single call for the whole budget would hold it twice: a 600 MB gzip bomb would peak at
+about 1 GB before being refused at 512 MiB. Step by step into one growing buffer, the peak stays
+near the decoded size (at most the cap) plus one step."""
+
 UNDECODABLE = b"\x00content-encoding could not be decoded"
 
 
@@ -35,25 +41,35 @@ class _Budget:
     def __init__(self, limit: int) -> None:
         self.left = limit
 
-    def take(self, inflater: zlib._Decompress, data: bytes) -> bytes:
-        # Asking for one byte more than is left tells "exactly at the cap" from "over it".
-        out = inflater.decompress(data, self.left + 1)
-        if len(out) > self.left:
-            raise _TooLarge
-        self.left -= len(out)
-        return out
-
 
 def _inflate(data: bytes, wbits: int, budget: _Budget) -> bytes:
-    parts: list[bytes] = []
+    out = bytearray()
     while True:
         inflater = zlib.decompressobj(wbits)
-        parts.append(budget.take(inflater, data))
-        if inflater.unconsumed_tail or not inflater.eof:
+        pending = data
+        while pending:
+            # One byte more than is left tells "exactly at the cap" from "over it".
+            step = inflater.decompress(pending, min(CHUNK_BYTES, budget.left + 1))
+            if len(step) > budget.left:
+                raise _TooLarge
+            budget.left -= len(step)
+            out += step
+            pending = inflater.unconsumed_tail
+            if not step and pending:
+                raise zlib.error("no progress")  # cannot happen with max_length >= 1
+        while not inflater.eof:  # output zlib still holds after the input was all taken
+            step = inflater.decompress(b"", min(CHUNK_BYTES, budget.left + 1))
+            if not step:
+                break
+            if len(step) > budget.left:
+                raise _TooLarge
+            budget.left -= len(step)
+            out += step
+        if not inflater.eof:
             raise zlib.error("truncated")
         data = inflater.unused_data
         if wbits < 16 or not data:  # gzip members may follow one another; zlib data may not
-            return b"".join(parts)
+            return bytes(out)
 
 
 def decode_body(body: bytes, content_encoding: Optional[str]) -> bytes:
