@@ -25,6 +25,18 @@ class Answer(NamedTuple):
     failure: Optional[Failure] = None
     detail: str = ""
     """A short description for logs and ``on_error``: the error text or the start of the body."""
+    reached: bool = True
+    """False only when the request surely never reached the engine (the connection was
+    refused, the name did not resolve): then the engine cannot have stored any of it."""
+
+
+def maybe_applied(answer: Answer) -> bool:
+    """Whether the engine may have stored what a failed attempt carried: it never answered
+    after the request left (a timeout, a reset, a cut), or answered 5xx (a 503 for a full
+    buffer keeps what it had already taken)."""
+    if answer.status is None:
+        return answer.reached
+    return answer.status >= 500
 
 
 class Verdict(enum.Enum):

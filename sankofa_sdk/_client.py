@@ -16,8 +16,9 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Callable, Optional, Union
 
+from . import _sigterm
 from ._delivery import CUT_GRACE, Clock, Transport, Worker
-from ._delivery.worker import _UNATTENDED_LOCK, UNATTENDED
+from ._delivery.worker import _UNATTENDED_LOCK, UNATTENDED, ShutdownBudget
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
 from ._hooks import BeforeSend, Dropped, OperationHooks
 from ._identity import Identity, IdentityScope
@@ -89,7 +90,14 @@ class Client:
       not use up retries.
     - ``rate_limit`` ((500, 60)): the key's request budget (requests, seconds) assumed until the
       engine's answers say otherwise; None turns pacing off.
-    - ``shutdown_timeout`` (5 s): how long :meth:`shutdown` (and so interpreter exit) may take.
+    - ``shutdown_timeout`` (5 s): how long :meth:`shutdown` (and so interpreter exit, or a
+      SIGTERM) waits for delivery *without progress*: while batches keep being delivered the
+      queue drains, and an engine that is down or hangs ends it after this long.
+    - ``max_shutdown_time`` (30 s): the most a shutdown takes in all, progress or not (keep it
+      under your platform's grace period, e.g. Kubernetes' 30 s, minus the server's own).
+    - ``handle_sigterm`` (True): when nothing else handles SIGTERM (its disposition is the
+      default), deliver within that budget on SIGTERM, then end by SIGTERM as before; servers
+      that handle it themselves are left alone (see ``sankofa_sdk._sigterm``).
     - ``sync_mode`` (False): send each call on the caller's thread (scripts, serverless).
     - ``send`` (True): False accepts calls and drops them (tests).
     - ``disabled`` (False, or ``SANKOFA_DISABLED=1``): every call is a no-op, nothing is sent
@@ -142,6 +150,8 @@ class Client:
         max_retry_after: float = 60.0,
         rate_limit: Optional[tuple[int, float]] = DEFAULT_RATE_LIMIT,
         shutdown_timeout: float = 5.0,
+        max_shutdown_time: float = 30.0,
+        handle_sigterm: bool = True,
         sync_mode: bool = False,
         send: bool = True,
         disabled: bool = False,
@@ -191,6 +201,8 @@ class Client:
             max_retry_after=max_retry_after,
             rate_limit=rate_limit,
             shutdown_timeout=shutdown_timeout,
+            max_shutdown_time=max_shutdown_time,
+            handle_sigterm=handle_sigterm,
             sync_mode=sync_mode,
             send=send,
             disabled=disabled,
@@ -217,6 +229,7 @@ class Client:
         self._send = options.send
         self._on_error = on_error
         self._shutdown_timeout = options.shutdown_timeout
+        self._max_shutdown_time = options.max_shutdown_time
         self._closed = False
         self._loop_hint_given = False
         hooks = OperationHooks(options.super_properties, options.before_send)
@@ -248,12 +261,14 @@ class Client:
         )
         # A client dropped without shutdown() is freed (the worker holds nothing of it): its
         # thread then delivers what is queued within shutdown_timeout, reports the rest, ends.
-        dropped = weakref.finalize(self, self._worker.stop_when_dropped, self._shutdown_timeout)
+        dropped = weakref.finalize(self, self._worker.stop_when_dropped, self._budget(None))
         dropped.atexit = False  # at exit the exit hook shuts live clients down
         _register_at_fork(self)
         _live_clients.add(self)
         _warn_if_many_clients()
         _register_exit_hook()
+        if options.handle_sigterm and not self._disabled:
+            _sigterm.install(_shutdown_all_at_exit)
 
     def __repr__(self) -> str:
         mode = "disabled" if self._disabled else "sync" if self._sync_mode else "background"
@@ -485,22 +500,22 @@ class Client:
         return self._worker.flush(None if timeout is None else _seconds(timeout))
 
     def shutdown(self, timeout: Optional[float] = None) -> None:
-        """Deliver what is queued (for at most ``timeout`` or ``shutdown_timeout`` seconds) and stop.
+        """Deliver what is queued and stop. Idempotent; also run at interpreter exit.
 
-        Idempotent. Registered with ``atexit``, so a process never exits with its events
-        unsent and never hangs at exit. Operations left when the time is up are reported as
-        dropped with reason ``"shutdown"``.
+        Delivery goes on while it makes progress, and stops after ``timeout`` (or
+        ``shutdown_timeout``) seconds without any, or ``max_shutdown_time`` in all (at least
+        ``timeout``). Operations never sent are then reported as dropped with reason
+        ``"shutdown"``; a batch sent without an answer is reported as ``"unknown_fate"`` (the
+        engine may have stored it), never as dropped.
         """
-        seconds = self._shutdown_timeout if timeout is None else _seconds(timeout)
-        deadline = self._clock.now() + seconds
-        if not self._begin_shutdown(deadline):
+        budget = self._budget(timeout)
+        if not self._begin_shutdown(budget):
             # A second call: it returns when the first is done, except on the thread running
             # the first (a SIGTERM handler calling shutdown() during shutdown or at exit) and
             # on the delivery thread (on_error), which the first is waiting for: there waiting
             # would never end, or hold up what the first is waiting to see delivered.
             if self._shutdown_thread != threading.get_ident() and not self._worker.on_own_thread():
-                left = self._shutdown_deadline - self._clock.now()
-                self._shutdown_done.wait(max(0.0, left) + 2)
+                self._wait_for_shutdown()
             return
         if self._disabled:
             self._end_shutdown()
@@ -509,22 +524,62 @@ class Client:
         try:
             # On the delivery thread (on_error calling shutdown()), the thread itself goes on
             # until the deadline and ends the shutdown as it stops.
-            ended = self._worker.finish_stop(deadline, then=self._end_shutdown)
+            ended = self._worker.finish_stop(then=self._end_shutdown)
         finally:
             if not ended and not self._worker.on_own_thread():
                 self._end_shutdown()
 
-    def _begin_shutdown(self, deadline: float) -> bool:
+    def _deliver_before_exit(self) -> bool:
+        """Deliver what is queued within the shutdown budget without closing the client (a
+        server ending the app's lifespan may be about to die by SIGTERM, with no exit hook;
+        a test client may start the same app again). False, said on stderr, if some is left."""
+        if self._closed or self._disabled or self._sync_mode or not self._send:
+            return True
+        budget = self._budget(None)
+        started = progress_at = self._clock.now()
+        left_before = self._worker.queued
+        while True:
+            left_time = budget.deadline(started, progress_at) - self._clock.now()
+            if left_time <= 0:
+                break
+            if self.flush(min(left_time, 1.0)):
+                return True
+            queued = self._worker.queued
+            if queued < left_before:
+                left_before, progress_at = queued, self._clock.now()
+        logger.error(
+            "the server ended the app with %d operation(s) not delivered after %.1fs (%s); "
+            "they are delivered at exit if the process exits normally, and lost if it is "
+            "killed (spool_dir keeps them for the next start)",
+            self._worker.queued,
+            self._clock.now() - started,
+            "no progress" if progress_at < self._clock.now() - budget.quiet else "time is up",
+        )
+        return False
+
+    def _budget(self, timeout: Optional[float]) -> ShutdownBudget:
+        quiet = self._shutdown_timeout if timeout is None else _seconds(timeout)
+        return ShutdownBudget(quiet, max(quiet, self._max_shutdown_time))
+
+    def _wait_for_shutdown(self) -> None:
+        """Until the first shutdown() is done, or a moment past its deadline (which moves
+        while delivery makes progress)."""
+        while not self._shutdown_done.is_set():
+            deadline = self._worker.deadline
+            left = 0.0 if deadline is None else deadline - self._clock.now()
+            if left < -2 or self._shutdown_done.wait(max(0.05, min(left + 2, 1.0))):
+                return
+
+    def _begin_shutdown(self, budget: ShutdownBudget) -> bool:
         """Start shutting down; False if it had already started."""
         with self._shutdown_guard:
             if self._closed:
                 return False
             self._closed = True
             self._shutdown_thread = threading.get_ident()
-            self._shutdown_deadline = deadline
         _live_clients.discard(self)
         if not self._disabled:
-            self._worker.begin_stop(deadline)
+            self._worker.begin_stop(budget)
         return True
 
     def _end_shutdown(self) -> None:
@@ -632,7 +687,9 @@ class Client:
             return
         self._warnings.warn(
             "delivery:" + error.reason,
-            "%d operation(s) not delivered (%s): %s",
+            "%d operation(s) of unknown fate (%s): %s"
+            if error.reason == "unknown_fate"
+            else "%d operation(s) not delivered (%s): %s",
             len(ops),
             error.reason,
             error,
@@ -653,7 +710,6 @@ class Client:
         self._shutdown_guard = threading.Lock()
         self._shutdown_done = threading.Event()
         self._shutdown_thread = 0  # threading.get_ident() of the one running it
-        self._shutdown_deadline = 0.0
 
     def _after_fork_in_child(self) -> None:
         self._stats.reset()
@@ -770,43 +826,40 @@ _exit_hook_registered = False
 def _shutdown_all_at_exit() -> None:
     """At interpreter exit: stop every live client against one deadline, not one after another.
 
-    Each client gets its own ``shutdown_timeout`` from the same start, so N clients exit within
-    the longest of them (plus a moment to cut requests still in flight), not their sum.
+    Each client gets its own shutdown budget from the same start, so N clients exit within the
+    longest of them (plus a moment to cut requests still in flight), not their sum.
     """
     clients = [client for client in list(_live_clients) if not client._closed]
-    plans: list[tuple[Client, float]] = []
+    started: list[Client] = []
     for client in clients:
-        deadline = client._clock.now() + client._shutdown_timeout
         try:
-            if client._begin_shutdown(deadline):
-                plans.append((client, deadline))
+            if client._begin_shutdown(client._budget(None)):
+                started.append(client)
         except Exception:
             logger.exception("error while shutting down at exit")
-    active = [(c, d) for c, d in plans if not c._disabled]
     # Workers stopping with nobody waiting for them (a client dropped without shutdown(), or
     # shutdown() from on_error): waited for, cut and reported like the rest.
     with _UNATTENDED_LOCK:
         unattended = list(UNATTENDED)
-    workers = [(client._worker, deadline) for client, deadline in active]
-    workers += [(worker, worker.deadline or worker.clock_now()) for worker in unattended]
+    workers = [client._worker for client in started if not client._disabled] + unattended
     # Every thread sends until its own deadline, all at the same time; then whatever is still
     # in flight is cut, all at once, and one short grace lets the threads see the cut.
-    for worker, deadline in workers:
-        worker.join_until(deadline)
-    if any([worker.cut() for worker, _ in workers]):
-        graces = [worker.clock_now() + CUT_GRACE for worker, _ in workers]
-        for (worker, _), grace in zip(workers, graces, strict=True):
+    for worker in workers:
+        worker.join_until_deadline()
+    if any([worker.cut() for worker in workers]):
+        graces = [worker.clock_now() + CUT_GRACE for worker in workers]
+        for worker, grace in zip(workers, graces, strict=True):
             worker.join_until(grace)
     for worker in unattended:
         try:
-            worker.report_leftovers(worker.deadline or worker.clock_now())
+            worker.report_leftovers()
             worker.end_unattended()
         except Exception:
             logger.exception("error while shutting down at exit")
-    for client, deadline in plans:
+    for client in started:
         try:
             if not client._disabled:
-                client._worker.report_leftovers(deadline)
+                client._worker.report_leftovers()
         except Exception:
             logger.exception("error while shutting down at exit")
         finally:

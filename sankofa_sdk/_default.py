@@ -43,6 +43,8 @@ class ClientOptions(TypedDict, total=False):
     max_retry_after: float
     rate_limit: Optional[tuple[int, float]]
     shutdown_timeout: float
+    max_shutdown_time: float
+    handle_sigterm: bool
     sync_mode: bool
     send: bool
     disabled: bool

@@ -39,11 +39,24 @@ class DeliveryError(SankofaError):
     """Operations were accepted but not delivered.
 
     ``reason`` is one of the drop reasons counted in ``Client.stats()`` (for example
-    ``"rejected"``, ``"unauthorized"``, ``"retries_exhausted"``), ``status`` the HTTP status of
-    the last answer when there was one.
+    ``"rejected"``, ``"unauthorized"``, ``"retries_exhausted"``), or ``"unknown_fate"`` for
+    operations sent without an answer before shutdown (counted apart: they may be stored);
+    ``status`` the HTTP status of the last answer when there was one.
     """
 
-    def __init__(self, message: str, *, reason: str, status: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        status: Optional[int] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.status = status
+        self.idempotency_key = idempotency_key
+        """For ``reason == "unknown_fate"``: the ``Idempotency-Key`` the batch was sent with.
+        Its operations were sent but never answered, so the engine may have stored them; a
+        replay under the same key can be recognised (the reference server applies a key once;
+        the engine ignores it, and events carry ``$insert_id``)."""

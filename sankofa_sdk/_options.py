@@ -115,6 +115,8 @@ class Options:
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     rate_limit: Optional[tuple[int, float]] = DEFAULT_RATE_LIMIT
     shutdown_timeout: float = 5.0
+    max_shutdown_time: float = 30.0
+    handle_sigterm: bool = True
     sync_mode: bool = False
     send: bool = True
     disabled: bool = False
@@ -195,8 +197,18 @@ def _problems(values: dict[str, Any]) -> list[str]:
     need_seconds("flush_interval", zero_ok=False)
     need_seconds("timeout", zero_ok=False)
     need_seconds("shutdown_timeout", zero_ok=True)
+    need_seconds("max_shutdown_time", zero_ok=True)
     need_seconds("block_when_full", zero_ok=True)
-    for name in ("sync_mode", "send", "disabled", "strict", "debug", "verify", "spool_fsync"):
+    for name in (
+        "sync_mode",
+        "send",
+        "disabled",
+        "strict",
+        "debug",
+        "verify",
+        "spool_fsync",
+        "handle_sigterm",
+    ):
         if name in values and not isinstance(values[name], bool):
             problems.append(f"{name} must be True or False")
     if "gzip" in values and values["gzip"] not in (None, True, False):
@@ -239,7 +251,13 @@ def _problems(values: dict[str, Any]) -> list[str]:
 
 def _normalised(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
-    for name in ("flush_interval", "timeout", "shutdown_timeout", "block_when_full"):
+    for name in (
+        "flush_interval",
+        "timeout",
+        "shutdown_timeout",
+        "max_shutdown_time",
+        "block_when_full",
+    ):
         if name in out:
             out[name] = float(out[name])
     if out.get("spool_dir") is not None:

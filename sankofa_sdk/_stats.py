@@ -34,6 +34,11 @@ class ClientStats(TypedDict):
     reasons that are not refusals at the call."""
     not_sent: int
     """Calls accepted with ``send=False``."""
+    unknown_fate: int
+    """Operations sent without an answer before shutdown ended (a request cut in flight, or
+    a retry that never came after a timeout or a 5xx): the engine may have stored them.
+    Reported to ``on_error`` with reason ``"unknown_fate"`` and the batch's Idempotency-Key;
+    not counted in ``dropped`` or ``failed``, because replaying them may duplicate."""
     dropped: dict[str, int]
     """Operations not delivered, by reason (``invalid``, ``queue_full``, ``shutdown``, ...)."""
 
@@ -52,6 +57,7 @@ class Stats:
         self.spool_errors = 0
         self.left_in_spool = 0
         self.not_sent = 0
+        self.unknown_fate = 0
         self.dropped: Counter[str] = Counter()
 
     def add_delivered(self, count: int) -> None:
@@ -84,6 +90,10 @@ class Stats:
             self.dropped[reason] += count
             return self.dropped[reason]
 
+    def add_unknown_fate(self, count: int) -> None:
+        with self._lock:
+            self.unknown_fate += count
+
     def add_not_sent(self, count: int = 1) -> None:
         with self._lock:
             self.not_sent += count
@@ -102,5 +112,6 @@ class Stats:
                 "left_in_spool": self.left_in_spool,
                 "failed": failed,
                 "not_sent": self.not_sent,
+                "unknown_fate": self.unknown_fate,
                 "dropped": dict(self.dropped),
             }

@@ -17,12 +17,14 @@ import platform
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError
 
 from ._answers import Answer
 from ._operations import BATCH_PATH
@@ -138,7 +140,8 @@ class HttpTransport:
         if time_left is not None:
             budget = min(budget, time_left)
             if budget <= 0:
-                return Answer(None, {}, b"", Failure.TIMEOUT, "no time left before the deadline")
+                said = "no time left before the deadline"
+                return Answer(None, {}, b"", Failure.TIMEOUT, said, reached=False)
         headers = {
             "x-api-key": self._api_key,
             "Content-Type": "application/json",
@@ -180,10 +183,13 @@ class HttpTransport:
             finally:
                 _release(response)
         except Exception as exc:  # requests, urllib3, ssl and socket errors all end up here
+            reached = not _never_reached(exc)
             timed_out = self._aborted.is_set() or self._clock() - started >= budget
             if timed_out or isinstance(exc, requests.Timeout):
-                return Answer(None, {}, b"", Failure.TIMEOUT, f"timed out after {budget:.3g}s")
-            return Answer(None, {}, b"", Failure.RESET, _describe(exc, self._api_key))
+                said = f"timed out after {budget:.3g}s"
+                return Answer(None, {}, b"", Failure.TIMEOUT, said, reached=reached)
+            detail = _describe(exc, self._api_key)
+            return Answer(None, {}, b"", Failure.RESET, detail, reached=reached)
         kept = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
         text = body[:200].decode("utf-8", "replace")
         return Answer(response.status_code, kept, body[:MAX_ANSWER_BYTES], None, text)
@@ -222,6 +228,25 @@ def _describe(exc: BaseException, api_key: str) -> str:
 def _os_error(exc: BaseException) -> Optional[BaseException]:
     """The innermost ``OSError`` under ``exc`` (causes, contexts, urllib3's ``reason``, args)."""
     found: Optional[BaseException] = None
+    for current in _under(exc):
+        if isinstance(current, OSError) and type(current).__module__ == "builtins":
+            found = current  # a plain OSError (ConnectionRefusedError, socket.gaierror...)
+        elif isinstance(current, OSError) and current.errno is not None:
+            found = current
+    return found
+
+
+def _never_reached(exc: BaseException) -> bool:
+    """True when the request cannot have reached the engine: no connection was made (refused,
+    unresolvable name, connect timeout). Anything later may have delivered the body."""
+    return any(
+        isinstance(current, (ConnectTimeoutError, ConnectionRefusedError, socket.gaierror))
+        for current in _under(exc)
+    )
+
+
+def _under(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps (causes, contexts, urllib3's ``reason``, args), at most 20."""
     seen: set[int] = set()
     pending: list[object] = [exc]
     while pending:
@@ -229,10 +254,7 @@ def _os_error(exc: BaseException) -> Optional[BaseException]:
         if not isinstance(current, BaseException) or id(current) in seen or len(seen) > 20:
             continue
         seen.add(id(current))
-        if isinstance(current, OSError) and type(current).__module__ == "builtins":
-            found = current  # a plain OSError (ConnectionRefusedError, socket.gaierror...)
-        elif isinstance(current, OSError) and current.errno is not None:
-            found = current
+        yield current
         pending.extend(
             [
                 current.__cause__,
@@ -241,4 +263,3 @@ def _os_error(exc: BaseException) -> Optional[BaseException]:
                 *current.args,
             ]
         )
-    return found

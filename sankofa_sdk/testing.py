@@ -45,6 +45,8 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     applied: Optional[bool] = None
     """Whether the engine applied the batch; by default only for a 2xx."""
+    connected: bool = True
+    """False: no connection was made (refused), so the batch surely never reached the engine."""
 
     def __post_init__(self) -> None:
         if self.status is not None and not (100 <= self.status <= 599):
@@ -59,6 +61,11 @@ class Reply:
     def reset(cls) -> Reply:
         """The connection broke before the engine read the batch."""
         return cls(None, applied=False)
+
+    @classmethod
+    def refused(cls) -> Reply:
+        """No connection: refused before anything was sent (an engine that is down)."""
+        return cls(None, applied=False, connected=False)
 
     @property
     def was_applied(self) -> bool:
@@ -146,6 +153,9 @@ class RecordingTransport:
             if self._aborted.is_set():
                 return Answer(None, {}, b"", Failure.TIMEOUT, "cut while held")
         if reply.status is None:
+            if not reply.connected:
+                said = "connection refused (scripted)"
+                return Answer(None, {}, b"", Failure.RESET, said, reached=False)
             return Answer(None, {}, b"", Failure.RESET, "no answer (scripted)")
         detail = reply.body[:200].decode("utf-8", "replace") or "scripted answer"
         return Answer(reply.status, dict(reply.headers), reply.body, None, detail)

@@ -52,6 +52,7 @@ class Batch:
         "items",
         "keep_on_429",
         "key",
+        "maybe_applied",
         "next_try_at",
         "retries",
         "state",
@@ -78,6 +79,9 @@ class Batch:
         """What the source the operations came from needs to know about the batch (for a
         spool: the note on disk); the worker never looks inside."""
         self.state = BatchState.NEW
+        self.maybe_applied = False
+        """An attempt ended without telling whether the engine stored it (no answer after
+        sending, a cut, a 5xx): if it is never answered, its fate is unknown, not dropped."""
         self.retries = 0
         self.first_failure_at = 0.0
         self.next_try_at = 0.0

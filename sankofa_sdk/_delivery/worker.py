@@ -8,7 +8,10 @@ clock's ``now``; the turn only carries out what it says.
 
 Shutdown is one state machine with one deadline (``Phase``): ``begin_stop`` tells the thread to
 send what it can before the deadline, ``finish_stop`` waits until then, cuts a request still in
-flight, and reports every operation left (``dropped["shutdown"]``), once. Nothing raises out of
+flight, and reports every operation left, once: never sent (``dropped["shutdown"]``), or sent
+without an answer (``unknown_fate``: the engine may have stored them). The deadline moves while
+delivery makes progress (``ShutdownBudget``), so a long queue that drains is not cut, and an
+engine that is down or hung still ends the shutdown in ``quiet`` seconds. Nothing raises out of
 the thread.
 """
 
@@ -22,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple, Optional, Union
 
-from .._answers import Answer, Verdict, classify, failure_of, skipped_operations
+from .._answers import Answer, Verdict, classify, failure_of, maybe_applied, skipped_operations
 from .._errors import DeliveryError
 from .._log import ThrottledWarning, logger
 from .._operations import MAX_REQUEST_BYTES
@@ -53,6 +56,21 @@ waking it every ``flush_at`` would cost the callers more in thread switches than
 periodic wake still takes whatever is there after ``flush_interval``)."""
 CUT_GRACE = 0.5
 """After a request is cut at the shutdown deadline, how long to wait for the thread to see it."""
+
+
+class ShutdownBudget(NamedTuple):
+    """How long a shutdown may go on: ``quiet`` seconds without progress (an answer that
+    finishes a batch: a 2xx or a final refusal), and never more than ``at_most`` in all.
+
+    Counting time without progress, not total time, lets a script's long queue drain at exit
+    while the engine keeps taking it, and still ends quickly when the engine is down, hangs or
+    only answers 429 and 5xx."""
+
+    quiet: float
+    at_most: float
+
+    def deadline(self, started: float, progress_at: float) -> float:
+        return min(started + max(self.quiet, self.at_most), progress_at + self.quiet)
 
 
 UNATTENDED: set[Worker] = set()
@@ -136,6 +154,8 @@ class Worker:
         self._thread: Optional[threading.Thread] = None
         self._phase = Phase.RUNNING
         self._deadline: Optional[float] = None
+        self._budget = ShutdownBudget(0.0, 0.0)
+        self._stop_started = 0.0
         self._last_chance_used = False
         self._cut_at_deadline = False
         self._report_on_exit = False
@@ -292,18 +312,21 @@ class Worker:
         self._wake.set()
         return self._clock.wait(marker, timeout) if timeout is not None else marker.wait()
 
-    def begin_stop(self, deadline: float) -> None:
-        """Start shutting down: send what can be sent before ``deadline`` (on this clock)."""
+    def begin_stop(self, budget: ShutdownBudget) -> None:
+        """Start shutting down: send what can be sent within ``budget`` from now."""
         if self._phase is Phase.RUNNING:
-            self._deadline = deadline
+            now = self._clock.now()
+            self._budget = budget
+            self._stop_started = now
+            self._deadline = budget.deadline(now, now)
             self._phase = Phase.STOPPING
         self._wake.set()
         self._sync_wake.set()
         with self._room_freed:
             self._room_freed.notify_all()
 
-    def finish_stop(self, deadline: float, then: Optional[Callable[[], None]] = None) -> bool:
-        """Wait for the thread until ``deadline``, cut a request still in flight, then report
+    def finish_stop(self, then: Optional[Callable[[], None]] = None) -> bool:
+        """Wait for the thread until the deadline, cut a request still in flight, then report
         whatever is left; ``then`` runs after. Several clients at exit use the three steps
         apart, to share one deadline and one grace period (see ``_client``).
 
@@ -315,20 +338,20 @@ class Worker:
             self._on_stopped = then
             self._unattended()
             return False
-        self.join_until(deadline)
+        self.join_until_deadline()
         if self.cut():
             self.join_until(self._clock.now() + CUT_GRACE)
-        self.report_leftovers(deadline)
+        self.report_leftovers()
         if then is not None:
             then()
         return True
 
-    def stop_when_dropped(self, timeout: float) -> None:
+    def stop_when_dropped(self, budget: ShutdownBudget) -> None:
         """The client was dropped without ``shutdown()``: deliver what is queued within
-        ``timeout``, report the rest and end the threads."""
+        ``budget``, report the rest and end the threads."""
         self._report_on_exit = True
         self._on_stopped = self._transport.close
-        self.begin_stop(self._clock.now() + timeout)
+        self.begin_stop(budget)
         if self._thread is None:
             self.end_unattended()
         else:
@@ -359,6 +382,18 @@ class Worker:
         if thread is not None and thread is not threading.current_thread():
             self._clock.join(thread, when)
 
+    def join_until_deadline(self) -> None:
+        """Wait for the thread to end, or for the shutdown's deadline, which moves while
+        delivery makes progress."""
+        while True:
+            deadline = self._deadline
+            if deadline is None:
+                return
+            self.join_until(deadline)
+            thread = self._thread
+            if thread is None or not thread.is_alive() or self._deadline == deadline:
+                return
+
     def cut(self) -> bool:
         """Cut the request in flight if the thread is still at work; True if it was."""
         thread = self._thread
@@ -368,9 +403,10 @@ class Worker:
         self._transport.abort()
         return True
 
-    def report_leftovers(self, deadline: float) -> None:
+    def report_leftovers(self) -> None:
         """Report everything not delivered (a sync-mode send still going is cut first)."""
-        left = max(0.0, deadline - self._clock.now())
+        deadline = self._deadline
+        left = 0.0 if deadline is None else max(0.0, deadline - self._clock.now())
         acquired = self._sync_lock.acquire(timeout=left)
         if not acquired:
             self._transport.abort()  # it reports its own operation when the cut reaches it
@@ -631,6 +667,8 @@ class Worker:
                 # body and the key so the engine can recognise it.
                 self._ledger.wait(batch, now)
         elif verdict is Verdict.RETRY:
+            if maybe_applied(answer):
+                batch.maybe_applied = True
             if self._phase is Phase.STOPPING and (
                 self._cut_at_deadline or self._past_deadline(now)
             ):
@@ -648,10 +686,17 @@ class Worker:
                 self._quota_until = now + self.pacer.window
             self._log_refusal(answer, verdict)
             self._fail_batch(batch, self._error(answer, verdict))
+        if verdict not in (Verdict.RETRY, Verdict.RATE_LIMITED):
+            self._progress(now)
         return batch.state
 
     def _past_deadline(self, now: float) -> bool:
         return self._deadline is not None and now >= self._deadline
+
+    def _progress(self, now: float) -> None:
+        """A batch is finished: while stopping, the deadline moves (``ShutdownBudget``)."""
+        if self._phase is Phase.STOPPING:
+            self._deadline = self._budget.deadline(self._stop_started, now)
 
     def _delivered(self, batch: Batch, answer: Answer, now: float) -> None:
         count = batch.count
@@ -688,19 +733,7 @@ class Worker:
         if batch.retries == 1:
             # Said at once (throttled), not only when the batch is given up minutes later: a
             # wrong port or a dead engine should be seen while it can still be fixed.
-            policy = self._policy
-            said = f"HTTP {answer.status}" if answer.status is not None else "no answer"
-            self._warnings.warn(
-                "retrying",
-                "could not deliver to %s (%s: %s); retrying for up to %gs "
-                "(max_retry_time) or %d retries, %d operation(s) waiting",
-                self._transport.url,
-                said,
-                answer.detail,
-                policy.max_retry_time,
-                policy.max_retries,
-                batch.count + self._backlog.encoded_count + len(self._raw),
-            )
+            self._say_retrying(batch, answer, now)
         logger.debug(
             "batch of %d answered %s (%s); retry %d in %.2fs",
             batch.count,
@@ -710,6 +743,36 @@ class Worker:
             wait,
         )
         self._ledger.wait(batch, now + wait)
+
+    def _say_retrying(self, batch: Batch, answer: Answer, now: float) -> None:
+        said = f"HTTP {answer.status}" if answer.status is not None else "no answer"
+        waiting = batch.count + self._backlog.encoded_count + len(self._raw)
+        deadline = self._deadline
+        if self._phase is Phase.STOPPING and deadline is not None:
+            # Not "retrying for up to max_retry_time": the shutdown's deadline comes first.
+            self._warnings.warn(
+                "retrying",
+                "could not deliver to %s (%s: %s) while shutting down; retrying until the "
+                "shutdown's deadline (%.1fs from now, later while batches get through), "
+                "%d operation(s) waiting",
+                self._transport.url,
+                said,
+                answer.detail,
+                max(0.0, deadline - now),
+                waiting,
+            )
+            return
+        self._warnings.warn(
+            "retrying",
+            "could not deliver to %s (%s: %s); retrying for up to %gs "
+            "(max_retry_time) or %d retries, %d operation(s) waiting",
+            self._transport.url,
+            said,
+            answer.detail,
+            self._policy.max_retry_time,
+            self._policy.max_retries,
+            waiting,
+        )
 
     def _split_or_fail(self, batch: Batch, error: DeliveryError) -> None:
         """Refused whole (400, 413): the halves go instead, under new keys; one operation
@@ -809,43 +872,70 @@ class Worker:
     # --- the end --------------------------------------------------------------------------
 
     def _report_leftovers(self) -> None:
-        """Shutdown is over: report everything not finished as dropped by the shutdown,
-        except what stays on disk for the next process. Later calls are reported at once.
-        A second call (the exit hook and the thread both ending an unattended worker) only
-        reports what came since."""
+        """Shutdown is over: report everything not finished, except what stays on disk for
+        the next process. Later calls are reported at once. A second call (the exit hook and
+        the thread both ending an unattended worker) only reports what came since."""
         with self._end_lock:
             if self._phase is _CLOSED:
                 self._report_late()
                 return
             self._phase = _CLOSED
-        ops, kept = self._collect_leftovers()
+        ops, unanswered, kept = self._collect_leftovers()
         self._source.close(kept)
+        if unanswered:
+            logger.error(
+                "shutdown: %d operation(s) were sent to %s but no answer came before the "
+                "deadline: the engine may have stored them (reported to on_error with reason "
+                "'unknown_fate' and their batch's Idempotency-Key; counted in "
+                "stats()['unknown_fate'], not as dropped)",
+                sum(batch.count for batch in unanswered),
+                self._transport.url,
+            )
         if ops:
             logger.error(
-                "shutdown: %d operation(s) could not be delivered in time and are "
+                "shutdown: %d operation(s) were never sent before the deadline and are "
                 "dropped (reported to on_error, counted as dropped['shutdown'])",
                 len(ops),
             )
-            self._fail(ops, DeliveryError("not delivered before shutdown", reason="shutdown"))
-
-    def _report_late(self) -> None:
-        """A call that raced the end of shutdown: report it (and anything like it) now."""
-        ops, _ = self._collect_leftovers()
+        for batch in unanswered:
+            self._unknown_fate(batch)
         if ops:
             self._fail(ops, DeliveryError("not delivered before shutdown", reason="shutdown"))
 
-    def _collect_leftovers(self) -> tuple[list[Reported], int]:
-        """Everything not finished, taken out once: the operations to report, and how many
-        stay with the source (on disk). Every flush waiting for them is released."""
+    def _unknown_fate(self, batch: Batch) -> None:
+        self._stats.add_unknown_fate(batch.count)
+        error = DeliveryError(
+            f"sent to {self._transport.url} without an answer before shutdown: the engine may "
+            f"have stored it (Idempotency-Key {batch.key})",
+            reason="unknown_fate",
+            idempotency_key=batch.key,
+        )
+        self._report_safely(error, batch.reported)
+
+    def _report_late(self) -> None:
+        """A call that raced the end of shutdown: report it (and anything like it) now."""
+        ops, unanswered, _ = self._collect_leftovers()
+        for batch in unanswered:
+            self._unknown_fate(batch)
+        if ops:
+            self._fail(ops, DeliveryError("not delivered before shutdown", reason="shutdown"))
+
+    def _collect_leftovers(self) -> tuple[list[Reported], list[Batch], int]:
+        """Everything not finished, taken out once: the operations never sent, the batches
+        sent without an answer (their fate is unknown), and how many operations stay with the
+        source (on disk). Every flush waiting for them is released."""
         batches = self._ledger.close()
         encoded, raw, markers = self._backlog.drain_all()
         self._source.count_drained(len(raw))  # accepted, though the thread never took them
         keeps = self._source.keeps
         ops: list[Reported] = []
+        unanswered: list[Batch] = []
         kept = 0
         for batch in batches:
             if keeps(batch.items):
                 kept += batch.count
+            elif batch.maybe_applied or batch.state is BatchState.IN_FLIGHT:
+                unanswered.append(batch)
             else:
                 ops.extend(batch.reported)
         for run in encoded:
@@ -861,7 +951,7 @@ class Worker:
         self._flushes.clear()
         for marker in markers:
             marker.set()
-        return ops, kept
+        return ops, unanswered, kept
 
     # --- sync mode ------------------------------------------------------------------------
 
@@ -888,8 +978,11 @@ class Worker:
                 wait_until = max(batch.next_try_at, self.pacer.paused_until)
                 stopping = self._phase is not Phase.RUNNING
                 if wait_until > give_up_at or stopping:
-                    reason = "shutdown" if stopping else "retries_exhausted"
                     self._ledger.settle(batch, BatchState.FAILED)
+                    if stopping and batch.maybe_applied:
+                        self._unknown_fate(batch)
+                        return
+                    reason = "shutdown" if stopping else "retries_exhausted"
                     self._fail([op], DeliveryError("not delivered in time", reason=reason))
                     return
                 if wait_until > self._clock.now():

@@ -13,13 +13,32 @@ from typing import Any, Optional
 import pytest
 
 from sankofa_sdk._delivery.batch import Batch
-from sankofa_sdk._delivery.worker import MAX_RETRYING, Idle, Send, Sleep, Stop, Worker
+from sankofa_sdk._delivery.clock import Clock
+from sankofa_sdk._delivery.worker import (
+    MAX_RETRYING,
+    Idle,
+    Send,
+    ShutdownBudget,
+    Sleep,
+    Stop,
+    Worker,
+)
 from sankofa_sdk._options import Options
 from sankofa_sdk._queue import Encoded
 from sankofa_sdk._stats import Stats
 from sankofa_sdk.testing import RecordingTransport
 
 NOW = 1_000.0
+
+
+class StoppedClock(Clock):
+    """Reads ``at`` (set by a test): shutdown's budget is counted from it."""
+
+    def __init__(self) -> None:
+        self.at = NOW
+
+    def now(self) -> float:
+        return self.at
 
 
 def make_worker(**options: Any) -> Worker:
@@ -31,6 +50,7 @@ def make_worker(**options: Any) -> Worker:
         stats=Stats(),
         report=lambda error, ops: None,
         lib_version="test",
+        clock=StoppedClock(),
     )
 
 
@@ -58,7 +78,7 @@ def budget_allows_at(worker: Worker, when: float) -> None:
 
 
 def stopping(worker: Worker, deadline: float) -> None:
-    worker.begin_stop(deadline)
+    worker.begin_stop(ShutdownBudget(quiet=deadline - NOW, at_most=deadline - NOW))
 
 
 def test_nothing_queued_is_idle(worker: Worker) -> None:
@@ -147,3 +167,27 @@ def test_the_budget_within_the_deadline_is_waited_for(worker: Worker) -> None:
     budget_allows_at(worker, NOW + 2)
     stopping(worker, NOW + 5)
     assert worker.decide(NOW) == Sleep(NOW + 2, held_back=True)
+
+
+def test_progress_moves_the_deadline_by_the_quiet_time_up_to_the_most() -> None:
+    worker = make_worker()
+    clock = worker._clock
+    assert isinstance(clock, StoppedClock)
+    worker.begin_stop(ShutdownBudget(quiet=5.0, at_most=30.0))
+    assert worker.deadline == NOW + 5
+    clock.at = NOW + 4
+    worker._progress(clock.at)  # a batch was delivered: 5 s more from now
+    assert worker.deadline == NOW + 9
+    clock.at = NOW + 28
+    worker._progress(clock.at)
+    assert worker.deadline == NOW + 30  # never past at_most from the start
+    queue(worker, 10, since=NOW + 28)
+    assert worker.decide(NOW + 29) == Send(None)
+    assert worker.decide(NOW + 30) == Stop()
+
+
+def test_without_progress_the_quiet_time_ends_it() -> None:
+    worker = make_worker()
+    worker.begin_stop(ShutdownBudget(quiet=5.0, at_most=30.0))
+    waiting_batch(worker, NOW + 6)  # a retry after a 503, due after the quiet time
+    assert worker.decide(NOW + 1) == Stop()

@@ -259,10 +259,11 @@ def test_a_second_shutdown_returns_only_when_the_first_is_done(
     first.start()
     client.shutdown(timeout=0)
     # The first shutdown cut the stuck request and reported it before the second returned.
-    assert [getattr(e, "reason", None) for e in errors] == ["shutdown"]
+    assert [getattr(e, "reason", None) for e in errors] == ["unknown_fate"]
     release.set()
     first.join(10)
-    assert client.stats()["dropped"] == {"shutdown": 1}
+    assert client.stats()["dropped"] == {}
+    assert client.stats()["unknown_fate"] == 1
 
 
 def test_a_sync_mode_send_in_flight_at_shutdown_is_reported(

@@ -60,9 +60,14 @@ def test_a_hung_engine_at_exit_reports_every_queued_operation(hung_engine: str) 
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["reported"] == 2_000
-    assert outcome["stats"]["dropped"] == {"shutdown": 2_000}
-    assert outcome["stats"]["queued"] == 0
-    assert "2000 operation(s) could not be delivered" in result.stderr
+    stats = outcome["stats"]
+    # The batch in flight was sent: its fate is unknown (the engine may have stored it), and it
+    # is reported as such, not as dropped; the rest never left and is the shutdown's.
+    sent = stats["unknown_fate"]
+    assert 0 < sent <= 2_000
+    assert stats["dropped"] == ({"shutdown": 2_000 - sent} if sent < 2_000 else {})
+    assert stats["queued"] == 0
+    assert f"{sent} operation(s) were sent to" in result.stderr
 
 
 def test_several_clients_exit_within_one_deadline_not_one_each(hung_engine: str) -> None:
@@ -86,7 +91,7 @@ def test_several_clients_exit_within_one_deadline_not_one_each(hung_engine: str)
     # One after another they would take at least 4 x 2 s; together, one timeout plus the cut
     # (the bound leaves a second for a slow machine, far from the 8 s of one each).
     assert took <= 2.0 + 2.0, result.stderr
-    assert result.stderr.count("could not be delivered in time") == 4
+    assert result.stderr.count("no answer came before the deadline") == 4
 
 
 UNATTENDED_PRELUDE = """

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from sankofa_sdk import Client, SankofaError
+from sankofa_sdk import Client, DeliveryError, SankofaError
 from sankofa_sdk.testing import RecordingTransport, Reply
 
 from ..conftest import API_KEY, FakeClock
@@ -142,21 +142,24 @@ def test_shutdown_from_on_error_cuts_a_request_in_flight_at_its_deadline() -> No
         client.shutdown()  # a second call: returns when the first is done (or 2 s after it)
         assert [(reason, op["event_name"]) for reason, op in errors] == [
             ("too_large", "Huge"),
-            ("shutdown", "Hung"),
+            ("unknown_fate", "Hung"),  # sent, never answered: it may have been stored
         ]
-        assert client.stats()["dropped"] == {"too_large": 1, "shutdown": 1}
+        assert client.stats()["dropped"] == {"too_large": 1}
+        assert client.stats()["unknown_fate"] == 1
         assert transport.closed
     finally:
         transport.release()
 
 
-# --- 3. a request cut at the shutdown deadline is the shutdown's, even with max_retries=0 ---
+# --- 3. a request cut at the shutdown deadline: its fate is unknown, even with max_retries=0 --
 
 
-def test_a_request_cut_at_the_deadline_is_dropped_as_shutdown_not_retries_exhausted() -> None:
+def test_a_request_cut_at_the_deadline_is_of_unknown_fate_not_dropped() -> None:
     transport = RecordingTransport()
-    errors: Errors = []
-    client = recording_client(transport, flush_at=1, max_retries=0, on_error=collect(errors))
+    errors: list[SankofaError] = []
+    client = recording_client(
+        transport, flush_at=1, max_retries=0, on_error=lambda error, op: errors.append(error)
+    )
     transport.hold()  # the engine never answers
     try:
         client.track("Hung", distinct_id="user_42")
@@ -164,9 +167,14 @@ def test_a_request_cut_at_the_deadline_is_dropped_as_shutdown_not_retries_exhaus
         client.shutdown(timeout=0.3)
     finally:
         transport.release()
-    assert client.stats()["dropped"] == {"shutdown": 1}
-    assert [reason for reason, _ in errors] == ["shutdown"]
-    assert errors[0][1]["event_name"] == "Hung"
+    stats = client.stats()
+    assert stats["dropped"] == {} and stats["failed"] == 0
+    assert stats["unknown_fate"] == 1
+    assert [
+        (error.reason, error.idempotency_key)
+        for error in errors
+        if isinstance(error, DeliveryError)
+    ] == [("unknown_fate", transport.requests[0].key)]
     assert len(transport.requests) == 1  # cut, not retried
 
 
@@ -231,8 +239,11 @@ def test_calls_queued_behind_a_busy_delivery_thread_are_reported_once_at_shutdow
         transport.release()
     assert join_all(delivery_threads, timeout=2) == []  # nothing more is reported after this
 
-    shutdown = [op for reason, op in errors if reason == "shutdown"]
+    shutdown = [op for reason, op in errors if reason in ("shutdown", "unknown_fate")]
     assert sorted(op["properties"]["i"] for op in shutdown) == list(range(n))  # each once
+    if held_in == "request":  # the first was sent and never answered: not dropped
+        unknown = [op["properties"]["i"] for reason, op in errors if reason == "unknown_fate"]
+        assert unknown == [0]
     dropped = client.stats()["dropped"]
     if held_in == "on_error":
         assert [reason for reason, _ in errors if reason != "shutdown"] == ["rejected"]
@@ -240,7 +251,8 @@ def test_calls_queued_behind_a_busy_delivery_thread_are_reported_once_at_shutdow
         assert len(transport.requests) == 1  # the N calls were never taken from the queue
     else:
         assert len(errors) == n
-        assert dropped == {"shutdown": n}
+        assert dropped == {"shutdown": n - 1}
+        assert client.stats()["unknown_fate"] == 1
         assert len(transport.requests) == 1  # cut at the deadline, not sent again
 
 
