@@ -77,6 +77,11 @@ def resolve_client(client: Optional[Client]) -> Optional[Client]:
     return client if client is not None else get_client()
 
 
+def existing_client() -> Optional[Client]:
+    """The module-level client if one was made; never creates one (nor warns)."""
+    return _default._default
+
+
 @contextmanager
 def request_identity(client: Client, anonymous_id: Optional[str]) -> Iterator[None]:
     """A request's identity for the ``with`` block, seeded with the browser's ``anonymous_id``.

@@ -11,16 +11,25 @@ connection does in its task, and in the tasks and threads it starts (which copy 
 uses the request's identity. ``identify``/``reset`` stay inside the request but act on all of
 it, wherever they run: in a sync (``def``) endpoint or dependency, which Starlette runs in a
 thread pool on a copy of the context, they still hold for the rest of the request and its
-background tasks. ``lifespan`` and other scope types pass through untouched.
+background tasks.
+
+The server's ``lifespan`` shutdown also delivers what the client has queued (within its
+shutdown budget, without closing it) before the server is told the app is done: uvicorn raises
+SIGTERM again after its graceful shutdown, so without this a process stopped by SIGTERM would
+die with the queue unsent and no ``atexit`` hook run. The client stays open, so a test client
+can start the same app again. ``deliver_on_lifespan=False`` leaves that to the app. Other scope
+types pass through untouched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Iterable, MutableMapping
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
+from .._client import Client
 from .._identity import Held
 from .._log import logger
 from ._common import (
@@ -28,6 +37,7 @@ from ._common import (
     RequestOptions,
     call_user_id,
     cookie_value,
+    existing_client,
     request_identity,
     request_properties,
     request_properties_var,
@@ -52,11 +62,18 @@ class SankofaASGIMiddleware(RequestIdentityMiddleware[ASGIApp]):
     ``request_properties``, ``request_ip``): see
     :class:`~sankofa_sdk.integrations._common.RequestIdentityMiddleware`. Here ``user_id`` is
     called with the ASGI scope and may be a coroutine function; the cookie is written on
-    ``http`` responses only.
+    ``http`` responses only. ``deliver_on_lifespan`` (True): deliver the client's queue when the
+    server ends the app's lifespan (see the module's docstring).
     """
+
+    def __init__(self, app: ASGIApp, *args: Any, deliver_on_lifespan: bool = True, **options: Any):
+        super().__init__(app, *args, **options)
+        self.deliver_on_lifespan = deliver_on_lifespan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") not in ("http", "websocket"):
+            if scope.get("type") == "lifespan" and self.deliver_on_lifespan:
+                send = _delivering_first(send, self.client)
             await self.app(scope, receive, send)
             return
         client = resolve_client(self.client)
@@ -88,6 +105,24 @@ class SankofaASGIMiddleware(RequestIdentityMiddleware[ASGIApp]):
                 await self.app(scope, receive, send)
             finally:
                 var.reset(token)
+
+
+def _delivering_first(send: Send, client: Optional[Client]) -> Send:
+    """``send`` that delivers the client's queue (off the event loop) before it tells the
+    server the app's lifespan ended, so the server's exit comes after delivery."""
+
+    async def sending(message: Message) -> None:
+        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            current = client if client is not None else existing_client()
+            if current is not None:
+                loop = asyncio.get_running_loop()
+                try:
+                    await loop.run_in_executor(None, current._deliver_before_exit)
+                except Exception:
+                    logger.exception("delivering the queue at the lifespan's end failed")
+        await send(message)
+
+    return sending
 
 
 def _setting_cookie(
