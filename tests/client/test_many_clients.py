@@ -81,3 +81,27 @@ def test_a_sankofa_disabled_value_not_understood_is_refused(
     monkeypatch.setenv("SANKOFA_DISABLED", "maybe")
     with pytest.raises(ConfigurationError, match="SANKOFA_DISABLED='maybe'"):
         Client("sk_test", transport=RecordingTransport())
+
+
+def test_running_a_notebook_cell_with_init_again_keeps_one_client(
+    warn_anew: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A notebook cell calling init() run a dozen times: each run shuts the previous default
+    client down (delivering what it queued), so clients never pile up and nothing warns."""
+    transports: list[RecordingTransport] = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="sankofa_sdk"):
+            for run in range(client_module.MANY_CLIENTS + 2):
+                transport = RecordingTransport()
+                transports.append(transport)
+                sankofa_sdk.init("sk_test", transport=transport, flush_interval=60)
+                sankofa_sdk.track("Cell Run", {"run": run}, distinct_id="analyst_1")
+        assert many_client_lines(caplog) == []
+        alive = [c for c in list(client_module._live_clients) if not c._closed]
+        assert alive == [sankofa_sdk.get_client()]
+        for run, transport in enumerate(transports[:-1]):  # delivered when the next run began
+            assert [
+                op["payload"]["properties"]["run"] for op in transport.applied_operations()
+            ] == [run]
+    finally:
+        sankofa_sdk.shutdown()  # and the module has no default client again

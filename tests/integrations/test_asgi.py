@@ -8,6 +8,7 @@ from typing import Any, Optional
 from sankofa_sdk import Client
 from sankofa_sdk.integrations import SankofaASGIMiddleware
 from sankofa_sdk.integrations.asgi import Message, Receive, Scope, Send
+from sankofa_sdk.testing import RecordingTransport
 
 from .conftest import Backend, deliver, event_names
 
@@ -211,3 +212,58 @@ def test_identify_in_a_thread_of_the_request_holds_for_the_rest_of_it(
     deliver(client, backend)
     assert backend.aliases() == [(BROWSER_ID, "user_asgi_thread")]
     assert event_names(backend, "user_asgi_thread") == ["Tracked After The Thread"]
+
+
+def lifespan_once(app: Any, on_send: Any = None) -> list[str]:
+    """Run one lifespan (startup, then shutdown) through ``app``; the messages it sent.
+    ``on_send(message)`` runs as the server receives each."""
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> Message:
+        return inbox.pop(0)
+
+    async def send(message: Message) -> None:
+        if on_send is not None:
+            on_send(message)
+        sent.append(message["type"])
+
+    asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+    return sent
+
+
+def test_the_lifespan_end_delivers_the_queue_before_the_server_is_told_and_keeps_the_client() -> (
+    None
+):
+    """uvicorn raises SIGTERM again once the lifespan ended: the queue must be delivered
+    before ``lifespan.shutdown.complete`` reaches it. The client stays open, so a test client
+    can start the same app again."""
+    transport = RecordingTransport()
+    client = Client("sk_test", transport=transport, flush_interval=60, flush_at=5_000)
+    seen_at_complete: list[int] = []
+
+    def server_receives(message: Message) -> None:
+        if message["type"] == "lifespan.shutdown.complete":
+            seen_at_complete.append(len(transport.applied_operations()))
+
+    app = SankofaASGIMiddleware(make_app(client), client)
+    for round_ in range(2):
+        client.track("Webhook", {"round": round_}, distinct_id="customer_1")
+        lifespan_once(app, server_receives)
+    # Each round's three operations (its webhook and the two lifespan events) were delivered
+    # before the server heard the app was done.
+    assert seen_at_complete == [3, 6]
+    assert client.stats()["dropped"] == {}
+    client.track("Still Open", distinct_id="customer_1")
+    assert client.flush(5)
+    client.shutdown()
+
+
+def test_deliver_on_lifespan_false_leaves_the_queue(backend: Backend) -> None:
+    transport = RecordingTransport()
+    client = Client("sk_test", transport=transport, flush_interval=60, flush_at=5_000)
+    client.track("Webhook", distinct_id="customer_1")
+    app = SankofaASGIMiddleware(make_app(client), client, deliver_on_lifespan=False)
+    assert lifespan_once(app)[-1] == "lifespan.shutdown.complete"
+    assert transport.requests == []
+    client.shutdown()
