@@ -105,14 +105,20 @@ def engine(external: Callable[..., ExternalServer]) -> Iterator[ExternalServer]:
     yield external()  # at the engine's default rate limit
 
 
-def start(command: list[str], app_dir: Path, engine: ExternalServer) -> subprocess.Popen[str]:
+def run_then_sigterm(
+    app_source: str, command: list[str], engine: ExternalServer, app_dir: Path, port: int = 0
+) -> tuple[int, str]:
+    """Write ``app.py``, start ``command`` in ``app_dir``; with a ``port``, serve the webhooks,
+    else wait for the app to print "ready"; then SIGTERM it. Its exit status and stderr."""
+    (app_dir / "app.py").write_text(textwrap.dedent(app_source), encoding="utf-8")
+    pythonpath = [str(app_dir), os.environ.get("PYTHONPATH", "")]
     env = {
         **os.environ,
         "SANKOFA_API_KEY": engine.api_key,
         "SANKOFA_HOST": engine.url,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(app_dir), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, pythonpath)),
     }
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         command,
         cwd=app_dir,
         env=env,
@@ -122,6 +128,19 @@ def start(command: list[str], app_dir: Path, engine: ExternalServer) -> subproce
         text=True,
         start_new_session=True,  # the SIGTERM goes to the server (gunicorn: its arbiter)
     )
+    try:
+        if port:
+            wait_until_serving(port, proc)
+            send_webhooks(port)
+        else:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, stderr
 
 
 def wait_until_serving(port: int, proc: subprocess.Popen[str]) -> None:
@@ -146,16 +165,6 @@ def send_webhooks(port: int) -> None:
                 timeout=10,
             )
             assert answer.status_code == 200, answer.text
-
-
-def stop_with_sigterm(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, stderr = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    return proc.returncode, stderr
 
 
 def assert_all_stored(engine: ExternalServer, stderr: str) -> None:
@@ -183,17 +192,8 @@ SERVERS = {
 def test_sigterm_after_the_last_webhook_delivers_everything(
     server: str, engine: ExternalServer, tmp_path: Path
 ) -> None:
-    pytest.importorskip(server.split("-")[0].replace("python", "uvicorn"))
-    (tmp_path / "app.py").write_text(textwrap.dedent(MIDDLEWARE_APP), encoding="utf-8")
     port = free_port()
-    proc = start(SERVERS[server](port), tmp_path, engine)
-    try:
-        wait_until_serving(port, proc)
-        send_webhooks(port)
-        code, stderr = stop_with_sigterm(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code, stderr = run_then_sigterm(MIDDLEWARE_APP, SERVERS[server](port), engine, tmp_path, port)
     assert code in (0, -signal.SIGTERM), stderr
     assert_all_stored(engine, stderr)
 
@@ -201,16 +201,8 @@ def test_sigterm_after_the_last_webhook_delivers_everything(
 def test_sigterm_with_the_lifespan_instead_of_the_middleware(
     engine: ExternalServer, tmp_path: Path
 ) -> None:
-    (tmp_path / "app.py").write_text(textwrap.dedent(LIFESPAN_APP), encoding="utf-8")
     port = free_port()
-    proc = start(SERVERS["uvicorn"](port), tmp_path, engine)
-    try:
-        wait_until_serving(port, proc)
-        send_webhooks(port)
-        code, stderr = stop_with_sigterm(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code, stderr = run_then_sigterm(LIFESPAN_APP, SERVERS["uvicorn"](port), engine, tmp_path, port)
     assert code == -signal.SIGTERM, stderr  # uvicorn re-raises it: the process dies by it
     assert_all_stored(engine, stderr)
 
@@ -218,28 +210,14 @@ def test_sigterm_with_the_lifespan_instead_of_the_middleware(
 def test_a_plain_process_stopped_by_sigterm_delivers_then_dies_by_it(
     engine: ExternalServer, tmp_path: Path
 ) -> None:
-    (tmp_path / "app.py").write_text(textwrap.dedent(PLAIN_WORKER), encoding="utf-8")
-    proc = start([sys.executable, "app.py"], tmp_path, engine)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        code, stderr = stop_with_sigterm(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code, stderr = run_then_sigterm(PLAIN_WORKER, [sys.executable, "app.py"], engine, tmp_path)
     assert code == -signal.SIGTERM, stderr  # as without the SDK, only after delivering
     assert_all_stored(engine, stderr)
 
 
 def test_handle_sigterm_false_leaves_the_default(engine: ExternalServer, tmp_path: Path) -> None:
     script = PLAIN_WORKER.replace("flush_at=5_000)", "flush_at=5_000, handle_sigterm=False)")
-    (tmp_path / "app.py").write_text(textwrap.dedent(script), encoding="utf-8")
-    proc = start([sys.executable, "app.py"], tmp_path, engine)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        code, _ = stop_with_sigterm(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code, _ = run_then_sigterm(script, [sys.executable, "app.py"], engine, tmp_path)
     assert code == -signal.SIGTERM
     assert engine.wait_until_applied()
     assert engine.stats()["events"] == 0  # the opt-out: dies at once, as Python's default
