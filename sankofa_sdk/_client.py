@@ -601,10 +601,10 @@ class Client:
             uwsgi.check_fork(self)
         if self._closed:
             self._drop("closed", op, "the client was shut down; call dropped")
-        elif self._sync_mode:
-            self._worker.deliver_now(op)
         elif not self._send:
             self._stats.add_not_sent()
+        elif self._sync_mode:
+            self._worker.deliver_now(op)
         elif not self._worker.submit(op):
             wait = self.options.block_when_full
             if not (wait and self._worker.submit_waiting(op, wait)):
