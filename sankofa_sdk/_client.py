@@ -20,6 +20,7 @@ from ._delivery import CUT_GRACE, Clock, Transport, Worker
 from ._delivery.worker import _UNATTENDED_LOCK, UNATTENDED
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
 from ._hooks import BeforeSend, Dropped, OperationHooks
+from ._host_guard import may_send_to
 from ._identity import Identity, IdentityScope
 from ._log import ThrottledWarning, debug_off, debug_on, logger
 from ._operations import MAX_REQUEST_BYTES
@@ -175,6 +176,8 @@ class Client:
         if any(ord(c) < 0x21 or ord(c) == 0x7F for c in self._api_key):
             raise ConfigurationError("api_key contains spaces or control characters")
         self.host = check_host(host)
+        if send is True and transport is None and not self._disabled and not may_send_to(self.host):
+            send = False  # a test run's host guard (sankofa_sdk.testing.set_host_guard)
         self.options = Options.from_kwargs(
             flush_at=flush_at,
             flush_interval=flush_interval,
