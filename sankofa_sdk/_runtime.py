@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import TYPE_CHECKING, Optional
 
 from . import _log
@@ -57,15 +58,21 @@ class UwsgiProcess:
         self.pid = os.getpid()
         self.watch_pid = watch_pid
         self.lending = lending
+        # Taken only in a process other than the one that made the client, so never held
+        # when uWSGI forks: the threads of a new worker (--threads) may call at once.
+        self._restart = threading.Lock()
 
     def check_fork(self, client: Client) -> None:
         """Before a call: in a worker uWSGI forked without telling Python, start afresh."""
         if self.watch_pid and os.getpid() != self.pid:
-            _fresh_process_state()
-            logger.debug(
-                "uWSGI forked this worker without Python's fork hooks: the client starts afresh"
-            )
-            client._after_fork_in_child()
+            with self._restart:
+                if not self.watch_pid:
+                    return  # another thread of this worker did it
+                _fresh_process_state()
+                logger.debug(
+                    "uWSGI forked this worker without Python's fork hooks: the client starts afresh"
+                )
+                client._after_fork_in_child()
 
     def after_fork(self) -> Optional[UwsgiProcess]:
         """The client started afresh in a forked process: what is left to do there (None:
