@@ -9,9 +9,11 @@ uWSGI fails the run instead of skipping.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -115,14 +117,22 @@ class Uwsgi:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its workers with it, for kill()
             )
         self.session = requests.Session()
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.kill()
+            raise
+
+    def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + 60
         while True:  # until it answers (a connection refused means not yet)
             assert self.proc.poll() is None, self.log()
             try:
                 self.session.get(self.url + "/ready", timeout=10)
-                break
+                return
             except requests.ConnectionError:
                 assert time.monotonic() < deadline, self.log()
                 time.sleep(0.05)
@@ -157,9 +167,15 @@ class Uwsgi:
             try:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+                self.kill()
                 raise AssertionError("uWSGI did not stop on 'q'\n" + self.log()) from None
+
+    def kill(self) -> None:
+        """The master and every worker left (a worker outlives a master killed alone)."""
+        self.session.close()
+        with contextlib.suppress(ProcessLookupError):  # all gone already
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
 
 
 @pytest.fixture
@@ -183,9 +199,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., tuple[Uwsgi, ExternalServer]
 
     yield start
     for uwsgi, server in started:
-        if uwsgi.proc.poll() is None:
-            uwsgi.proc.kill()
-            uwsgi.proc.wait(10)
+        uwsgi.kill()
         server.stop()
 
 
