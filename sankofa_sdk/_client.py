@@ -21,10 +21,12 @@ from ._delivery import CUT_GRACE, Clock, Transport, Worker
 from ._delivery.worker import _UNATTENDED_LOCK, UNATTENDED, ShutdownBudget
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
 from ._hooks import BeforeSend, Dropped, OperationHooks
+from ._host_guard import may_send_to
 from ._identity import Identity, IdentityScope
 from ._log import ThrottledWarning, debug_off, debug_on, logger
 from ._operations import MAX_REQUEST_BYTES
 from ._options import DEFAULT_RATE_LIMIT, Options, check_host
+from ._runtime import UwsgiProcess, uwsgi_process
 from ._serialize import Operation, Reported, describe_operation, describe_reported
 from ._stats import ClientStats, Stats
 from ._transport import HttpTransport
@@ -184,6 +186,8 @@ class Client:
         if any(ord(c) < 0x21 or ord(c) == 0x7F for c in self._api_key):
             raise ConfigurationError("api_key contains spaces or control characters")
         self.host = check_host(host)
+        if send is True and transport is None and not self._disabled and not may_send_to(self.host):
+            send = False  # a test run's host guard (sankofa_sdk.testing.set_host_guard)
         self.options = Options.from_kwargs(
             flush_at=flush_at,
             flush_interval=flush_interval,
@@ -258,6 +262,10 @@ class Client:
             report=_weak_reporter(self),
             lib_version=LIB_VERSION,
             clock=self._clock,
+        )
+        # Inside uWSGI: forks Python does not see, threads that do not run (see _runtime).
+        self._uwsgi: Optional[UwsgiProcess] = (
+            None if self._disabled else uwsgi_process(self._worker, options)
         )
         # A client dropped without shutdown() is freed (the worker holds nothing of it): its
         # thread then delivers what is queued within shutdown_timeout, reports the rest, ends.
@@ -491,6 +499,8 @@ class Client:
         """
         if self._disabled or self._sync_mode or not self._send:
             return True
+        if self._uwsgi is not None:
+            self._uwsgi.check_fork(self)
         if not self._loop_hint_given and _on_event_loop_thread():
             self._loop_hint_given = True
             logger.warning(
@@ -572,6 +582,8 @@ class Client:
 
     def _begin_shutdown(self, budget: ShutdownBudget) -> bool:
         """Start shutting down; False if it had already started."""
+        if self._uwsgi is not None:
+            self._uwsgi.check_fork(self)  # before the lock: the one copied may be held
         with self._shutdown_guard:
             if self._closed:
                 return False
@@ -602,6 +614,8 @@ class Client:
     def stats(self) -> ClientStats:
         """Counters: accepted, queued, delivered, retried, failed, dropped (by reason), ...;
         each is described in :class:`ClientStats`."""
+        if self._uwsgi is not None:
+            self._uwsgi.check_fork(self)
         return self._stats.snapshot(accepted=self._worker.accepted, queued=self._worker.queued)
 
     def __enter__(self) -> Client:
@@ -640,16 +654,21 @@ class Client:
             except ValidationError as exc:
                 self._invalid(exc, describe_operation(op))
                 return
+        uwsgi = self._uwsgi
+        if uwsgi is not None:
+            uwsgi.check_fork(self)
         if self._closed:
             self._drop("closed", op, "the client was shut down; call dropped")
-        elif self._sync_mode:
-            self._worker.deliver_now(op)
         elif not self._send:
             self._stats.add_not_sent()
+        elif self._sync_mode:
+            self._worker.deliver_now(op)
         elif not self._worker.submit(op):
             wait = self.options.block_when_full
             if not (wait and self._worker.submit_waiting(op, wait)):
                 self._queue_full(op)
+        if uwsgi is not None and uwsgi.lending:
+            self._worker.lend_if_due()  # threads that run only while a caller waits
 
     def _queue_full(self, op: Operation) -> None:
         dropped = self._stats.add_dropped("queue_full")
@@ -712,6 +731,8 @@ class Client:
         self._shutdown_thread = 0  # threading.get_ident() of the one running it
 
     def _after_fork_in_child(self) -> None:
+        if self._uwsgi is not None:
+            self._uwsgi = self._uwsgi.after_fork()
         self._stats.reset()
         self._transport.reset_after_fork()
         self._worker.reset_after_fork()

@@ -17,18 +17,35 @@ extension; the engine ignores the header). To test against the engine's behaviou
 resent batch is applied again, set the ini option ``sankofa_deduplicate = false`` (or run
 ``pytest -o sankofa_deduplicate=false``): the session's server is then made with
 ``deduplicate=False``, and ``sankofa_server.stats()["repeated_keys"]`` counts the resends.
+
+While the plugin is active (from before the first conftest is imported to the end of the run),
+a client aimed at another machine than this one, such as an app's production settings would
+make, accepts calls and sends nothing (as with ``send=False``); the first such client is logged,
+and the run's summary says how many there were. ``--sankofa-allow-network`` lets a run send,
+the ``sankofa_allow_network`` marker lets the clients made while one test runs send (its
+fixtures' included). Clients on 127.0.0.1 or localhost, and clients with a ``transport`` of their
+own, are not concerned. The plugin does this through ``sankofa_sdk.testing.set_host_guard``,
+and puts back at the end of the run whatever guard was there before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import urlsplit
 
 import pytest
+
+from ._host_guard import HostGuard, set_host_guard
+from ._log import logger
+from ._options import is_loopback_host
 
 if TYPE_CHECKING:
     from ._client import Client
     from .server import ReferenceServer
+
+ALLOW_NETWORK = "sankofa_allow_network"
+"""The marker, and the command-line flag's dest (``--sankofa-allow-network``)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,6 +55,110 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "engine does (default true: it answers the repeat from memory)",
         type="bool",
         default=True,
+    )
+    parser.getgroup("sankofa").addoption(
+        "--sankofa-allow-network",
+        action="store_true",
+        default=False,
+        dest=ALLOW_NETWORK,
+        help="let sankofa_sdk clients send to other machines than this one (by default, a "
+        "client aimed at one sends nothing while the tests run)",
+    )
+
+
+class RunHostGuard:
+    """The run's host guard: may a client made now send to ``host``?
+
+    Yes to this machine (loopback addresses, ``localhost``), and to any host when the run
+    (``--sankofa-allow-network``) or the running test (the ``sankofa_allow_network`` marker)
+    allows it. A refusal is logged the first time and counted for the run's summary.
+    """
+
+    def __init__(self, allow_all: bool) -> None:
+        self.allow_all = allow_all
+        self.allow_test = False
+        self.refused: dict[str, int] = {}
+
+    def __call__(self, host: str) -> bool:
+        if self.allow_all or self.allow_test or _on_this_machine(host):
+            return True
+        if not self.refused:
+            logger.warning(
+                "a client aimed at %s was made while the tests run: it sends nothing (the "
+                "sankofa pytest plugin keeps test data on this machine). To let it send, "
+                "run pytest with --sankofa-allow-network or mark the test with "
+                "@pytest.mark.sankofa_allow_network",
+                host,
+            )
+        self.refused[host] = self.refused.get(host, 0) + 1
+        return False
+
+
+def _on_this_machine(host: str) -> bool:
+    hostname = urlsplit(host).hostname or ""
+    return is_loopback_host(hostname) or hostname.endswith(".localhost")
+
+
+_GUARD = pytest.StashKey[RunHostGuard]()
+_GUARD_BEFORE = pytest.StashKey[Optional[HostGuard]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    # Before the first conftest is imported: an app it imports may make its client there.
+    allow = bool(getattr(early_config.known_args_namespace, ALLOW_NETWORK, False))
+    _set_guard(early_config, allow)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{ALLOW_NETWORK}: sankofa_sdk clients made while this test runs may send to other "
+        "machines than this one",
+    )
+    # Not set yet when the plugin was loaded late (``-p`` from a conftest, ``pytest_plugins``).
+    _set_guard(config, bool(config.getoption(ALLOW_NETWORK)))
+
+
+def _set_guard(config: pytest.Config, allow: bool) -> None:
+    if _GUARD not in config.stash:
+        guard = RunHostGuard(allow)
+        config.stash[_GUARD] = guard
+        config.stash[_GUARD_BEFORE] = set_host_guard(guard)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _GUARD in config.stash:
+        set_host_guard(config.stash[_GUARD_BEFORE])
+        del config.stash[_GUARD]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: Optional[pytest.Item]
+) -> Generator[None, Any, None]:
+    guard = item.config.stash.get(_GUARD, None)
+    if guard is not None:
+        guard.allow_test = item.get_closest_marker(ALLOW_NETWORK) is not None
+    try:
+        yield
+    finally:
+        if guard is not None:
+            guard.allow_test = False
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    guard = config.stash.get(_GUARD, None)
+    if guard is None or not guard.refused:
+        return
+    hosts = ", ".join(f"{host} ({count})" for host, count in sorted(guard.refused.items()))
+    terminalreporter.write_line(
+        f"sankofa_sdk: {sum(guard.refused.values())} client(s) aimed at another machine sent "
+        f"nothing during the tests: {hosts}. To let them send, pass --sankofa-allow-network "
+        "or mark the tests with @pytest.mark.sankofa_allow_network",
+        yellow=True,
     )
 
 

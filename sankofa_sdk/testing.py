@@ -16,6 +16,17 @@ without a server, a socket or ``responses``::
 
 For a test against something that answers like the engine over HTTP, use the bundled reference
 server (``sankofa_sdk.server``, or the pytest plugin's ``sankofa_server`` fixture).
+
+``set_host_guard(guard)`` keeps a test run's data in: each client made afterwards with the HTTP
+transport asks ``guard(host)`` whether it may send there, and sends nothing when told no (as with
+``send=False``). The pytest plugin sets one for each run (clients aimed at another machine than
+this one send nothing); another test runner can do the same::
+
+    previous = set_host_guard(lambda host: host.startswith("http://127.0.0.1:"))
+    try:
+        run_the_tests()
+    finally:
+        set_host_guard(previous)
 """
 
 from __future__ import annotations
@@ -28,9 +39,10 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional, Union
 
 from ._answers import Answer
+from ._host_guard import HostGuard, set_host_guard
 from ._retry import Failure
 
-__all__ = ["RecordedRequest", "RecordingTransport", "Reply"]
+__all__ = ["HostGuard", "RecordedRequest", "RecordingTransport", "Reply", "set_host_guard"]
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ A batch's states are ``batch.BatchState`` (new, in flight, waiting to retry, don
 returned to the queue, split); the worker's are ``worker.Phase`` (running, stopping, closed).
 Every time is read from one ``clock.Clock``. The modules:
 
-- ``worker``: the loop, ``decide``, what an answer does to a batch, shutdown, sync mode;
+- ``worker``: the loop, ``decide``, what an answer does to a batch, shutdown, sync mode, and
+  lending (``Turns``: where our threads run only while a caller waits, callers wait for the
+  thread's turn when one is due; ``_runtime`` turns it on under uWSGI without threads);
 - ``batch``: ``Batch`` and ``BatchLedger`` (every batch in flight or waiting);
 - ``sources``: the ``Source`` protocol and ``MemorySource`` (the callers' queue);
 - ``spool_source``: ``SpoolSource`` (the disk behind the same protocol, and its notes);

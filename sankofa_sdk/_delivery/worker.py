@@ -140,6 +140,7 @@ class Worker:
         self._clock = clock if clock is not None else Clock()
         self._random = random.Random()
         self._warnings = ThrottledWarning()
+        self._lending = False
         self._init_state()
 
     def _init_state(self) -> None:
@@ -168,6 +169,7 @@ class Worker:
             self._transport, threading.Event(), self._clock, options.timeout
         )
         self._barriers: deque[tuple[int, Marker]] = deque()
+        self._turns: Optional[Turns] = Turns() if self._lending else None
         self._flushes: set[Marker] = set()
         self._waiting_since: Optional[float] = None
         self._raw_empty_at = self._clock.now()
@@ -438,6 +440,8 @@ class Worker:
                 except BaseException:  # never let the thread die; on_error may raise SystemExit
                     logger.exception("unexpected error in the delivery thread; it keeps running")
         finally:
+            if self._turns is not None:
+                self._turns.end()
             self._request.stop()
             try:
                 if self._report_on_exit:
@@ -450,6 +454,8 @@ class Worker:
     def _turn(self) -> bool:
         """One step of the loop; False when the thread should end."""
         self._wake.clear()  # before looking at the queue: a call after this wakes the wait below
+        if self._turns is not None:
+            self._turns.begin()
         if self._phase is _CLOSED:
             return False
         now = self._clock.now()
@@ -461,6 +467,7 @@ class Worker:
         if isinstance(action, Stop):
             return False
         if isinstance(action, Idle):
+            self._settle(now + self._options.flush_interval)
             self._clock.wait(self._wake, self._options.flush_interval)  # callers wake us
             return True
         if isinstance(action, Sleep):
@@ -471,6 +478,7 @@ class Worker:
                 self._wake_at = max(self._options.flush_at, HELD_WAKE_AT)
             if len(self._raw) >= self._wake_at:
                 return True  # more to encode first
+            self._settle(action.until)
             self._clock.sleep_until(action.until, self._wake)
             return True
         self._wake_at = self._options.flush_at
@@ -953,6 +961,36 @@ class Worker:
             marker.set()
         return ops, unanswered, kept
 
+    # --- a host where this thread runs only while a caller waits ----------------------------
+
+    def enable_lending(self) -> None:
+        """From now on, a call that finds the thread's next turn due waits for that turn
+        (``lend_if_due``): for a host that lets our threads run only while a caller waits in
+        Python (``_runtime``: uWSGI without ``--enable-threads``)."""
+        self._lending = True
+        self._turns = Turns()
+
+    def lend_if_due(self) -> None:
+        """After a call, with lending on: if the thread would have taken a turn by now (a batch
+        due by count wakes it, or the time of its next turn has come), wait until it has taken
+        one that saw this call: the due batch is sent and answered, or held back by the
+        budget or a retry's wait. At most ``timeout`` seconds (about one request)."""
+        turns = self._turns
+        if turns is None or self._thread is None:
+            return
+        if (self._wake.is_set() or self._clock.now() >= turns.next_at) and not self.on_own_thread():
+            turns.lend(self._wake, self._options.timeout)
+
+    def _settle(self, next_turn_at: float) -> None:
+        """The thread is about to wait, with nothing to do before ``next_turn_at``."""
+        if self._turns is not None:
+            flush_at = self._options.flush_at
+            encoded = self._backlog.encoded_count
+            if not self._held_back and encoded < flush_at:
+                # Callers count only what they add: woken when flush_at are queued in all.
+                self._wake_at = flush_at - encoded
+            self._turns.settle(next_turn_at)
+
     # --- sync mode ------------------------------------------------------------------------
 
     def deliver_now(self, op: Operation) -> None:
@@ -1005,3 +1043,42 @@ class Worker:
         if self._ledger.answered() is None:
             return BatchState.FAILED  # shutdown reported it meanwhile
         return self._handle(batch, answer, started)
+
+
+class Turns:
+    """The delivery thread's turns, counted for callers that lend it their time.
+
+    uWSGI without ``--enable-threads`` keeps the interpreter lock while it waits for the next
+    request, so the thread runs only while a caller waits in Python. Such a caller wakes the
+    thread and waits until a turn that began after its call has ended in a wait (``settle``):
+    that turn saw the call. A turn under way when the caller came may have missed the call,
+    hence counting turns rather than waiting for the next settle.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.begun = 0
+        self.settled = 0
+        self.ended = False
+        self.next_at = 0.0
+        """When the thread would take its next turn by itself (0: at once)."""
+
+    def begin(self) -> None:
+        self.begun += 1
+
+    def settle(self, next_at: float) -> None:
+        with self._changed:
+            self.settled = self.begun
+            self.next_at = next_at
+            self._changed.notify_all()
+
+    def end(self) -> None:
+        with self._changed:
+            self.ended = True
+            self._changed.notify_all()
+
+    def lend(self, wake: threading.Event, timeout: float) -> None:
+        with self._changed:
+            wanted = self.begun + 1
+            wake.set()
+            self._changed.wait_for(lambda: self.ended or self.settled >= wanted, timeout)

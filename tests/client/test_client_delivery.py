@@ -340,10 +340,11 @@ def test_sync_mode_delivers_before_the_call_returns(
     assert client.stats()["delivered"] == 1
 
 
+@pytest.mark.parametrize("sync_mode", [False, True])
 def test_send_false_accepts_and_sends_nothing(
-    rsps: responses.RequestsMock, make_client: MakeClient
+    rsps: responses.RequestsMock, make_client: MakeClient, sync_mode: bool
 ) -> None:
-    client = make_client(send=False)
+    client = make_client(send=False, sync_mode=sync_mode)
     client.track("E", distinct_id="user_1")
     assert client.flush(5)
     assert len(rsps.calls) == 0 and client.stats()["not_sent"] == 1

@@ -74,3 +74,122 @@ def test_importing_the_plugin_does_not_import_the_server() -> None:
     )
 
     assert done.returncode == 0, done.stderr
+
+
+# A user's suite whose app reads production settings at import (here from its conftest, which
+# pytest imports before any test module). Every client that may send goes through a proxy on
+# this machine that never answers, so nothing leaves it even when the guard lets one send, and
+# the proxy counts who tried.
+GUARDED_CONFTEST = """
+import os
+import socket
+
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(64)
+proxy = f"http://127.0.0.1:{listener.getsockname()[1]}"
+os.environ.update(HTTPS_PROXY=proxy, HTTP_PROXY=proxy, NO_PROXY="127.0.0.1,localhost")
+
+
+def tried_to_send(expected):
+    # Whether a client came to the proxy: waited for (10 s at most) when one is expected,
+    # looked at once when not (a refused client drops each call as it comes).
+    came = False
+    listener.settimeout(10 if expected else 0)
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except (BlockingIOError, socket.timeout):
+            return came
+        connection.close()
+        came = True
+        listener.settimeout(0)  # and the rest of what waits
+
+
+import app  # noqa: E402
+"""
+
+GUARDED_APP = """
+import sankofa_sdk
+
+client = sankofa_sdk.Client(
+    "sk_live_0123456789abcdef0123", "https://api.sankofa.dev", timeout=0.5, shutdown_timeout=0.2
+)
+"""
+
+GUARDED_TESTS = """
+import pytest
+import sankofa_sdk
+from app import client
+from conftest import tried_to_send
+
+KEY = "sk_live_0123456789abcdef0123"
+
+
+def test_the_apps_client_made_at_import(request):
+    allowed = request.config.getoption("sankofa_allow_network")
+    client.track("Signed Up", distinct_id="user_1")
+    assert client.stats()["not_sent"] == (0 if allowed else 1)
+    assert tried_to_send(allowed) == allowed
+
+
+def test_init_with_the_default_host(request, monkeypatch):
+    allowed = request.config.getoption("sankofa_allow_network")
+    monkeypatch.setenv("SANKOFA_API_KEY", KEY)
+    made = sankofa_sdk.init(timeout=0.5, shutdown_timeout=0.2)
+    sankofa_sdk.track("Opened", distinct_id="user_2")
+    assert made.stats()["not_sent"] == (0 if allowed else 1)
+    assert tried_to_send(allowed) == allowed
+    sankofa_sdk.shutdown()
+
+
+@pytest.mark.sankofa_allow_network
+def test_a_marked_test_lets_its_clients_send():
+    own = sankofa_sdk.Client(KEY, "https://api.sankofa.dev", timeout=0.5, shutdown_timeout=0.2)
+    own.track("Allowed", distinct_id="user_3")
+    assert own.stats()["not_sent"] == 0
+    assert tried_to_send(True)
+    own.shutdown()
+
+
+def test_a_client_on_this_machine_sends(sankofa_client, sankofa_server):
+    sankofa_client.track("Seen", distinct_id="user_4")
+    assert sankofa_client.flush(10) and sankofa_server.wait_until_applied()
+    assert [e["event_name"] for e in sankofa_server.events("user_4")] == ["Seen"]
+"""
+
+REFUSED_SAID = "client(s) aimed at another machine sent nothing during the tests"
+
+
+def run_guarded_suite(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "conftest.py").write_text(GUARDED_CONFTEST)
+    (tmp_path / "app.py").write_text(GUARDED_APP)
+    (tmp_path / "test_app.py").write_text(GUARDED_TESTS)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *flags, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_while_tests_run_a_client_aimed_at_another_machine_sends_nothing(tmp_path: Path) -> None:
+    done = run_guarded_suite(tmp_path)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed" in done.stdout
+    # Said once for the run, with the host, the count and the ways to let them send.
+    [said] = [line for line in done.stdout.splitlines() if REFUSED_SAID in line]
+    assert said.startswith("sankofa_sdk: 2 client(s)")
+    assert "https://api.sankofa.dev (2)" in said
+    assert "--sankofa-allow-network" in said and "sankofa_allow_network" in said
+
+
+def test_a_run_opts_in_with_a_flag(tmp_path: Path) -> None:
+    done = run_guarded_suite(tmp_path, "--sankofa-allow-network")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed" in done.stdout
+    assert REFUSED_SAID not in done.stdout
