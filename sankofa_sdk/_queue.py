@@ -68,6 +68,9 @@ class Encoded(NamedTuple):
     operations: int = 1
     ends: Optional[Sequence[int]] = None
     """For a run of more than one: where each operation's JSON ends in ``data``."""
+    called_at: float = 0.0
+    """Unix time of the call of the run's first operation (0.0: not known), for the
+    end-to-end delay the metrics measure per batch (``_delivery.observe``)."""
 
     def elements(self) -> list[bytes]:
         """Each operation's JSON."""
@@ -87,7 +90,10 @@ class Encoded(NamedTuple):
         # The rest's offsets move left by what was cut off (``x.__rsub__(end)`` is ``end - x``).
         left_ends, right_ends = ends[:k], array("I", map((cut + 1).__rsub__, ends[k:]))
         left_size = cut - (k - 1)
-        left = Encoded(left_data, self.seq, None, left_size, k, left_ends if k > 1 else None)
+        called = self.called_at
+        left = Encoded(
+            left_data, self.seq, None, left_size, k, left_ends if k > 1 else None, called
+        )
         rest = self.operations - k
         right = Encoded(
             right_data,
@@ -96,6 +102,7 @@ class Encoded(NamedTuple):
             self.size - left_size,
             rest,
             right_ends if rest > 1 else None,
+            called,
         )
         return left, right
 
@@ -108,7 +115,9 @@ def one_by_one(runs: Iterable[Encoded]) -> list[Encoded]:
             singles.append(run)
             continue
         for offset, element in enumerate(run.elements()):
-            singles.append(Encoded(element, run.seq + offset, None, len(element)))
+            singles.append(
+                Encoded(element, run.seq + offset, None, len(element), called_at=run.called_at)
+            )
     return singles
 
 
@@ -144,9 +153,9 @@ class Backlog:
     def encoded_count(self) -> int:
         return self.encoded_ops
 
-    def add(self, data: bytes, origin: Optional[Origin] = None) -> None:
+    def add(self, data: bytes, origin: Optional[Origin] = None, called_at: float = 0.0) -> None:
         size = len(data)
-        self.encoded.append(Encoded(data, self.next_seq, origin, size))
+        self.encoded.append(Encoded(data, self.next_seq, origin, size, 1, None, called_at))
         self.next_seq += 1
         self.encoded_ops += 1
         self.encoded_bytes += size
@@ -155,19 +164,21 @@ class Backlog:
         weight = 0.25 if size > self._average_op_bytes else 0.01
         self._average_op_bytes += (size - self._average_op_bytes) * weight
 
-    def add_many(self, datas: list[bytes]) -> None:
+    def add_many(self, datas: list[bytes], called_at: float = 0.0) -> None:
         """``add`` for each of ``datas`` (operations from memory), as one run."""
         if not datas:
             return
         if len(datas) == 1:
-            self.add(datas[0])
+            self.add(datas[0], None, called_at)
             return
         count = len(datas)
         sizes = list(map(len, datas))
         total = sum(sizes)
         # ends[i]: where operation i ends in the joined data (each is followed by a comma).
         ends = array("I", islice(accumulate(map(_plus_one, sizes), initial=-1), 1, None))
-        self.encoded.append(Encoded(b",".join(datas), self.next_seq, None, total, count, ends))
+        self.encoded.append(
+            Encoded(b",".join(datas), self.next_seq, None, total, count, ends, called_at)
+        )
         self.next_seq += count
         self.encoded_ops += count
         self.encoded_bytes += total
@@ -266,15 +277,25 @@ class Backlog:
     def oldest_seq(self) -> Optional[int]:
         return self.encoded[0].seq if self.encoded else None
 
-    def update_room(self) -> None:
-        """How many raw operations callers may queue now, within both bounds."""
-        options = self._options
-        used = (
+    def _used_bytes(self) -> int:
+        """Bytes of the encoded and held operations, as the bound counts them."""
+        return (
             self.encoded_bytes
             + self.held_bytes
             + len(self.encoded) * RUN_OVERHEAD_BYTES
             + self.encoded_ops * ENCODED_OVERHEAD_BYTES
         )
+
+    def bytes_estimate(self) -> int:
+        """Everything queued in bytes as the bound counts them, raw operations at the estimated
+        size (read by the metrics and ``health()`` from any thread)."""
+        per_raw = self._average_op_bytes + RAW_OVERHEAD_BYTES
+        return int(self._used_bytes() + len(self.raw) * per_raw)
+
+    def update_room(self) -> None:
+        """How many raw operations callers may queue now, within both bounds."""
+        options = self._options
+        used = self._used_bytes()
         per_raw = self._average_op_bytes + RAW_OVERHEAD_BYTES
         by_bytes = int(max(0, options.max_queue_bytes - used) / per_raw)
         by_count = options.max_queue_size - self.encoded_ops - self.held_count
