@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Union
 from ._delivery import CUT_GRACE, Clock, Transport, Worker
 from ._delivery.worker import _UNATTENDED_LOCK, UNATTENDED
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
+from ._health import QUEUE_THRESHOLD, Health, check_health
 from ._hooks import BeforeSend, Dropped, OperationHooks
 from ._identity import Identity, IdentityScope
 from ._log import ThrottledWarning, debug_off, debug_on, logger
@@ -548,6 +549,21 @@ class Client:
         """Counters: accepted, queued, delivered, retried, failed, dropped (by reason), ...;
         each is described in :class:`ClientStats`."""
         return self._stats.snapshot(accepted=self._worker.accepted, queued=self._worker.queued)
+
+    def health(self, *, queue_threshold: float = QUEUE_THRESHOLD) -> Health:
+        """Whether delivery works: ``ok``, ``degraded`` or ``failing``, with the reasons.
+
+        Made from what the client already knows (the engine's last answers, the queue, the
+        spool, the request budget): no request is sent, so a probe may ask often. Degraded
+        includes the queue (or spool) above ``queue_threshold`` of its bound. README "Metrics
+        and health" lists the reasons; the integrations have views that answer it as JSON.
+        """
+        return check_health(
+            self._worker,
+            closed=self._closed,
+            disabled=self._disabled,
+            queue_threshold=queue_threshold,
+        )
 
     def __enter__(self) -> Client:
         return self
