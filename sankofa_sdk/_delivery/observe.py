@@ -81,6 +81,10 @@ class Histogram:
         self.counts = [0] * (len(self.bounds) + 1)
         self.total = 0.0
 
+    def clear(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.total = 0.0
+
     def record(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
@@ -131,10 +135,11 @@ class DeliveryObserver:
         Listeners stay: the child's metrics go where the parent's went."""
         self.requests = dict.fromkeys(OUTCOMES, 0)
         self.engine = EngineState(None, "", None, None, None, None, None)
-        for outcome in list(self._durations):
-            self._durations[outcome] = Histogram(DURATION_BUCKETS)
+        # In place: the metrics integrations hold these objects.
+        for histogram in list(self._durations.values()):
+            histogram.clear()
         if self._delays is not None:
-            self._delays = Histogram(DELAY_BUCKETS)
+            self._delays.clear()
 
     # --- wiring (any thread, rarely) --------------------------------------------------------
 
