@@ -125,8 +125,8 @@ def check_health(
                 HealthIssue(
                     "engine_rejects",
                     degraded,
-                    f"engine answered HTTP {status} at {_iso(engine.refused_since)}: "
-                    "the batch is split to find what it refuses",
+                    f"engine refused a batch (HTTP {status}) at {_iso(engine.refused_since)}; "
+                    "the operations it refuses are dropped and reported, the rest delivered",
                     engine.refused_since,
                 )
             )

@@ -140,6 +140,9 @@ class Backlog:
         """Bytes of batches taken from ``encoded`` but not finished (in flight or retrying)."""
         self.held_count = 0
         self.room = options.max_queue_size
+        self.in_hand = 0
+        """Raw items taken to be encoded and not queued yet (one chunk at most): counted by
+        ``health()`` and the gauges, which may look in the middle of it."""
         self.next_seq = 0
         # Pessimistic until measured: callers get room for what they queue before the first
         # operation is encoded, and a too small guess would let a burst of big ones overfill it.
@@ -194,6 +197,7 @@ class Backlog:
     def pop_raw(self, count: int) -> list[RawItem]:
         """Take ``count`` raw items to encode; until encoded they still take their room."""
         popleft = self.raw.popleft
+        self.in_hand = count
         items = [popleft() for _ in range(count)]
         self.room -= count
         return items

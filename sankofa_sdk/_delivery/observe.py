@@ -128,6 +128,7 @@ class DeliveryObserver:
         self._histograms_lock = threading.Lock()
         self._durations: dict[str, Histogram] = {}
         self._delays: Optional[Histogram] = None
+        self._answered: Optional[threading.Condition] = None
         self.reset()
 
     def reset(self) -> None:
@@ -161,6 +162,15 @@ class DeliveryObserver:
                 self._timing = True
             return self._durations, self._delays
 
+    def wait_for_answers(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` answers in all were handled (tests wait with it, not sleep)."""
+        with self._histograms_lock:
+            if self._answered is None:
+                self._answered = threading.Condition()
+            answered = self._answered
+        with answered:
+            return answered.wait_for(lambda: sum(self.requests.values()) >= count, timeout)
+
     # --- the delivery thread ----------------------------------------------------------------
 
     def answered(self, batch: Batch, answer: Answer, verdict: Verdict, duration: float) -> None:
@@ -170,6 +180,10 @@ class DeliveryObserver:
         requests[outcome] = requests.get(outcome, 0) + 1
         now = time.time()
         self._learn(verdict, answer, now)
+        waiting = self._answered
+        if waiting is not None:
+            with waiting:
+                waiting.notify_all()
         if not self._timing:
             return
         delay = None
@@ -253,7 +267,7 @@ def read_pipeline(
     quota_until: float,
 ) -> PipelineState:
     """``PipelineState`` from the worker's parts (``now`` on the pipeline's clock)."""
-    in_memory = backlog.raw_count() + backlog.encoded_ops + backlog.held_count
+    in_memory = backlog.raw_count() + backlog.in_hand + backlog.encoded_ops + backlog.held_count
     queue_bytes = backlog.bytes_estimate()
     utilization = max(
         in_memory / options.max_queue_size, queue_bytes / max(1, options.max_queue_bytes)

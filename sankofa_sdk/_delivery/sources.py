@@ -118,6 +118,7 @@ class MemorySource:
                 ops = []
                 markers.append(item)  # type: ignore[arg-type]
             self._encode(ops, now)
+            backlog.in_hand = 0
         if not raw:
             self._empty_at = now
         return Intake([], markers)
