@@ -116,6 +116,7 @@ class MemorySource:
                 # A flush marker: what came before it is queued first.
                 self._encode(ops, now)
                 ops = []
+                backlog.markers_taken(1)
                 markers.append(item)  # type: ignore[arg-type]
             self._encode(ops, now)
             backlog.in_hand = 0
@@ -140,7 +141,7 @@ class MemorySource:
         self._room_changed()
 
     def flush_marker(self, marker: Marker) -> None:
-        self._backlog.raw.append(marker)
+        self._backlog.add_marker(marker)
 
     def starting(self, batch: Batch) -> None:
         pass
