@@ -23,6 +23,7 @@ from ._answers import Verdict
 
 if TYPE_CHECKING:
     from ._delivery import Worker
+    from ._delivery.observe import PipelineState
 
 __all__ = ["QUEUE_THRESHOLD", "Health", "HealthIssue", "HealthStatus"]
 
@@ -94,9 +95,15 @@ class Health:
 
 
 def check_health(
-    worker: Worker, *, closed: bool, disabled: bool, queue_threshold: float = QUEUE_THRESHOLD
+    worker: Worker,
+    *,
+    closed: bool,
+    disabled: bool,
+    queue_threshold: float = QUEUE_THRESHOLD,
+    state: Optional[PipelineState] = None,
 ) -> Health:
-    """The client's health now (see the module's docstring)."""
+    """The client's health now (see the module's docstring); ``state``: the pipeline as just
+    read, if the caller has it."""
     if isinstance(queue_threshold, bool) or not 0 < queue_threshold <= 1:
         raise ValueError(f"queue_threshold must be above 0 and at most 1, not {queue_threshold!r}")
     now = time.time()
@@ -107,7 +114,8 @@ def check_health(
     if closed:
         issues.append(HealthIssue("closed", failing, "the client is shut down; calls are dropped"))
     engine = worker.observer.engine
-    state = worker.pipeline_state()
+    if state is None:
+        state = worker.pipeline_state()
     if engine.unreachable_since is not None:
         issues.append(
             HealthIssue(

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from ._delivery.observe import PipelineState
+from ._health import check_health
 from ._stats import NOT_ACCEPTED
 
 if TYPE_CHECKING:
@@ -202,6 +203,8 @@ def read(client: Client) -> Readings:
     worker = client._worker
     dropped = stats["dropped"]
     requests = dict(worker.observer.requests)
+    state = worker.pipeline_state()
+    health = check_health(worker, closed=client._closed, disabled=client._disabled, state=state)
     return Readings(
         accepted=stats["accepted"],
         delivered=stats["delivered"],
@@ -210,6 +213,6 @@ def read(client: Client) -> Readings:
         # Every refusal reason from the start (a fixed set), so a rate is there before the first.
         dropped={r: dropped.get(r, 0) for r in sorted(NOT_ACCEPTED)},
         requests=requests,
-        state=worker.pipeline_state(),
-        health=client.health().level,
+        state=state,
+        health=health.level,
     )
