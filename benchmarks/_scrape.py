@@ -1,4 +1,9 @@
-"""Does a Prometheus scrape hold up the callers? ``bash benchmarks/run scrape``
+"""What reading the metrics costs, and does a scrape hold up the callers?
+``bash benchmarks/run scrape``
+
+First the CPU of one Prometheus scrape and of one OpenTelemetry collection (a client idle, and
+one holding 100,000 calls its thread has not taken yet), and the delivery thread's extra work
+per answer with metrics on. Then the callers:
 
 Eight threads call ``track`` as fast as they can (each call timed), first with nothing else
 going on, then while another thread scrapes the client's collector (``generate_latest``) in a
@@ -88,11 +93,59 @@ def one_case(calls_per_thread: int, scrape: bool) -> dict[str, Any]:
     }
 
 
+def read_cost(raw: int, reads: int = 200) -> dict[str, float]:
+    """CPU microseconds of one Prometheus scrape and one OpenTelemetry collection of a client
+    holding ``raw`` calls not yet taken by its thread, and of the work per answer once metrics
+    are on (a listener recording both histograms)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from sankofa_sdk import Client
+    from sankofa_sdk._delivery.observe import Exchange
+    from sankofa_sdk.integrations.opentelemetry import instrument
+    from sankofa_sdk.integrations.prometheus import SankofaCollector
+
+    client = Client("sk_test_scrape_0123456789", flush_interval=3600)
+    for n in range(raw):  # no thread is started: they stay raw (the worst case for a read)
+        client._worker._raw.append(("track", "user_1", "Bench", {"n": n}, None, 0.0))
+    registry = CollectorRegistry()
+    registry.register(SankofaCollector(client))
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    instrument(client, meter_provider=provider)
+    listeners = client._worker.observer._listeners
+    exchange = Exchange("2xx", 200, 0.01, 100, 0.5)
+    costs = {}
+    for name, action in (
+        ("scrape_us", lambda: generate_latest(registry)),
+        ("otel_collect_us", reader.get_metrics_data),
+        ("per_answer_us", lambda: [listener(exchange) for listener in listeners]),
+    ):
+        action()
+        t0 = time.process_time()
+        for _ in range(reads):
+            action()
+        costs[name] = (time.process_time() - t0) / reads * 1e6
+    client._worker._raw.clear()
+    client.shutdown(timeout=1)
+    provider.shutdown()
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bash benchmarks/run scrape", description=__doc__)
     parser.add_argument("--calls", type=int, default=20_000, help="track calls per thread")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    for raw in (0, 100_000):
+        costs = read_cost(raw)
+        print(
+            f"one read, {raw:,} calls queued: Prometheus scrape {costs['scrape_us']:,.0f} us, "
+            f"OpenTelemetry collection {costs['otel_collect_us']:,.0f} us; per answer "
+            f"(both histograms) {costs['per_answer_us']:.1f} us",
+            flush=True,
+        )
     results: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for run in range(args.runs):
         for scrape in (False, True) if run % 2 == 0 else (True, False):
