@@ -14,7 +14,8 @@ app gives a client (to tell two clients apart). Never a user, an event name or a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, cast
 
 from ._delivery.observe import PipelineState
 from ._health import check_health
@@ -74,6 +75,15 @@ METRICS = (
         "reason",
         "Calls refused before they were accepted, by reason (invalid, queue_full, closed, "
         "before_send): stats()['dropped'] for those reasons.",
+    ),
+    Metric(
+        "sankofa.operations.unknown_fate",
+        "sankofa_operations_unknown_fate",
+        "counter",
+        "{operation}",
+        None,
+        "Sent in a request cut at shutdown before its answer: the engine may or may not have "
+        "applied them (stats()['unknown_fate'], where the client counts it).",
     ),
     Metric(
         "sankofa.operations.skipped",
@@ -167,6 +177,7 @@ class Readings(NamedTuple):
     accepted: int
     delivered: int
     skipped: int
+    unknown_fate: int
     failed: dict[str, int]
     dropped: dict[str, int]
     requests: dict[str, int]
@@ -180,6 +191,7 @@ class Readings(NamedTuple):
             "sankofa.operations.accepted": self.accepted,
             "sankofa.operations.delivered": self.delivered,
             "sankofa.operations.skipped": self.skipped,
+            "sankofa.operations.unknown_fate": self.unknown_fate,
             "sankofa.queue.operations": state.queued,
             "sankofa.queue.size": state.queue_bytes,
             "sankofa.queue.utilization": state.queue_utilization,
@@ -209,6 +221,8 @@ def read(client: Client) -> Readings:
         accepted=stats["accepted"],
         delivered=stats["delivered"],
         skipped=stats["skipped"],
+        # Read by name: a client that does not count it (an older one) reports 0.
+        unknown_fate=int(cast("Mapping[str, Any]", stats).get("unknown_fate", 0)),
         failed={r: n for r, n in dropped.items() if r not in NOT_ACCEPTED},
         # Every refusal reason from the start (a fixed set), so a rate is there before the first.
         dropped={r: dropped.get(r, 0) for r in sorted(NOT_ACCEPTED)},

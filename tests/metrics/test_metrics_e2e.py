@@ -99,6 +99,8 @@ def test_every_opentelemetry_instrument_equals_stats(run: Run) -> None:
     assert points["sankofa.operations.accepted"] == {(): stats["accepted"]}
     assert points["sankofa.operations.delivered"] == {(): stats["delivered"]}
     assert points["sankofa.operations.skipped"] == {(): stats["skipped"]}
+    unknown = dict(stats).get("unknown_fate", 0)  # counted by clients that cut at shutdown
+    assert points["sankofa.operations.unknown_fate"] == {(): unknown}
     failed = points["sankofa.operations.failed"]
     assert failed == {("rejected",): 1} and sum(failed.values()) == stats["failed"]
     dropped = points["sankofa.operations.dropped"]
