@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 from . import _report
 from ._control import WIRE, SinkControl, closed_port_url, idle_memory_penalty
-from ._sdks import BASE_ENV, BASE_SDKS, CONFIGS, SDKS
+from ._sdks import BASE_ENV, BASE_SDKS, CONFIGS, EXTRA_SDKS, SDKS
 
 DELIVERY_SDKS = ("sankofa", "sankofa-base", "posthog", "segment")
 """The delivery scenarios compare the SDKs as shipped (and sankofa_sdk from ``--base``); the
@@ -566,7 +566,14 @@ def machine() -> dict[str, Any]:
     except OSError:
         commit = ""
     versions = {}
-    for dist in ("sankofa-sdk", "posthog", "segment-analytics-python", "requests"):
+    for dist in (
+        "sankofa-sdk",
+        "posthog",
+        "segment-analytics-python",
+        "requests",
+        "opentelemetry-sdk",
+        "prometheus-client",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -609,7 +616,12 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes and one run: a smoke run")
     parser.add_argument("--runs", type=int, help="alternating runs (default 3, or 1 with --quick)")
-    parser.add_argument("--sdks", default=",".join(SDKS), help="comma-separated subset of SDKs")
+    parser.add_argument(
+        "--sdks",
+        default=",".join(SDKS),
+        help=f"comma-separated subset of SDKs (default {','.join(SDKS)}; also "
+        f"{','.join(EXTRA_SDKS)}: sankofa_sdk with its metrics integrations on)",
+    )
     parser.add_argument("--configs", default=",".join(CONFIGS), help="defaults,equal")
     parser.add_argument(
         "--figures",
@@ -629,7 +641,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         help="an earlier results file to compare with (default: the latest of the same kind)",
     )
     args = parser.parse_args(argv)
-    sdks = SDKS + BASE_SDKS if args.base else SDKS
+    sdks = SDKS + EXTRA_SDKS + (BASE_SDKS if args.base else ())
     for name, allowed in (("sdks", sdks), ("configs", CONFIGS), ("figures", FIGURES)):
         chosen = getattr(args, name).split(",")
         if not chosen or any(c not in allowed for c in chosen):

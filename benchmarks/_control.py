@@ -13,7 +13,12 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-WIRE = {"sankofa-spool": "sankofa", "sankofa-base": "sankofa", "sankofa-spool-base": "sankofa"}
+WIRE = {
+    "sankofa-spool": "sankofa",
+    "sankofa-base": "sankofa",
+    "sankofa-spool-base": "sankofa",
+    "sankofa-metrics": "sankofa",
+}
 """Variants that speak another SDK's wire format: the sink counts them under that name."""
 
 

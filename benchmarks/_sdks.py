@@ -21,6 +21,9 @@ from ._workload import EVENT_NAME
 
 SDKS = ("sankofa", "sankofa-spool", "posthog", "segment")
 """``sankofa-spool`` is sankofa_sdk with ``spool_dir``: every call written to disk first."""
+EXTRA_SDKS = ("sankofa-metrics",)
+"""Measured only when named in ``--sdks``: ``sankofa-metrics`` is sankofa_sdk with both metrics
+integrations on and read every second (an OpenTelemetry reader and a Prometheus scrape)."""
 BASE_SDKS = ("sankofa-base", "sankofa-spool-base")
 """The same two, from another checkout (``--base TREE``): a change's A/B in one run."""
 BASE_ENV = "SANKOFA_BENCH_BASE"
@@ -317,11 +320,77 @@ class SankofaSpool(Sankofa):
         shutil.rmtree(self._spool, ignore_errors=True)
 
 
+class SankofaMetrics(Sankofa):
+    """sankofa_sdk with both metrics integrations on, read more often than an app would: an
+    OpenTelemetry SDK collecting every second (to an exporter that discards) and a Prometheus
+    scrape of the collector every second."""
+
+    name = "sankofa-metrics"
+    READ_EVERY_S = 1.0
+
+    def __init__(
+        self,
+        host: str,
+        config: str,
+        queue_size: Optional[int] = None,
+        gzip: Optional[bool] = None,
+        options: Optional[dict[str, Any]] = None,
+    ) -> None:
+        import threading
+
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import (
+            MetricExporter,
+            MetricExportResult,
+            PeriodicExportingMetricReader,
+        )
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        from sankofa_sdk.integrations.opentelemetry import instrument
+        from sankofa_sdk.integrations.prometheus import SankofaCollector
+
+        super().__init__(host, config, queue_size, gzip, options)
+
+        class Discard(MetricExporter):  # type: ignore[misc]
+            def export(self, metrics_data: Any, timeout_millis: float = 0, **kwargs: Any) -> Any:
+                return MetricExportResult.SUCCESS
+
+            def force_flush(self, timeout_millis: float = 0) -> bool:
+                return True
+
+            def shutdown(self, timeout_millis: float = 0, **kwargs: Any) -> None:
+                pass
+
+        every_ms = self.READ_EVERY_S * 1000
+        reader = PeriodicExportingMetricReader(Discard(), export_interval_millis=every_ms)
+        self._provider = MeterProvider(metric_readers=[reader])
+        instrument(self.client, meter_provider=self._provider)
+        registry = CollectorRegistry()
+        registry.register(SankofaCollector(self.client))
+        self._stop = threading.Event()
+        self.scrapes = 0
+
+        def scrape() -> None:
+            while not self._stop.wait(self.READ_EVERY_S):
+                generate_latest(registry)
+                self.scrapes += 1
+
+        self._scraper = threading.Thread(target=scrape, name="bench-scrape", daemon=True)
+        self._scraper.start()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._stop.set()
+        self._scraper.join(5)
+        self._provider.shutdown()
+
+
 ADAPTERS: dict[str, type[Adapter]] = {
     "sankofa": Sankofa,
     "sankofa-spool": SankofaSpool,
     "sankofa-base": Sankofa,
     "sankofa-spool-base": SankofaSpool,
+    "sankofa-metrics": SankofaMetrics,
     "posthog": Posthog,
     "segment": Segment,
 }

@@ -27,6 +27,7 @@ from ._default import (
     track,
 )
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
+from ._health import Health, HealthIssue, HealthStatus
 from ._identity import Identity
 from ._stats import ClientStats
 from ._version import __version__
@@ -37,6 +38,9 @@ __all__ = [
     "ConfigurationError",
     "DeliveryError",
     "ErrorHandler",
+    "Health",
+    "HealthIssue",
+    "HealthStatus",
     "Identity",
     "SankofaError",
     "ValidationError",

@@ -20,6 +20,7 @@ from . import _sigterm
 from ._delivery import CUT_GRACE, Clock, Transport, Worker
 from ._delivery.worker import _UNATTENDED_LOCK, UNATTENDED, ShutdownBudget
 from ._errors import ConfigurationError, DeliveryError, SankofaError, ValidationError
+from ._health import QUEUE_THRESHOLD, Health, check_health
 from ._hooks import BeforeSend, Dropped, OperationHooks
 from ._host_guard import may_send_to
 from ._identity import Identity, IdentityScope
@@ -617,6 +618,21 @@ class Client:
         if self._uwsgi is not None:
             self._uwsgi.check_fork(self)
         return self._stats.snapshot(accepted=self._worker.accepted, queued=self._worker.queued)
+
+    def health(self, *, queue_threshold: float = QUEUE_THRESHOLD) -> Health:
+        """Whether delivery works: ``ok``, ``degraded`` or ``failing``, with the reasons.
+
+        Made from what the client already knows (the engine's last answers, the queue, the
+        spool, the request budget): no request is sent, so a probe may ask often. Degraded
+        includes the queue (or spool) above ``queue_threshold`` of its bound. README "Metrics
+        and health" lists the reasons; the integrations have views that answer it as JSON.
+        """
+        return check_health(
+            self._worker,
+            closed=self._closed,
+            disabled=self._disabled,
+            queue_threshold=queue_threshold,
+        )
 
     def __enter__(self) -> Client:
         return self

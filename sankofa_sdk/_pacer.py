@@ -250,6 +250,11 @@ class Pacer:
         ops_per_second += self._backlog / BACKLOG_DRAIN_SECONDS
         return ops_per_second / (self._batch_size * FULL)
 
+    def allowance_now(self, now: float) -> float:
+        """Requests per second this process may start now (read-only; the metrics read it
+        from another thread, and a value a moment old is fine there)."""
+        return self._allowance(now)
+
     def pause(self, now: float, seconds: float) -> None:
         """Send nothing for ``seconds`` (a quota answer, or a shutdown that must not hurry)."""
         self._paused_until = max(self._paused_until, now + seconds)

@@ -68,6 +68,9 @@ class Encoded(NamedTuple):
     operations: int = 1
     ends: Optional[Sequence[int]] = None
     """For a run of more than one: where each operation's JSON ends in ``data``."""
+    called_at: float = 0.0
+    """Unix time of the call of the run's first operation (0.0: not known), for the
+    end-to-end delay the metrics measure per batch (``_delivery.observe``)."""
 
     def elements(self) -> list[bytes]:
         """Each operation's JSON."""
@@ -87,7 +90,10 @@ class Encoded(NamedTuple):
         # The rest's offsets move left by what was cut off (``x.__rsub__(end)`` is ``end - x``).
         left_ends, right_ends = ends[:k], array("I", map((cut + 1).__rsub__, ends[k:]))
         left_size = cut - (k - 1)
-        left = Encoded(left_data, self.seq, None, left_size, k, left_ends if k > 1 else None)
+        called = self.called_at
+        left = Encoded(
+            left_data, self.seq, None, left_size, k, left_ends if k > 1 else None, called
+        )
         rest = self.operations - k
         right = Encoded(
             right_data,
@@ -96,6 +102,7 @@ class Encoded(NamedTuple):
             self.size - left_size,
             rest,
             right_ends if rest > 1 else None,
+            called,
         )
         return left, right
 
@@ -108,7 +115,9 @@ def one_by_one(runs: Iterable[Encoded]) -> list[Encoded]:
             singles.append(run)
             continue
         for offset, element in enumerate(run.elements()):
-            singles.append(Encoded(element, run.seq + offset, None, len(element)))
+            singles.append(
+                Encoded(element, run.seq + offset, None, len(element), called_at=run.called_at)
+            )
     return singles
 
 
@@ -123,6 +132,9 @@ class Backlog:
     def __init__(self, options: Options) -> None:
         self._options = options
         self.raw: deque[RawItem] = deque()
+        self.raw_markers = 0
+        """Flush markers in ``raw`` (rare), so that ``raw_count`` subtracts instead of scanning."""
+        self._markers_lock = threading.Lock()
         self.encoded: deque[Encoded] = deque()
         self.encoded_ops = 0
         """Operations in ``encoded`` (a run holds one or more)."""
@@ -131,6 +143,9 @@ class Backlog:
         """Bytes of batches taken from ``encoded`` but not finished (in flight or retrying)."""
         self.held_count = 0
         self.room = options.max_queue_size
+        self.in_hand = 0
+        """Raw items taken to be encoded and not queued yet (one chunk at most): counted by
+        ``health()`` and the gauges, which may look in the middle of it."""
         self.next_seq = 0
         # Pessimistic until measured: callers get room for what they queue before the first
         # operation is encoded, and a too small guess would let a burst of big ones overfill it.
@@ -144,9 +159,9 @@ class Backlog:
     def encoded_count(self) -> int:
         return self.encoded_ops
 
-    def add(self, data: bytes, origin: Optional[Origin] = None) -> None:
+    def add(self, data: bytes, origin: Optional[Origin] = None, called_at: float = 0.0) -> None:
         size = len(data)
-        self.encoded.append(Encoded(data, self.next_seq, origin, size))
+        self.encoded.append(Encoded(data, self.next_seq, origin, size, 1, None, called_at))
         self.next_seq += 1
         self.encoded_ops += 1
         self.encoded_bytes += size
@@ -155,19 +170,21 @@ class Backlog:
         weight = 0.25 if size > self._average_op_bytes else 0.01
         self._average_op_bytes += (size - self._average_op_bytes) * weight
 
-    def add_many(self, datas: list[bytes]) -> None:
+    def add_many(self, datas: list[bytes], called_at: float = 0.0) -> None:
         """``add`` for each of ``datas`` (operations from memory), as one run."""
         if not datas:
             return
         if len(datas) == 1:
-            self.add(datas[0])
+            self.add(datas[0], None, called_at)
             return
         count = len(datas)
         sizes = list(map(len, datas))
         total = sum(sizes)
         # ends[i]: where operation i ends in the joined data (each is followed by a comma).
         ends = array("I", islice(accumulate(map(_plus_one, sizes), initial=-1), 1, None))
-        self.encoded.append(Encoded(b",".join(datas), self.next_seq, None, total, count, ends))
+        self.encoded.append(
+            Encoded(b",".join(datas), self.next_seq, None, total, count, ends, called_at)
+        )
         self.next_seq += count
         self.encoded_ops += count
         self.encoded_bytes += total
@@ -183,13 +200,27 @@ class Backlog:
     def pop_raw(self, count: int) -> list[RawItem]:
         """Take ``count`` raw items to encode; until encoded they still take their room."""
         popleft = self.raw.popleft
+        self.in_hand = count
         items = [popleft() for _ in range(count)]
         self.room -= count
         return items
 
     def raw_count(self) -> int:
-        """Raw operations (flush markers not counted)."""
-        return sum(1 for item in list(self.raw) if type(item) is tuple)
+        """Raw operations (flush markers not counted). O(1): ``stats()``, ``health()`` and the
+        metrics read it, also while a burst leaves a million calls in ``raw``."""
+        return max(0, len(self.raw) - self.raw_markers)
+
+    def add_marker(self, marker: Marker) -> None:
+        """Queue a flush marker behind the raw operations (a caller's thread)."""
+        with self._markers_lock:
+            self.raw.append(marker)
+            self.raw_markers += 1
+
+    def markers_taken(self, count: int) -> None:
+        """``count`` markers were taken out of ``raw``."""
+        if count:
+            with self._markers_lock:
+                self.raw_markers -= count
 
     def skip_seq(self) -> None:
         """An operation that could not be encoded still takes its place in the order."""
@@ -266,15 +297,25 @@ class Backlog:
     def oldest_seq(self) -> Optional[int]:
         return self.encoded[0].seq if self.encoded else None
 
-    def update_room(self) -> None:
-        """How many raw operations callers may queue now, within both bounds."""
-        options = self._options
-        used = (
+    def _used_bytes(self) -> int:
+        """Bytes of the encoded and held operations, as the bound counts them."""
+        return (
             self.encoded_bytes
             + self.held_bytes
             + len(self.encoded) * RUN_OVERHEAD_BYTES
             + self.encoded_ops * ENCODED_OVERHEAD_BYTES
         )
+
+    def bytes_estimate(self) -> int:
+        """Everything queued in bytes as the bound counts them, raw operations at the estimated
+        size (read by the metrics and ``health()`` from any thread)."""
+        per_raw = self._average_op_bytes + RAW_OVERHEAD_BYTES
+        return int(self._used_bytes() + len(self.raw) * per_raw)
+
+    def update_room(self) -> None:
+        """How many raw operations callers may queue now, within both bounds."""
+        options = self._options
+        used = self._used_bytes()
         per_raw = self._average_op_bytes + RAW_OVERHEAD_BYTES
         by_bytes = int(max(0, options.max_queue_bytes - used) / per_raw)
         by_count = options.max_queue_size - self.encoded_ops - self.held_count
@@ -298,6 +339,7 @@ class Backlog:
                 raw.append(item)
             else:
                 markers.append(item)  # type: ignore[arg-type]
+        self.markers_taken(len(markers))
         return encoded, raw, markers
 
 

@@ -36,6 +36,9 @@ Every time is read from one ``clock.Clock``. The modules:
 - ``batch``: ``Batch`` and ``BatchLedger`` (every batch in flight or waiting);
 - ``sources``: the ``Source`` protocol and ``MemorySource`` (the callers' queue);
 - ``spool_source``: ``SpoolSource`` (the disk behind the same protocol, and its notes);
+- ``observe``: what the outside sees (``health()``, the metrics): the worker tells the
+  ``DeliveryObserver`` about each answer, and ``Worker.pipeline_state`` reads the queue, the
+  spool and the pacer from any thread;
 - ``encoding``: calls to JSON, and what cannot be sent; ``wire``: gzip or not;
 - ``request``: the request thread; ``transport``: the protocol a transport implements;
 - ``clock``: time.

@@ -40,8 +40,9 @@ class OperationEncoder:
     def debugging(self) -> bool:
         return self._debug and logger.isEnabledFor(logging.DEBUG)
 
-    def encode_into(self, backlog: Backlog, ops: list[Operation]) -> None:
-        """Encode ``ops`` together (their insert ids made at once) and queue them in order."""
+    def encode_into(self, backlog: Backlog, ops: list[Operation], called_at: float = 0.0) -> None:
+        """Encode ``ops`` together (their insert ids made at once) and queue them in order;
+        ``called_at`` is the Unix time of the first one's call (see ``Encoded.called_at``)."""
         if not ops:
             return
         try:
@@ -52,16 +53,16 @@ class OperationEncoder:
                 if data is None:
                     backlog.skip_seq()
                 else:
-                    backlog.add(data)
+                    backlog.add(data, None, called_at)
             return
         if not cut and max(map(len, encoded)) <= MAX_OPERATION_BYTES and not self.debugging():
-            backlog.add_many(encoded)  # the common case, without a look at each operation
+            backlog.add_many(encoded, called_at)  # the common case, without a look at each
             return
         for index, data in enumerate(encoded):
             if self.checked(ops[index], data, cut.get(index)) is None:
                 backlog.skip_seq()
             else:
-                backlog.add(data)
+                backlog.add(data, None, called_at)
 
     def encode(self, op: Operation, insert_id: Optional[str] = None) -> Optional[bytes]:
         """One operation's JSON; None (reported) when it cannot be sent."""

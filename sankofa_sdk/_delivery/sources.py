@@ -10,6 +10,7 @@ state of the disk.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
@@ -92,10 +93,14 @@ class MemorySource:
         self._encoder = encoder
         self._room_changed = room_changed
         self._encoded = 0
+        self._empty_at = time.time()
+        """Unix time the callers' queue was last seen empty: every call in it now was made
+        since, whatever timestamp it was given (a backfill's is days old)."""
 
     def fill(self, backlog: Backlog) -> Intake:
         markers: list[Marker] = []
         raw = backlog.raw
+        now = time.time()
         left = ENCODE_SLICE
         while left > 0 and raw:
             # One chunk at a time: taken from the raw queue but not yet encoded, operations
@@ -109,23 +114,34 @@ class MemorySource:
                     ops.append(item)
                     continue
                 # A flush marker: what came before it is queued first.
-                self._encode(ops)
+                self._encode(ops, now)
                 ops = []
+                backlog.markers_taken(1)
                 markers.append(item)  # type: ignore[arg-type]
-            self._encode(ops)
+            self._encode(ops, now)
+            backlog.in_hand = 0
+        if not raw:
+            self._empty_at = now
         return Intake([], markers)
 
-    def _encode(self, ops: list[Operation]) -> None:
+    def _encode(self, ops: list[Operation], now: float) -> None:
         """Encode ``ops`` (one chunk at most) and measure the room again: when operations
         suddenly grow (10 KB properties), callers get less room within a few hundred
         operations, not a whole slice later."""
         if ops:
             self._encoded += len(ops)
-            self._encoder.encode_into(self._backlog, ops)
+            # The chunk's call time, for the delay the metrics measure: its first call's
+            # timestamp, within what can be true (after the queue was last seen empty, not
+            # after now), so a backfill's old or future timestamp is no delay of ours.
+            try:
+                called_at = min(max(float(ops[0][5]), self._empty_at), now)
+            except (TypeError, ValueError, IndexError):  # a malformed tuple: the encoder says
+                called_at = now
+            self._encoder.encode_into(self._backlog, ops, called_at)
         self._room_changed()
 
     def flush_marker(self, marker: Marker) -> None:
-        self._backlog.raw.append(marker)
+        self._backlog.add_marker(marker)
 
     def starting(self, batch: Batch) -> None:
         pass

@@ -23,6 +23,7 @@ directory and number (``SpoolDirectory.insert_id``), the same in whichever proce
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import NamedTuple, Optional
 
@@ -122,6 +123,12 @@ class SpoolSource(MemorySource):
         self._flush_targets: dict[Marker, int] = {}
         self._waiting_markers: list[Marker] = []
         self.writable = True
+        self._opened_at = time.time()
+
+    def disk_bytes(self) -> int:
+        """Bytes of the spool's segments still on disk, adopted directories included (read by
+        the metrics from any thread)."""
+        return sum(directory.written_bytes for directory in self._directories())
 
     # --- the callers' side ----------------------------------------------------------------
 
@@ -231,29 +238,42 @@ class SpoolSource(MemorySource):
             records, damaged = directory.read(budget)
             if damaged:
                 self._damaged(directory, damaged)
+            # The call time of our own calls kept as values, for the delay the metrics measure
+            # (within the life of this source, as for calls in memory); unknown (0.0) for the
+            # rest: a dead process's, or calls kept as JSON.
+            own = directory is self.own
+            now = time.time() if own else 0.0
             for segment, found in records:
                 budget -= len(found.payload)
                 origin = DiskOrigin(directory, segment, found.seq)
-                data = found.payload if found.kind == OP else self._unpacked(found, origin)
+                called_at = 0.0
+                if found.kind == OP:
+                    data: Optional[bytes] = found.payload
+                else:
+                    data, stamp = self._unpacked(found, origin)
+                    if own:
+                        called_at = min(max(stamp, self._opened_at), now)
                 if data is not None:
-                    backlog.add(data, origin)
-            if directory is self.own and records:
+                    backlog.add(data, origin, called_at)
+            if own and records:
                 self._read_seq = records[-1][1].seq
 
-    def _unpacked(self, found: Record, origin: DiskOrigin) -> Optional[bytes]:
-        """The JSON of a call the spool kept as values; None (reported, and finished on
-        disk) when it cannot be sent."""
+    def _unpacked(self, found: Record, origin: DiskOrigin) -> tuple[Optional[bytes], float]:
+        """The JSON of a call the spool kept as values, and its timestamp; None (reported,
+        and finished on disk) when it cannot be sent."""
         call = unpack_call(found.payload)
         data = None
+        stamp = 0.0
         if call is None:
             self._damaged(origin.group, len(found.payload))
         else:
             insert_id = origin.group.insert_id(origin.seq) if call[0] == "track" else None
             data = self._encoder.encode(call, insert_id)
+            stamp = call[5]
         if data is None:
             self._safely(origin.group.note_finished, [origin.seq])
             origin.group.finished([origin.segment])
-        return data
+        return data, stamp
 
     def starting(self, batch: Batch) -> None:
         if batch.ticket is not None or batch.body is None:

@@ -37,6 +37,7 @@ from .._stats import Stats
 from .batch import Batch, BatchLedger, BatchState
 from .clock import Clock
 from .encoding import ENVELOPE, OperationEncoder
+from .observe import DeliveryObserver, PipelineState, read_pipeline
 from .request import RequestThread
 from .sources import MemorySource, Source
 from .spool_source import SpoolSource, say_unavailable
@@ -141,6 +142,8 @@ class Worker:
         self._random = random.Random()
         self._warnings = ThrottledWarning()
         self._lending = False
+        self.observer = DeliveryObserver()
+        """Told about every answer: for ``health()`` and the metrics integrations."""
         self._init_state()
 
     def _init_state(self) -> None:
@@ -274,6 +277,18 @@ class Worker:
             + backlog.encoded_count
             + self._ledger.held()
             + self._source.unread()
+        )
+
+    def pipeline_state(self) -> PipelineState:
+        """The queue, the spool and the pacer now, for ``health()`` and the metrics (any thread)."""
+        return read_pipeline(
+            self._options,
+            self._backlog,
+            self._source,
+            self.pacer,
+            queued=self.queued,
+            now=self._clock.now(),
+            quota_until=self._quota_until,
         )
 
     def _start(self) -> None:
@@ -428,6 +443,7 @@ class Worker:
         """
         self._source.forget_after_fork()
         self._init_state()
+        self.observer.reset()
 
     # --- the thread -----------------------------------------------------------------------
 
@@ -696,6 +712,7 @@ class Worker:
             self._fail_batch(batch, self._error(answer, verdict))
         if verdict not in (Verdict.RETRY, Verdict.RATE_LIMITED):
             self._progress(now)
+        self.observer.answered(batch, answer, verdict, now - started)
         return batch.state
 
     def _past_deadline(self, now: float) -> bool:

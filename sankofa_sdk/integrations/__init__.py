@@ -6,11 +6,16 @@
 - :mod:`sankofa_sdk.integrations.flask`: the ``Sankofa`` extension (``init_app``).
 - :mod:`sankofa_sdk.integrations.django`: ``SankofaMiddleware`` configured by ``settings.SANKOFA``.
 - :mod:`sankofa_sdk.integrations.celery`: ``setup_celery(client)``.
+- :mod:`sankofa_sdk.integrations.opentelemetry`: ``instrument(client)``, the delivery pipeline's
+  metrics on an OpenTelemetry ``MeterProvider``.
+- :mod:`sankofa_sdk.integrations.prometheus`: ``SankofaCollector(client)``, the same metrics read
+  at each Prometheus scrape.
 
 The two middleware classes use the standard library only and are re-exported here, with
 :func:`looks_like_anonymous_id`, their default check of a browser's anonymous id. The framework
 modules import their framework when used, not when imported, and raise an ``ImportError`` naming
-the missing package.
+the missing package; the two metrics modules import their library when imported (nothing here
+imports them).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import quote
 
 from .._client import Client
+from .._health import QUEUE_THRESHOLD
 from .._identity import Held
 from .._log import logger
 from ._common import (
@@ -44,8 +45,9 @@ from ._common import (
     resolve_client,
     sign_in_request,
 )
+from ._health_view import HEADERS, health_answer
 
-__all__ = ["ASGIApp", "Receive", "SankofaASGIMiddleware", "Scope", "Send"]
+__all__ = ["ASGIApp", "Receive", "SankofaASGIMiddleware", "Scope", "Send", "health_app"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -123,6 +125,31 @@ def _delivering_first(send: Send, client: Optional[Client]) -> Send:
         await send(message)
 
     return sending
+
+
+def health_app(
+    client: Optional[Client] = None,
+    *,
+    queue_threshold: float = QUEUE_THRESHOLD,
+    fail_when_degraded: bool = False,
+) -> ASGIApp:
+    """An ASGI app answering ``client.health()`` as JSON (200, or 503 when failing), for a
+    readiness probe or a dashboard: ``app.mount("/healthz/sankofa", health_app(client))`` in
+    Starlette or FastAPI. ``client``: by default the module-level one, resolved per request.
+    Other scope types (``lifespan``, ``websocket``) are not answered."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            return
+        status, body = health_answer(
+            client, queue_threshold=queue_threshold, fail_when_degraded=fail_when_degraded
+        )
+        headers = [(k.lower().encode(), v.encode()) for k, v in HEADERS]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
 
 
 def _setting_cookie(

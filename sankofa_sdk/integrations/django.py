@@ -49,6 +49,7 @@ from urllib.parse import quote
 from .. import _default
 from .._client import Client
 from .._errors import ConfigurationError
+from .._health import QUEUE_THRESHOLD
 from .._identity import Held
 from .._log import logger
 from ._common import (
@@ -65,8 +66,9 @@ from ._common import (
     request_properties_var,
     sign_in_request,
 )
+from ._health_view import HEADERS, health_answer
 
-__all__ = ["SankofaMiddleware", "get_client"]
+__all__ = ["SankofaMiddleware", "get_client", "health_view", "make_health_view"]
 
 _lock = threading.Lock()
 _client: Optional[Client] = None
@@ -333,3 +335,35 @@ def _stream_in_request_identity(client: Client, response: Any) -> None:
         response.streaming_content = IterateInContext(
             iter(response.streaming_content), contextvars.copy_context()
         )
+
+
+def health_view(request: Any) -> Any:
+    """A view answering ``health()`` of the client :func:`get_client` gives, as JSON (200, or
+    503 when failing): ``path("healthz/sankofa", health_view)`` in a URLconf. For other
+    options (``queue_threshold``, ``fail_when_degraded``) see :func:`make_health_view`."""
+    return _health_view(request)
+
+
+def make_health_view(
+    *, queue_threshold: float = QUEUE_THRESHOLD, fail_when_degraded: bool = False
+) -> Callable[[Any], Any]:
+    """:func:`health_view` with other options."""
+
+    def view(request: Any) -> Any:
+        return _health_view(request, queue_threshold, fail_when_degraded)
+
+    return view
+
+
+def _health_view(
+    request: Any, queue_threshold: float = QUEUE_THRESHOLD, fail_when_degraded: bool = False
+) -> Any:
+    _require_django()
+    http = importlib.import_module("django.http")
+    status, body = health_answer(
+        get_client(), queue_threshold=queue_threshold, fail_when_degraded=fail_when_degraded
+    )
+    response = http.HttpResponse(body, status=status, content_type=HEADERS[0][1])
+    for name, value in HEADERS[1:]:
+        response[name] = value
+    return response

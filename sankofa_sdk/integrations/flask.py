@@ -19,14 +19,16 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .._client import Client
 from .._errors import ConfigurationError
+from .._health import QUEUE_THRESHOLD
 from .._log import logger
 from ._common import AnonymousIdValidator, configured_client, sign_in_request
+from ._health_view import HEADERS, health_answer
 from .wsgi import SankofaWSGIMiddleware
 
 if TYPE_CHECKING:
     from flask import Flask
 
-__all__ = ["EXTENSION_KEY", "Sankofa", "current_client"]
+__all__ = ["EXTENSION_KEY", "Sankofa", "current_client", "health_view"]
 
 EXTENSION_KEY = "sankofa"
 """The key of the app's client in ``app.extensions``."""
@@ -152,3 +154,18 @@ def current_client() -> Client:
     if not isinstance(client, Client):
         raise ConfigurationError("the Sankofa extension is not set up on this app")
     return client
+
+
+def health_view(
+    *, queue_threshold: float = QUEUE_THRESHOLD, fail_when_degraded: bool = False
+) -> Callable[[], tuple[bytes, int, list[tuple[str, str]]]]:
+    """A view answering the app's client's ``health()`` as JSON (200, or 503 when failing):
+    ``app.add_url_rule("/healthz/sankofa", view_func=health_view())``."""
+
+    def sankofa_health() -> tuple[bytes, int, list[tuple[str, str]]]:
+        status, body = health_answer(
+            current_client(), queue_threshold=queue_threshold, fail_when_degraded=fail_when_degraded
+        )
+        return body, status, list(HEADERS)
+
+    return sankofa_health

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import quote
 
 from .._client import Client
+from .._health import QUEUE_THRESHOLD
 from .._identity import Held
 from ._common import (
     RequestIdentityMiddleware,
@@ -31,11 +32,12 @@ from ._common import (
     seed_request_identity,
     sign_in_request,
 )
+from ._health_view import HEADERS, health_answer
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["SankofaWSGIMiddleware"]
+__all__ = ["SankofaWSGIMiddleware", "health_app"]
 
 
 if TYPE_CHECKING:
@@ -74,6 +76,28 @@ class SankofaWSGIMiddleware(_Base):
             # the server sees the object itself (Content-Length from len(), sendfile()).
             return body
         return _ScopedBody(body, request_context)
+
+
+def health_app(
+    client: Optional[Client] = None,
+    *,
+    queue_threshold: float = QUEUE_THRESHOLD,
+    fail_when_degraded: bool = False,
+) -> WSGIApplication:
+    """A WSGI app answering ``client.health()`` as JSON (200, or 503 when failing), for a
+    readiness probe or a dashboard; mount it where the app's router or server maps a path.
+    ``client``: by default the module-level one, resolved at each request."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        status, body = health_answer(
+            client, queue_threshold=queue_threshold, fail_when_degraded=fail_when_degraded
+        )
+        reason = "OK" if status == 200 else "Service Unavailable"
+        headers = [*HEADERS, ("Content-Length", str(len(body)))]
+        start_response(f"{status} {reason}", headers)
+        return [body]
+
+    return app
 
 
 def _begin(

@@ -459,3 +459,17 @@ def test_events_in_a_request_carry_its_url(backend: Backend) -> None:
     assert defaults["$pathname"] == "/pricing"
     assert defaults["$user_agent"] == "curl/8"
     assert defaults["$ip"] == "127.0.0.1"
+
+
+def test_the_health_view_answers_the_configured_clients_health(sankofa: Client) -> None:
+    import json
+
+    from django.test import RequestFactory
+
+    from sankofa_sdk.integrations.django import health_view, make_health_view
+
+    response = health_view(RequestFactory().get("/healthz/sankofa"))
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert json.loads(response.content)["status"] == "ok"
+    strict = make_health_view(queue_threshold=0.5, fail_when_degraded=True)
+    assert strict(RequestFactory().get("/")).status_code == 200
