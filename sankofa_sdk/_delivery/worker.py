@@ -461,7 +461,7 @@ class Worker:
             return Stop() if stopping else Idle()
         if deadline is not None and due_at > deadline:
             return Stop()  # nothing more can go before the deadline
-        start_at = max(due_at, self.pacer.ready_at())
+        start_at = max(due_at, self.pacer.ready_at(urgent))  # a flush goes when the budget allows
         if deadline is not None and start_at > deadline:
             if self._last_chance_used:
                 return Stop()
@@ -566,7 +566,10 @@ class Worker:
         fullness = max(batch.count / options.max_batch_size, size / options.max_batch_bytes)
         started = self._clock.now()
         backlog = self._backlog.encoded_count + self._source.unread()
-        self.pacer.started(started, held_back=held_back, fullness=fullness, backlog=backlog)
+        urgent = self._phase is Phase.STOPPING or bool(self._barriers or self._flushes)
+        self.pacer.started(
+            started, held_back=held_back, fullness=fullness, backlog=backlog, urgent=urgent
+        )
         return started
 
     def _time_left(self, now: float) -> Optional[float]:
