@@ -158,6 +158,10 @@ class Pacer:
         self._last_growth: Optional[float] = None
         self._backlog = 0
         self._window_learned = False  # until then, the window assumed from ``budget``
+        self._assumed_window = float(window)
+        self._window_turned = False
+        """A window ended while this process was sending (until then it may have joined its
+        first window late, and the ``Reset`` it learned from is not the whole window)."""
         self.rate = self._max_rate() * INITIAL_SHARE
         self._next_start = 0.0
         self._paused_until = 0.0
@@ -416,16 +420,21 @@ class Pacer:
             self._sample, self._own_since_sample = (now, info.remaining), 0
             return used / dt, own / dt, True
         if not same_window:
+            self._window_turned = self._window_turned or previous is not None
             self._sample, self._own_since_sample = (now, info.remaining), 0
-        # The window began between elapsed and elapsed + 1 s ago.
-        elapsed = max(0.5, self._window - info.reset + 0.5)
+        # The window began between elapsed and elapsed + 1 s ago. In the first window this
+        # process sees, it may have joined late: the window is then at least the one assumed,
+        # or what others spent before it came would read as spent in the last half second
+        # (and slow it to a trickle for a busy fleet that is not there).
+        window = self._window if self._window_turned else max(self._window, self._assumed_window)
+        elapsed = max(0.5, window - info.reset + 0.5)
         began = now - elapsed
         own = sum(1 for started in self._successes if started > began)
         # A process that only just started measures its own pace over its own life, or it
         # would read as idle and be squeezed to nothing; one request is one interval's worth.
         life = now - self._first_start if self._first_start is not None else 0.0
         own_span = max(min(elapsed, life), 1.0 / self.rate)
-        reliable = elapsed >= max(1.0, self._window / 6) and life >= MIN_SAMPLE_SECONDS
+        reliable = elapsed >= max(1.0, window / 6) and life >= MIN_SAMPLE_SECONDS
         return (info.limit - info.remaining) / elapsed, own / own_span, reliable
 
     def _on_rate_limited(self, now: float, retry_after: Optional[float]) -> None:

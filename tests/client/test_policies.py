@@ -410,6 +410,19 @@ def test_a_young_process_refused_once_resumes_at_its_own_recent_pace() -> None:
     assert pacer.ready_at() <= 2.5 + 3.0
 
 
+def test_a_process_joining_a_window_others_spent_from_is_not_slowed_for_it() -> None:
+    # 61 requests went in the first 10 s of this window, before this process existed: its
+    # first answer must not read them as spent in the last half second.
+    pacer = Pacer((500, 60), seed=1)
+    before = pacer.rate
+    pacer.started(0.0, held_back=False, urgent=True)
+    pacer.answered(0.0, 200, headers(500, 500 - 62, 50), None)
+    assert pacer.rate == before
+    pacer.started(1.0, held_back=False, urgent=True)
+    pacer.answered(1.0, 200, headers(500, 500 - 63, 49), None)
+    assert pacer.ready_at(urgent=True) < 1.2  # nobody else sends now: a flush goes at once
+
+
 def test_pacing_off_never_waits() -> None:
     pacer = Pacer(None)
     pacer.started(0.0, held_back=True)
