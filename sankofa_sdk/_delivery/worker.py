@@ -149,6 +149,7 @@ class Worker:
         )
         self._barriers: deque[tuple[int, Marker]] = deque()
         self._flushes: set[Marker] = set()
+        self._due_waits: deque[Marker] = deque()  # flush_if_due() callers (see _turn)
         self._waiting_since: Optional[float] = None
         self._raw_empty_at = self._clock.now()
         self._sync_lock = threading.RLock()  # on_error may call track() again in sync mode
@@ -292,6 +293,22 @@ class Worker:
         self._wake.set()
         return self._clock.wait(marker, timeout) if timeout is not None else marker.wait()
 
+    def flush_if_due(self, timeout: float) -> bool:
+        """Wait for a request in flight and for what goes at this moment (a batch due by
+        ``flush_at``/``flush_interval`` that the request budget lets go now), never for the
+        budget or for a batch not due yet; the rest stays queued. True when nothing is left."""
+        if self.on_own_thread() or self._phase is _CLOSED:
+            return self.queued == 0
+        if self._thread is None and not self._raw:
+            return True
+        marker = Marker()
+        self._due_waits.append(marker)
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+        self._clock.wait(marker, timeout)
+        return self.queued == 0
+
     def begin_stop(self, deadline: float) -> None:
         """Start shutting down: send what can be sent before ``deadline`` (on this clock)."""
         if self._phase is Phase.RUNNING:
@@ -416,12 +433,16 @@ class Worker:
         self._wake.clear()  # before looking at the queue: a call after this wakes the wait below
         if self._phase is _CLOSED:
             return False
+        due_waits = len(self._due_waits)  # they called after what this turn takes in
         now = self._clock.now()
         self._fill(now)
         if self._ledger.in_flight is not None:
             return self._await_answer()
         self._release_barriers()
         action = self.decide(now)
+        while due_waits and self._due_waits and not isinstance(action, Send):
+            self._due_waits.popleft().set()  # nothing more may go now: they return
+            due_waits -= 1
         if isinstance(action, Stop):
             return False
         if isinstance(action, Idle):
@@ -862,6 +883,8 @@ class Worker:
         self._barriers.clear()
         markers.extend(self._flushes)
         self._flushes.clear()
+        while self._due_waits:
+            markers.append(self._due_waits.popleft())
         for marker in markers:
             marker.set()
         return ops, kept
