@@ -150,6 +150,7 @@ class Worker:
         self._barriers: deque[tuple[int, Marker]] = deque()
         self._flushes: set[Marker] = set()
         self._due_waits: deque[Marker] = deque()  # flush_if_due() callers (see _turn)
+        self._last_request_at = float("-inf")
         self._waiting_since: Optional[float] = None
         self._raw_empty_at = self._clock.now()
         self._sync_lock = threading.RLock()  # on_error may call track() again in sync mode
@@ -295,8 +296,9 @@ class Worker:
 
     def flush_if_due(self, timeout: float) -> bool:
         """Wait for a request in flight and for what goes at this moment (a batch due by
-        ``flush_at``/``flush_interval`` that the request budget lets go now), never for the
-        budget or for a batch not due yet; the rest stays queued. True when nothing is left."""
+        ``flush_at``/``flush_interval``, or because the last request went ``flush_interval``
+        ago, that the request budget lets go now), never for the budget or for a batch not due
+        yet; the rest stays queued. True when nothing is left."""
         if self.on_own_thread() or self._phase is _CLOSED:
             return self.queued == 0
         if self._thread is None and not self._raw:
@@ -497,9 +499,12 @@ class Worker:
         retry_at = retry.next_try_at if retry is not None else float("inf")
         new_at = float("inf")
         if len(self._ledger.waiting) < MAX_RETRYING:
-            new_at = batch_due(
-                self._backlog.encoded_count, self._waiting_since, now, self._options, urgent
-            )
+            since = self._waiting_since
+            if self._due_waits and since is not None:
+                # flush_if_due(): a batch is also due when the last request went flush_interval
+                # ago (one request per flush_interval, and none left behind when invoked rarely).
+                since = min(since, self._last_request_at)
+            new_at = batch_due(self._backlog.encoded_count, since, now, self._options, urgent)
         if retry_at <= new_at:
             return retry_at, retry
         return new_at, None
@@ -585,7 +590,7 @@ class Worker:
         options = self._options
         size = sum(e.size for e in batch.items)
         fullness = max(batch.count / options.max_batch_size, size / options.max_batch_bytes)
-        started = self._clock.now()
+        started = self._last_request_at = self._clock.now()
         backlog = self._backlog.encoded_count + self._source.unread()
         urgent = self._phase is Phase.STOPPING or bool(self._barriers or self._flushes)
         self.pacer.started(

@@ -20,7 +20,7 @@ import sankofa_sdk
 from sankofa_sdk import Client
 from sankofa_sdk._delivery import Clock
 
-from ..conftest import BATCH_URL, sent_operations
+from ..conftest import BATCH_URL, FakeClock, sent_operations
 
 MakeClient = Callable[..., Client]
 
@@ -43,11 +43,29 @@ def test_nothing_due_returns_at_once_and_keeps_it_queued(
 ) -> None:
     rsps.add(responses.POST, BATCH_URL)
     client = make(flush_at=100, flush_interval=60, clock=Clock())
-    client.track("Invoked", distinct_id="user_1")
-    assert client.flush_if_due() is False
-    assert len(rsps.calls) == 0 and client.stats()["queued"] == 1
+    client.track("First", distinct_id="user_1")
+    assert client.flush_if_due() is True  # the first request of a fresh instance is due
+    client.track("Next", distinct_id="user_1")
+    assert client.flush_if_due() is False  # the last request went less than 60 s ago
+    assert len(rsps.calls) == 1 and client.stats()["queued"] == 1
     assert client.flush(10)  # still there, and delivered by a later send
-    assert len(sent_operations(rsps)) == 1
+    assert len(sent_operations(rsps)) == 2
+
+
+def test_invoked_less_often_than_flush_interval_every_invocation_sends(
+    rsps: responses.RequestsMock, make: MakeClient, clock: FakeClock
+) -> None:
+    # Frozen for longer than flush_interval between invocations: the thread may look at the
+    # queue after the thaw and before the call (here: a flush_if_due() with nothing queued),
+    # so the call itself is young; the last request is not, and that makes it due.
+    rsps.add(responses.POST, BATCH_URL)
+    client = make(flush_at=100, flush_interval=60)
+    for n in range(3):
+        clock.advance(61)
+        assert client.flush_if_due() is True  # nothing queued
+        client.track("Invoked", {"n": n}, distinct_id="user_1")
+        assert client.flush_if_due() is True
+        assert len(sent_operations(rsps)) == n + 1
 
 
 def test_a_due_batch_goes_in_one_request_before_it_returns(
