@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
-from . import _report
+from . import _report, _serverless
 from ._control import WIRE, SinkControl, closed_port_url, idle_memory_penalty
 from ._sdks import BASE_ENV, BASE_SDKS, CONFIGS, EXTRA_SDKS, SDKS
 
@@ -133,6 +133,7 @@ FIGURES = (
     "app_impact",
     "server",
     *DELIVERY,
+    "serverless",
 )
 # The equal-settings throughput run is shorter: posthog-python's caller alone needs ~60 s for
 # 200,000 captures here, and at full load its batches fill long before any interval expires,
@@ -715,6 +716,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             for sdk in sdks:
                 if sdk in DELIVERY[scenario].get("sdks", DELIVERY_SDKS):
                     harness.delivery(scenario, sdk)
+        if "serverless" in figures:
+            print("serverless: one warm instance, the end of each invocation", flush=True)
+            _serverless.measure(harness, sdks, args.quick)
         baseline = harness.child(
             "benchmarks._child", {"task": "workload_only", "n": 100_000}, 120, "workload-only"
         )
@@ -730,6 +734,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if delivery:
         table += "\nDelivery under the engine's limits (production defaults, one run):\n\n"
         table += delivery
+    serverless = _serverless.markdown(harness.records)
+    if serverless:
+        table += "\nServerless, the end of an invocation (one run):\n\n" + serverless
     text = (
         f"{table}\n"
         f"Workload alone (building the dicts, no SDK): {baseline['cpu_ms_per_1000']:.1f} ms CPU per 1,000.\n"

@@ -50,6 +50,8 @@ ErrorHandler = Callable[[SankofaError, dict[str, Any]], None]
 FLUSH_TIMEOUT = 10.0
 """How long ``flush()`` waits by default: long enough for a healthy engine, short enough for a
 request handler (posthog-python waits 10 s too)."""
+FLUSH_IF_DUE_TIMEOUT = 2.0
+"""How long ``flush_if_due()`` waits at most: one request to a slow engine, not its retries."""
 
 
 def mask_key(api_key: str) -> str:
@@ -509,6 +511,24 @@ class Client:
                 "it while it waits; use 'await client.aflush()' there"
             )
         return self._worker.flush(None if timeout is None else _seconds(timeout))
+
+    def flush_if_due(self, timeout: float = FLUSH_IF_DUE_TIMEOUT) -> bool:
+        """At the end of a serverless invocation: send what is due now, keep the rest.
+
+        Waits for a request already in flight, and for a batch that is due if the key's request
+        budget lets it go now; never for the budget, and never for a batch that is not due. A
+        batch is due when ``flush_at`` operations are queued, or the oldest has waited
+        ``flush_interval``, or this client's last request went ``flush_interval`` ago or more
+        (so a function invoked less often than that sends at the end of every invocation).
+        It returns at once or after about one round trip, and a warm instance sends at most
+        one request per ``flush_interval``. What stays queued (at most ``flush_interval``'s
+        worth of calls) goes with a later invocation; with ``spool_dir`` it is on disk
+        meanwhile. Returns True when nothing is left queued. ``timeout`` (2 s by default)
+        bounds the wait for a slow engine.
+        """
+        if self._disabled or self._sync_mode or not self._send:
+            return True
+        return self._worker.flush_if_due(_seconds(timeout))
 
     def shutdown(self, timeout: Optional[float] = None) -> None:
         """Deliver what is queued and stop. Idempotent; also run at interpreter exit.

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Optional, TypedDict, Union
 
-from ._client import FLUSH_TIMEOUT, Client, ErrorHandler
+from ._client import FLUSH_IF_DUE_TIMEOUT, FLUSH_TIMEOUT, Client, ErrorHandler
 from ._delivery import Transport
 from ._errors import ConfigurationError
 from ._hooks import BeforeSend
@@ -167,6 +167,11 @@ def reset() -> None:
 def flush(timeout: Optional[float] = FLUSH_TIMEOUT) -> bool:
     """:meth:`Client.flush` on the default client (True when there is none)."""
     return True if _default is None else _default.flush(timeout)
+
+
+def flush_if_due(timeout: float = FLUSH_IF_DUE_TIMEOUT) -> bool:
+    """:meth:`Client.flush_if_due` on the default client (True when there is none)."""
+    return True if _default is None else _default.flush_if_due(timeout)
 
 
 def shutdown(timeout: Optional[float] = None) -> None:

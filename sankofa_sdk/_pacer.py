@@ -26,7 +26,10 @@ The algorithm, per process (pure: a function of the answers and the times it is 
      Only held-back processes grow, so this cannot overshoot: the others keep what they use.
    - Within 5% of ``g`` the total is left alone and shares move, as in AIMD: a held-back
      process with full batches takes a step (1/200 of ``L / W``), one with batches less than
-     40% full gives 5% back. Requests go where bigger batches no longer help.
+     40% full gives 5% back. Requests go where bigger batches no longer help. A held-back
+     batch that someone waits for (rule 5) gives nothing back and takes a small step per
+     second (1/10,000 of ``L / W``): per second rather than per answer, so processes that
+     all flush converge on even shares however often each is answered.
    - Whatever the above says, a held-back process gets at least what carries its own arrival
      rate (and its backlog, over about ten seconds) in 80%-full batches, up to half of ``g``.
    - ``Remaining`` down to the last 2%: wait until the window resets (at most
@@ -43,7 +46,22 @@ The algorithm, per process (pure: a function of the answers and the times it is 
    goes below what carries its own arrivals and backlog (1.25x, in 80%-full batches).
 
 4. **429 with ``Retry-After``** (the open-source engine): wait that long (capped by
-   ``max_retry_after``, spread by a little jitter), and shrink as in 3.
+   ``max_retry_after``, spread by a little jitter), and shrink as in 3. A process younger than
+   a window that has seen headers counts its successes over its life, not over a window (a
+   few seconds' requests are not a trickle over a minute); the headers measure the fleet
+   again as soon as it resumes.
+
+5. **Prompt when the budget allows.** A request someone waits for (a ``flush()``, a shutdown)
+   need not wait for this process's pace, only for what the key's budget allows: a process
+   that flushes after every task or invocation would otherwise wait ``1 / rate`` (half a
+   second at the start) for a budget nobody else touches. Such a request may go at
+   ``g - others`` per second, where ``others = f - own`` is what the rest of the fleet
+   spends, while the others spend at most half of ``g`` (one process alone, or a few quiet
+   ones; in a busy fleet a flush waits its turn like any batch, and even shares come from the
+   step of rule 2). Without headers, a process assumes it is alone, and lets such requests go
+   at ``0.9 * L / W``, until its first 429 says otherwise; from then on rule 3 alone (a blind
+   fleet that assumed it was alone again every few windows would spend each of those windows
+   in one burst, then wait a whole window).
 
 The rate never drops below one request per two windows, so a process always gets through; a
 fleet of more than ``2 * L`` processes sharing one key would exceed the budget on that floor
@@ -51,7 +69,8 @@ alone (the documented limit: 1,000 processes per key at the engine's 500 per 60 
 
 ``tests/client/test_pacer_simulation.py`` drives many pacers against a model of the engine's
 fixed-window limiter with a fake clock and checks requests per window, the share of 429s and
-delivery for 1 to 200 processes, with headers and without.
+delivery for 1 to 200 processes, with headers and without, and the latency of a flush per
+task for 1 to 64 processes (``python -m tests.client.fleet_simulation`` prints the table).
 """
 
 from __future__ import annotations
@@ -90,6 +109,11 @@ NEED_SHARE_CAP = 0.5
 DEMAND_SECONDS = 10.0
 BACKLOG_DRAIN_SECONDS = 10.0
 """The arrival rate is a moving average over about this long."""
+URGENT_STEP = 1 / 10_000
+"""A held-back flush on target: a step of the pace per second, as a share of ``L / W``."""
+OTHERS_QUIET = 0.5
+"""With headers: a flush may use what the rest of the fleet leaves of the target while the rest
+spends less than this share of it (one process alone, or a few quiet ones)."""
 
 
 class RateLimitHeaders(NamedTuple):
@@ -134,6 +158,10 @@ class Pacer:
         self._last_growth: Optional[float] = None
         self._backlog = 0
         self._window_learned = False  # until then, the window assumed from ``budget``
+        self._assumed_window = float(window)
+        self._window_turned = False
+        """A window ended while this process was sending (until then it may have joined its
+        first window late, and the ``Reset`` it learned from is not the whole window)."""
         self.rate = self._max_rate() * INITIAL_SHARE
         self._next_start = 0.0
         self._paused_until = 0.0
@@ -150,32 +178,67 @@ class Pacer:
         self._successes: deque[float] = deque()
         self._last_start: Optional[float] = None
         self._shrunk_since_success = False
+        self._urgent = False
+        self._urgent_gap = 0.0
+        self._urgent_cap = TARGET_SHARE * self._max_rate()
+        """With headers: how fast flushes may go, from the last answer (0: as the pace says)."""
+        self._refused = False
 
     # --- what the worker asks -------------------------------------------------------------
 
-    def ready_at(self) -> float:
-        """The earliest (monotonic) time the next request may start."""
+    def ready_at(self, urgent: bool = False) -> float:
+        """The earliest (monotonic) time the next request may start.
+
+        ``urgent``: someone waits for it (a ``flush()``, a shutdown). Such a request goes at
+        once whenever the key's budget allows (rule 5), instead of at this process's pace.
+        """
         if not self.enabled:
             return 0.0
-        return max(self._next_start, self._paused_until)
+        start = self._next_start
+        if urgent and self._last_start is not None:
+            start = min(start, self._last_start + self._urgent_gap)
+        return max(start, self._paused_until)
 
     def started(
-        self, now: float, *, held_back: bool, fullness: float = 0.0, backlog: int = 0
+        self,
+        now: float,
+        *,
+        held_back: bool,
+        fullness: float = 0.0,
+        backlog: int = 0,
+        urgent: bool = False,
     ) -> None:
         """A request starts at ``now``.
 
         ``held_back``: its batch was due before ``ready_at``. ``fullness``: how full the batch
         is (0 to 1 of ``max_batch_size`` or ``max_batch_bytes``); a process whose batches are
         full needs more requests, one with small batches only needs patience. ``backlog``:
-        operations still waiting after this batch.
+        operations still waiting after this batch. ``urgent``: someone waits for this batch
+        (bigger batches would not help them, only more requests).
         """
         self._held_back = held_back
         self._backlog = backlog
         self._fullness = min(1.0, max(0.0, fullness))
+        self._urgent = urgent
         if self._first_start is None:
             self._first_start = now
         self._last_start = now
-        self._next_start = now + 1.0 / self._allowance(now)
+        self._set_gaps(now)
+
+    def _set_gaps(self, now: float) -> None:
+        """When the next request may go after the last one, at this process's pace and for a
+        flush (which may go faster while the budget allows)."""
+        if self._last_start is None:
+            return
+        allowance = self._allowance(now)
+        self._next_start = self._last_start + 1.0 / allowance
+        self._urgent_gap = 1.0 / max(allowance, self._flush_rate())
+
+    def _flush_rate(self) -> float:
+        """How fast requests someone waits for may go (rule 5; 0: at the pace, like others)."""
+        if self._headers_seen:
+            return self._urgent_cap
+        return 0.0 if self._refused else TARGET_SHARE * self._max_rate()
 
     def answered(
         self,
@@ -187,14 +250,14 @@ class Pacer:
         """Learn from the answer to the request started at ``started_at``."""
         if not self.enabled:
             return
-        rate = self.rate
+        rate, cap = self.rate, self._urgent_cap
         try:
             self._learn(started_at, status, headers, retry_after)
         finally:
-            if self.rate != rate and self._last_start is not None:
+            if self.rate != rate or self._urgent_cap != cap or status == 429:
                 # The next start follows the new rate at once, so the next measurement shows
                 # the fleet after this change rather than before it.
-                self._next_start = self._last_start + 1.0 / self._allowance(started_at)
+                self._set_gaps(started_at)
 
     def _learn(
         self,
@@ -291,6 +354,7 @@ class Pacer:
             # The window is nearly spent: whatever is sent now would be refused. Wait it out.
             wait = min(reset + 0.5, self._max_pause)
             self._paused_until = max(self._paused_until, now + wait)
+            self._urgent_cap = 0.0
             return  # the pause is the answer; the pace itself is not to blame
         self._own_since_sample += 1  # this answer's Remaining already counts its request
         measured = self._measure(now, info)
@@ -298,6 +362,10 @@ class Pacer:
             return
         fleet_rate, own_rate, reliable = measured
         target = TARGET_SHARE * min(info.remaining / max(reset, 1.0), self._max_rate())
+        # Rule 5: what the others spend, even from a rough view (it errs on the busy side
+        # early in a window, which only makes a flush wait its turn).
+        others = max(0.0, fleet_rate - own_rate)
+        self._urgent_cap = target - others if others <= OTHERS_QUIET * target else 0.0
         spent = info.limit - info.remaining
         gross = fleet_rate > GROSS_OVERSHOOT * target and spent >= info.limit * 0.1
         if not reliable and not gross:
@@ -315,6 +383,15 @@ class Pacer:
             limit = MAX_GROWTH**seconds
             grown = self.rate * (min(limit, target / fleet_rate) if fleet_rate else limit)
             self.rate = max(grown, self.rate + step)
+            self._last_growth = now
+        elif self._urgent:
+            # On target, and someone waits for each batch (bigger batches would not help
+            # them): nothing is given back, and a small step per second since the last growth
+            # is taken. Per second, not per answer, so processes that all wait converge on
+            # even shares (AIMD) however often each is answered; small, so that together they
+            # do not step the fleet over its target.
+            seconds = 1.0 if self._last_growth is None else now - self._last_growth
+            self.rate += self._max_rate() * URGENT_STEP * min(max(seconds, 0.0), self._window)
             self._last_growth = now
         elif self._fullness >= FULL:
             # On target: requests go where bigger batches no longer help. A process whose
@@ -348,20 +425,27 @@ class Pacer:
             self._sample, self._own_since_sample = (now, info.remaining), 0
             return used / dt, own / dt, True
         if not same_window:
+            self._window_turned = self._window_turned or previous is not None
             self._sample, self._own_since_sample = (now, info.remaining), 0
-        # The window began between elapsed and elapsed + 1 s ago.
-        elapsed = max(0.5, self._window - info.reset + 0.5)
+        # The window began between elapsed and elapsed + 1 s ago. In the first window this
+        # process sees, it may have joined late: the window is then at least the one assumed,
+        # or what others spent before it came would read as spent in the last half second
+        # (and slow it to a trickle for a busy fleet that is not there).
+        window = self._window if self._window_turned else max(self._window, self._assumed_window)
+        elapsed = max(0.5, window - info.reset + 0.5)
         began = now - elapsed
         own = sum(1 for started in self._successes if started > began)
         # A process that only just started measures its own pace over its own life, or it
         # would read as idle and be squeezed to nothing; one request is one interval's worth.
         life = now - self._first_start if self._first_start is not None else 0.0
         own_span = max(min(elapsed, life), 1.0 / self.rate)
-        reliable = elapsed >= max(1.0, self._window / 6) and life >= MIN_SAMPLE_SECONDS
+        reliable = elapsed >= max(1.0, window / 6) and life >= MIN_SAMPLE_SECONDS
         return (info.limit - info.remaining) / elapsed, own / own_span, reliable
 
     def _on_rate_limited(self, now: float, retry_after: Optional[float]) -> None:
         self._forget_before(now - self._window)
+        self._refused = True
+        self._urgent_cap = 0.0
         if not self._shrunk_since_success:
             # Once per exhaustion: 429s in a row before anything gets through again are the
             # same event, and shrinking on each would sink the rate to the floor.
@@ -369,7 +453,7 @@ class Pacer:
             recent = len(self._successes)
             shrunk = self.rate * SHRINK_ON_429
             if recent:
-                shrunk = min(shrunk, BLIND_RESUME_SHARE * recent / self._window)
+                shrunk = min(shrunk, BLIND_RESUME_SHARE * recent / self._spending_span(now))
             self.rate = min(self._max_rate(), max(self._min_rate(), shrunk))
         self._sample = None
         if retry_after is None:
@@ -379,6 +463,19 @@ class Pacer:
             # Spread the fleet's return a little instead of all at the same instant.
             wait = retry_after + self._random.random() * min(1.0, 0.1 + retry_after / 4)
         self._paused_until = max(self._paused_until, now + wait)
+
+    def _spending_span(self, now: float) -> float:
+        """Over how long this process's successes of the last window were spread.
+
+        A whole window, unless the engine sends rate-limit headers (which measure the fleet
+        again at once after the pause): then a process younger than a window measured its
+        pace over its life, or a few seconds' requests would read as a trickle over a minute
+        and one 429 would slow it to a request every half minute. Blind, a whole window it
+        is: each 429 there costs a window's wait, so resuming too fast is dear.
+        """
+        if not self._headers_seen or self._first_start is None:
+            return self._window
+        return min(self._window, max(now - self._first_start, 1.0))
 
     def _forget_before(self, cutoff: float) -> None:
         successes = self._successes

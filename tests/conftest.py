@@ -94,6 +94,11 @@ class FakeClock(Clock):
         with self._lock:
             return time.monotonic() + self._offset
 
+    def advance(self, seconds: float) -> None:
+        """Time passes (a function frozen between two invocations)."""
+        with self._lock:
+            self._offset += seconds
+
     def sleep_until(self, when: float, wake: threading.Event) -> None:
         if wake.is_set():
             return

@@ -174,6 +174,8 @@ class Worker:
         self._barriers: deque[tuple[int, Marker]] = deque()
         self._turns: Optional[Turns] = Turns() if self._lending else None
         self._flushes: set[Marker] = set()
+        self._due_waits: deque[Marker] = deque()  # flush_if_due() callers (see _turn)
+        self._last_request_at = float("-inf")
         self._waiting_since: Optional[float] = None
         self._raw_empty_at = self._clock.now()
         self._sync_lock = threading.RLock()  # on_error may call track() again in sync mode
@@ -329,6 +331,23 @@ class Worker:
         self._wake.set()
         return self._clock.wait(marker, timeout) if timeout is not None else marker.wait()
 
+    def flush_if_due(self, timeout: float) -> bool:
+        """Wait for a request in flight and for what goes at this moment (a batch due by
+        ``flush_at``/``flush_interval``, or because the last request went ``flush_interval``
+        ago, that the request budget lets go now), never for the budget or for a batch not due
+        yet; the rest stays queued. True when nothing is left."""
+        if self.on_own_thread() or self._phase is _CLOSED:
+            return self.queued == 0
+        if self._thread is None and not self._raw:
+            return True
+        marker = Marker()
+        self._due_waits.append(marker)
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+        self._clock.wait(marker, timeout)
+        return self.queued == 0
+
     def begin_stop(self, budget: ShutdownBudget) -> None:
         """Start shutting down: send what can be sent within ``budget`` from now."""
         if self._phase is Phase.RUNNING:
@@ -474,12 +493,16 @@ class Worker:
             self._turns.begin()
         if self._phase is _CLOSED:
             return False
+        due_waits = len(self._due_waits)  # they called after what this turn takes in
         now = self._clock.now()
         self._fill(now)
         if self._ledger.in_flight is not None:
             return self._await_answer()
         self._release_barriers()
         action = self.decide(now)
+        while due_waits and self._due_waits and not isinstance(action, Send):
+            self._due_waits.popleft().set()  # nothing more may go now: they return
+            due_waits -= 1
         if isinstance(action, Stop):
             return False
         if isinstance(action, Idle):
@@ -521,7 +544,7 @@ class Worker:
             return Stop() if stopping else Idle()
         if deadline is not None and due_at > deadline:
             return Stop()  # nothing more can go before the deadline
-        start_at = max(due_at, self.pacer.ready_at())
+        start_at = max(due_at, self.pacer.ready_at(urgent))  # a flush goes when the budget allows
         if deadline is not None and start_at > deadline:
             if self._last_chance_used:
                 return Stop()
@@ -536,9 +559,12 @@ class Worker:
         retry_at = retry.next_try_at if retry is not None else float("inf")
         new_at = float("inf")
         if len(self._ledger.waiting) < MAX_RETRYING:
-            new_at = batch_due(
-                self._backlog.encoded_count, self._waiting_since, now, self._options, urgent
-            )
+            since = self._waiting_since
+            if self._due_waits and since is not None:
+                # flush_if_due(): a batch is also due when the last request went flush_interval
+                # ago (one request per flush_interval, and none left behind when invoked rarely).
+                since = min(since, self._last_request_at)
+            new_at = batch_due(self._backlog.encoded_count, since, now, self._options, urgent)
         if retry_at <= new_at:
             return retry_at, retry
         return new_at, None
@@ -624,9 +650,12 @@ class Worker:
         options = self._options
         size = sum(e.size for e in batch.items)
         fullness = max(batch.count / options.max_batch_size, size / options.max_batch_bytes)
-        started = self._clock.now()
+        started = self._last_request_at = self._clock.now()
         backlog = self._backlog.encoded_count + self._source.unread()
-        self.pacer.started(started, held_back=held_back, fullness=fullness, backlog=backlog)
+        urgent = self._phase is Phase.STOPPING or bool(self._barriers or self._flushes)
+        self.pacer.started(
+            started, held_back=held_back, fullness=fullness, backlog=backlog, urgent=urgent
+        )
         return started
 
     def _time_left(self, now: float) -> Optional[float]:
@@ -974,6 +1003,8 @@ class Worker:
         self._barriers.clear()
         markers.extend(self._flushes)
         self._flushes.clear()
+        while self._due_waits:
+            markers.append(self._due_waits.popleft())
         for marker in markers:
             marker.set()
         return ops, unanswered, kept

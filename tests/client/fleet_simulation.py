@@ -108,7 +108,8 @@ class Result:
     accepted: list[float]
     """Start times of the requests the limiter let through."""
     rejected: int
-    latencies: list[tuple[float, int]]
+    latencies: list[tuple[float, int, float]]
+    """(latency, operations, arrival time) of each delivered chunk."""
     duration: float
     load_seconds: float
     worst_latency: list[float]
@@ -128,11 +129,13 @@ class Result:
             best = max(best, hi - lo + 1)
         return best
 
-    def latency_percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        total = sum(n for _, n in ordered)
+    def latency_percentile(self, p: float, *, arrived_after: float = 0.0) -> float:
+        """The ``p`` quantile of the operations' latencies (of those that arrived after
+        ``arrived_after`` seconds, to leave a fleet's first windows out)."""
+        ordered = sorted(item for item in self.latencies if item[2] >= arrived_after)
+        total = sum(n for _, n, _ in ordered)
         seen = 0
-        for latency, n in ordered:
+        for latency, n, _ in ordered:
             seen += n
             if seen >= total * p:
                 return latency
@@ -161,8 +164,14 @@ def simulate(
     window: int = 60,
     drain_limit: float = 600.0,
     seed: int = 1,
+    flush_each: bool = False,
 ) -> Result:
-    """Run ``loads`` (one per process) for ``load_seconds``, then until every queue is empty."""
+    """Run ``loads`` (one per process) for ``load_seconds``, then until every queue is empty.
+
+    ``flush_each``: every operation is followed by a ``flush()`` (a task or an invocation that
+    flushes at its end), so a process is urgent whenever anything is queued, and an operation's
+    latency is how long that flush takes.
+    """
     options = options or Options()
     limiter = EngineLimiter(limit, window, headers=headers)
     processes = [
@@ -174,7 +183,7 @@ def simulate(
     ]
     requests: list[float] = []
     accepted: list[float] = []
-    latencies: list[tuple[float, int]] = []
+    latencies: list[tuple[float, int, float]] = []
     worst = [0.0] * len(processes)
     generated = delivered = rejected = 0
     step = 0
@@ -195,7 +204,7 @@ def simulate(
             flight = process.in_flight
             if flight is not None:
                 started, answer_at, chunks, status, answer_headers = flight
-                if t < answer_at:
+                if t < answer_at - 1e-9:  # (float steps: t + ROUND_TRIP is the next step)
                     continue
                 process.in_flight = None
                 retry_after = answer_headers.get("Retry-After")
@@ -205,14 +214,15 @@ def simulate(
                 if status == 200:
                     for arrived, n in chunks:
                         delivered += int(n)
-                        latencies.append((t - arrived, int(n)))
+                        latencies.append((t - arrived, int(n), arrived))
                     worst[index] = max(worst[index], t - chunks[0][0])
                 else:
                     rejected += 1
                     process.put_back(chunks)
                     process.waiting_since = t
-            due = batch_due(process.queued, process.waiting_since, t, options, urgent=not loading)
-            ready = process.pacer.ready_at()
+            urgent = not loading or (flush_each and process.queued > 0)
+            due = batch_due(process.queued, process.waiting_since, t, options, urgent=urgent)
+            ready = process.pacer.ready_at(urgent)
             if due <= t < ready:
                 process.held_back = True
             if max(due, ready) > t:
@@ -221,7 +231,11 @@ def simulate(
             process.waiting_since = t if process.queued else None
             fullness = sum(n for _, n in chunks) / options.max_batch_size
             process.pacer.started(
-                t, held_back=process.held_back, fullness=fullness, backlog=process.queued
+                t,
+                held_back=process.held_back,
+                fullness=fullness,
+                backlog=process.queued,
+                urgent=urgent,
             )
             process.held_back = False
             status, answer_headers = limiter.hit(t)
@@ -267,3 +281,57 @@ def uneven_loads(count: int, mean_ops: float, seed: int = 7) -> list[Load]:
 
         loads.append(load)
     return loads
+
+
+def steady_loads(count: int, per_second: float) -> list[Load]:
+    """``count`` processes at ``per_second`` operations each, their arrivals spread evenly over
+    one period (processes of a fleet do not run in step)."""
+    loads: list[Load] = []
+    for index in range(count):
+        start = (index / count) / per_second
+
+        def load(t: float, start: float = start) -> float:
+            return per_second if t >= start else 0.0
+
+        loads.append(load)
+    return loads
+
+
+FLEET_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def flush_heavy_table(load_seconds: float = 600.0, per_second: float = 5.0) -> str:
+    """A Markdown table: fleets whose every operation is followed by a flush (a task or an
+    invocation that flushes as it ends), with and without rate-limit headers."""
+    lines = [
+        f"Each process: {per_second:g} operations a second, each followed by a flush; "
+        f"{load_seconds:g} s of load; round trip {ROUND_TRIP * 1000:g} ms; budget 500 per 60 s.",
+        "Flush latency in seconds (p50 / p90 / p99 over the whole run; p99 after the first "
+        "two windows), and the share of requests answered 429.",
+        "",
+        "| processes | headers | requests | 429 share | busiest 60 s | p50 | p90 | p99 "
+        "| p99 after 120 s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for headers in (True, False):
+        for count in FLEET_SIZES:
+            result = simulate(
+                steady_loads(count, per_second),
+                headers=headers,
+                load_seconds=load_seconds,
+                flush_each=True,
+            )
+            assert result.delivered == result.generated
+            p = result.latency_percentile
+            lines.append(
+                f"| {count} | {'yes' if headers else 'no'} | {len(result.requests):,} "
+                f"| {result.share_429:.1%} | {result.max_in_any_window(60)} "
+                f"| {p(0.5):.2f} | {p(0.9):.2f} | {p(0.99):.2f} "
+                f"| {p(0.99, arrived_after=120):.2f} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    # python -m tests.client.fleet_simulation: the flush-heavy table (about 10 s).
+    print(flush_heavy_table())

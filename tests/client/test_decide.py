@@ -74,7 +74,7 @@ def waiting_batch(worker: Worker, at: float) -> Batch:
 
 
 def budget_allows_at(worker: Worker, when: float) -> None:
-    worker.pacer.ready_at = lambda: when  # type: ignore[method-assign]
+    worker.pacer.ready_at = lambda urgent=False: when  # type: ignore[method-assign]
 
 
 def stopping(worker: Worker, deadline: float) -> None:

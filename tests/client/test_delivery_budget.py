@@ -56,16 +56,23 @@ def test_a_429_after_a_503_resends_the_same_body_with_the_same_key(
     rsps: responses.RequestsMock, make_client: MakeClient
 ) -> None:
     # A 503 may have kept part of the batch: whatever follows must let the engine recognise it.
-    rsps.add(responses.POST, BATCH_URL, status=503)
-    rsps.add(responses.POST, BATCH_URL, status=429, headers={"Retry-After": "1"})
-    rsps.add(responses.POST, BATCH_URL, status=200)
+    # The first batch is answered 503, then 429, then 200, whatever else goes meanwhile (the
+    # five calls may go in two batches, when the thread takes the first before the others).
+    first_batch: list[str] = []
+    answers = iter([(503, {}), (429, {"Retry-After": "1"})])
+
+    def answer(request: PreparedRequest) -> tuple[int, dict[str, str], str]:
+        key = request.headers["Idempotency-Key"]
+        first_batch[:] = first_batch or [key]
+        status, headers = next(answers, (200, {})) if key == first_batch[0] else (200, {})
+        return status, headers, ""
+
+    rsps.add_callback(responses.POST, BATCH_URL, callback=answer)
     client = make_client(flush_at=5)
     for i in range(5):
         client.track("Item", {"i": i}, distinct_id="user_1")
     assert client.flush(10)
-    first = [
-        call for call in rsps.calls if call.request.headers["Idempotency-Key"] == keys(rsps)[0]
-    ]
+    first = [call for call in rsps.calls if call.request.headers["Idempotency-Key"] in first_batch]
     assert [call.response.status_code for call in first] == [503, 429, 200]
     assert len({call.request.body for call in first}) == 1
     assert client.stats()["delivered"] == 5

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from .fleet_simulation import simulate, uneven_loads
+from sankofa_sdk._options import Options
+
+from .fleet_simulation import ROUND_TRIP, STEP, simulate, steady_loads, uneven_loads
 
 FLEETS = [(8, 1_000.0), (32, 200.0), (64, 100.0)]
 """(processes, mean operations per second per process): 6,400 to 8,000 ops/s per key."""
@@ -58,6 +60,54 @@ def test_a_fleet_far_larger_than_its_share_of_the_budget_still_delivers() -> Non
     print(result.summary())
     assert result.share_429 <= 0.05
     assert result.delivered == result.generated
+
+
+# --- flush-heavy: every operation followed by a flush (a task, an invocation) -----------------
+# `python -m tests.client.fleet_simulation` prints the table for 1 to 64 processes.
+
+TARGET_PER_SECOND = 0.9 * 500 / 60
+"""What the fleet aims to spend: 90% of the budget."""
+
+
+@pytest.mark.parametrize("headers", [True, False], ids=["headers", "blind"])
+@pytest.mark.parametrize("processes", [1, 8, 64])
+def test_a_flush_per_task_is_prompt_alone_and_fairly_paced_in_a_fleet(
+    processes: int, headers: bool
+) -> None:
+    # Five tasks a second per process, each flushing its one event: one process alone needs
+    # 300 requests a minute, which the budget allows; 8 or 64 need far more than it has.
+    result = simulate(
+        steady_loads(processes, 5.0), headers=headers, load_seconds=300, flush_each=True
+    )
+    print(result.summary())
+    assert result.delivered == result.generated
+    if processes == 1:
+        # Every flush comes back after its own round trip, with headers or without.
+        assert result.rejected == 0
+        assert result.latency_percentile(1.0) == pytest.approx(ROUND_TRIP)
+        return
+    if headers:
+        assert result.rejected == 0
+        assert result.max_in_any_window(60) <= 500
+    else:
+        # Blind, the first window is spent before anyone knows (one 429 per process).
+        assert result.share_429 <= 0.05
+        assert _accepted_per_engine_window(result.accepted) <= 500
+    # Paced, and evenly: after the first two windows, a flush waits about the time between
+    # two requests of one process at an even share of the target, and none much longer.
+    even_gap = processes / TARGET_PER_SECOND
+    assert result.latency_percentile(0.5, arrived_after=120) <= even_gap
+    assert result.latency_percentile(0.99, arrived_after=120) <= 3 * even_gap
+
+
+@pytest.mark.parametrize("headers", [True, False], ids=["headers", "blind"])
+def test_processes_well_under_their_share_deliver_within_flush_interval(headers: bool) -> None:
+    # Three quiet processes (20 operations a second each: a batch per flush_interval, 6
+    # requests a second in all, under the 7.5 the fleet aims at).
+    result = simulate(steady_loads(3, 20.0), headers=headers, load_seconds=300)
+    assert result.rejected == 0 and result.delivered == result.generated
+    # flush_interval, then a round trip (and a step of the simulation's clock).
+    assert max(result.worst_latency) <= Options().flush_interval + ROUND_TRIP + STEP + 1e-9
 
 
 def _accepted_per_engine_window(accepted: list[float], window: int = 60) -> int:

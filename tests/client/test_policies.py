@@ -366,6 +366,63 @@ def test_a_fleet_seen_spending_too_fast_slows_this_process() -> None:
     assert pacer.rate < before / 10
 
 
+def test_a_flush_in_a_fresh_process_goes_at_once_the_pace_waits() -> None:
+    # Nothing says the key is shared yet: what someone waits for goes at the budget's pace
+    # (450 a minute), the rest at a quarter of it, to fill bigger batches.
+    pacer = Pacer((500, 60), seed=1)
+    pacer.started(10.0, held_back=False, urgent=True)
+    pacer.answered(10.0, 200, {}, None)
+    assert pacer.ready_at(urgent=True) == pytest.approx(10.0 + 60 / 450)
+    assert pacer.ready_at() == pytest.approx(10.0 + 60 / 125)
+
+
+def test_after_a_429_without_headers_a_flush_waits_the_pace_too() -> None:
+    pacer = Pacer((500, 60), seed=1)
+    pacer.started(10.0, held_back=False, urgent=True)
+    pacer.answered(10.0, 429, {}, None)
+    pacer.pause(10.0, -100)  # (only the spacing is looked at here)
+    pacer.started(80.0, held_back=True, urgent=True)
+    assert pacer.ready_at(urgent=True) == pacer.ready_at() > 80.0 + 60 / 125
+
+
+@pytest.mark.parametrize(("remaining", "goes_at_once"), [(497, True), (400, False)])
+def test_with_headers_a_flush_goes_at_once_while_the_others_leave_room(
+    remaining: int, goes_at_once: bool
+) -> None:
+    # Two answers a second apart: 3 requests (ours among them) or 100 went meanwhile.
+    pacer = Pacer((500, 60), seed=1)
+    pacer.started(0.0, held_back=False, urgent=True)
+    pacer.answered(0.0, 200, headers(500, 500 - 1, 60), None)
+    pacer.started(1.0, held_back=False, urgent=True)
+    pacer.answered(1.0, 200, headers(500, remaining - 1, 59), None)
+    assert (pacer.ready_at(urgent=True) < pacer.ready_at()) is goes_at_once
+
+
+def test_a_young_process_refused_once_resumes_at_its_own_recent_pace() -> None:
+    # Three requests in its first two seconds, then a 429 with Retry-After 1: it resumes
+    # within seconds, not at three requests a minute (its successes over a whole window).
+    pacer = Pacer((500, 60), seed=1)
+    for n, t in enumerate((0.0, 1.0, 2.0)):
+        pacer.started(t, held_back=False)
+        pacer.answered(t, 200, headers(500, 499 - n, 60 - n), None)
+    pacer.started(2.5, held_back=True)
+    pacer.answered(2.5, 429, {}, 1.0)
+    assert pacer.ready_at() <= 2.5 + 3.0
+
+
+def test_a_process_joining_a_window_others_spent_from_is_not_slowed_for_it() -> None:
+    # 61 requests went in the first 10 s of this window, before this process existed: its
+    # first answer must not read them as spent in the last half second.
+    pacer = Pacer((500, 60), seed=1)
+    before = pacer.rate
+    pacer.started(0.0, held_back=False, urgent=True)
+    pacer.answered(0.0, 200, headers(500, 500 - 62, 50), None)
+    assert pacer.rate == before
+    pacer.started(1.0, held_back=False, urgent=True)
+    pacer.answered(1.0, 200, headers(500, 500 - 63, 49), None)
+    assert pacer.ready_at(urgent=True) < 1.2  # nobody else sends now: a flush goes at once
+
+
 def test_pacing_off_never_waits() -> None:
     pacer = Pacer(None)
     pacer.started(0.0, held_back=True)

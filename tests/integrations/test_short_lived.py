@@ -112,6 +112,46 @@ def test_the_lambda_handler_has_delivered_when_it_returns(backend: Backend, sync
         assert event["properties"]["cold_start"] is (user == "user_42")
 
 
+def test_the_lambda_handler_with_flush_if_due_keeps_what_is_not_due_for_later(
+    backend: Backend, tmp_path: Path
+) -> None:
+    # Two invocations, then the sandbox's runtime dies (os._exit): what was not due yet stays
+    # in the spool in its temporary directory, which the next runtime there adopts and sends.
+    invocation = textwrap.dedent(
+        f"""
+        import json, os, sys
+        sys.path.insert(0, {str(EXAMPLES)!r})
+        import lambda_handler
+        for user in sys.argv[1:]:
+            event = {{"body": json.dumps({{"user_id": user, "report": "weekly"}})}}
+            assert lambda_handler.handler(event, None)["statusCode"] == 202
+        stats = lambda_handler._client.stats()
+        if len(sys.argv) == 2:  # the later runtime: it ends like a script, delivering all
+            lambda_handler._client.shutdown()
+        sys.stdout.write(json.dumps(stats))
+        sys.stdout.flush()
+        os._exit(0)
+        """
+    )
+    env = {
+        "SANKOFA_API_KEY": backend.api_key,
+        "SANKOFA_HOST": backend.url,
+        "SANKOFA_END": "flush_if_due",
+        "TMPDIR": str(tmp_path),  # the sandbox's temporary directory
+    }
+    first = run(["-c", invocation, "user_42", "user_43"], env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["failed"] == 0
+    print("left queued by the first runtime:", json.loads(first.stdout)["queued"])
+    later = run(["-c", invocation, "user_44"], env)
+    assert later.returncode == 0, later.stderr
+    assert backend.wait_until_applied(10)
+    for user in ("user_42", "user_43", "user_44"):
+        [event] = backend.events(user)
+        assert event["event_name"] == "Report Requested"
+    assert not any((tmp_path / "sankofa-spool").iterdir())  # delivered, and cleaned up
+
+
 def test_the_lambda_handler_module_imports_without_configuration() -> None:
     module: Any = load_example("lambda_handler")
     assert module._client is None  # nothing is created until the first invocation
