@@ -19,10 +19,18 @@ like any other: its split, its retries and its end are noted in the directory it
 Each operation keeps one ``$insert_id`` whatever the path: a call kept as JSON carries the id
 it was given on the caller's thread; a call kept as values gets the id made from its
 directory and number (``SpoolDirectory.insert_id``), the same in whichever process reads it.
+
+Handing off. A runner that forks a short-lived child per job (RQ's work horse, which ends with
+``os._exit``) calls :func:`hand_off_forked_children` in its long-lived process. A spool made
+in a process forked from it afterwards only writes: it reads nothing back, sends nothing and
+adopts nothing, and a flush returns once the calls are on disk. When the child is gone its
+directory is adopted by the long-lived process's client, which delivers every child's calls
+together: no request per job, and nothing lost however the child ends.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import NamedTuple, Optional
 
@@ -53,6 +61,21 @@ COMPACT_BATCHES_BYTES = 8 * 1024 * 1024
 """Our batches.log is rewritten (pending batches and finished operations only) past this."""
 
 Report = Callable[[DeliveryError, list[Reported]], None]
+
+_hand_off_to: Optional[int] = None
+"""The process whose forked children hand their spool to it (see the module's docstring)."""
+
+
+def hand_off_forked_children() -> None:
+    """From now on, spools made in processes forked from this one only write to disk; this
+    process's client on the same ``spool_dir`` adopts and delivers what they leave."""
+    global _hand_off_to
+    _hand_off_to = os.getpid()
+
+
+def handing_off() -> bool:
+    """True in a process forked from one that called :func:`hand_off_forked_children`."""
+    return _hand_off_to is not None and _hand_off_to != os.getpid()
 
 
 def say_unavailable(root: str, exc: OSError, stats: Stats, report: Report) -> None:
@@ -122,6 +145,8 @@ class SpoolSource(MemorySource):
         self._flush_targets: dict[Marker, int] = {}
         self._waiting_markers: list[Marker] = []
         self.writable = True
+        self.hands_off = handing_off()
+        """Only write: the process we were forked from delivers our directory once we are gone."""
 
     # --- the callers' side ----------------------------------------------------------------
 
@@ -153,8 +178,11 @@ class SpoolSource(MemorySource):
 
     def flush_marker(self, marker: Marker) -> None:
         own = self.own
-        if own is not None:
+        if own is not None and not self.hands_off:
             self._flush_targets[marker] = own.next_seq - 1
+        # A flush also takes over what dead processes left, now rather than at the next scan:
+        # a worker flushing at its end delivers the directories of the children it outlived.
+        self._next_scan = 0.0
         super().flush_marker(marker)
 
     def failed(self, exc: OSError) -> None:
@@ -171,10 +199,16 @@ class SpoolSource(MemorySource):
 
     def fill(self, backlog: Backlog) -> Intake:
         memory = super().fill(backlog)
+        if self.hands_off:
+            # What is on disk is delivered by the process we were forked from: a flush waits
+            # for our calls the disk refused (in memory) only.
+            return memory
         recovered = self._adopt()
         room = self._options_room(backlog)
         if room > 0:
             self._read(backlog, room)
+        if self.adopted:
+            self._drop_delivered_adopted()
         # Flushes wait until everything written to disk before them was read.
         self._waiting_markers.extend(memory.markers)
         placed: list[Marker] = []
@@ -313,6 +347,8 @@ class SpoolSource(MemorySource):
         return 0 if own is None else own.next_seq - 1 - self._read_seq
 
     def all_read(self) -> bool:
+        if self.hands_off:
+            return True  # nothing of the disk is ours to read
         return all(d.fully_read() for d in self._directories())
 
     def close(self, left_behind: int) -> None:
@@ -320,7 +356,14 @@ class SpoolSource(MemorySource):
         for the next process to adopt. Adopted directories are let go the same way."""
         left_behind += self.unread()
         self._stats.set_left_in_spool(left_behind)
-        if left_behind:
+        if left_behind and self.hands_off:
+            logger.debug(
+                "%d operation(s) handed to process %s through the spool %s",
+                left_behind,
+                _hand_off_to,
+                self.root,
+            )
+        elif left_behind:
             logger.warning(
                 "shutdown: %d operation(s) not delivered yet stay in the spool "
                 "%s; the next client on the same spool_dir delivers them",
@@ -358,13 +401,18 @@ class SpoolSource(MemorySource):
 
     def _tidy(self) -> None:
         """Remove adopted directories that are delivered; keep our batches.log small."""
+        self._drop_delivered_adopted()
+        own = self.own
+        if own is not None and own.batches_log_size() > self._compact_at:
+            self._safely(own.compact_batches)
+
+    def _drop_delivered_adopted(self) -> None:
+        """Remove adopted directories with nothing left to deliver (some held nothing at all:
+        a job that tracked nothing), so that each one's lock is let go at once."""
         for directory in list(self.adopted):
             if directory.empty():
                 directory.remove()
                 self.adopted.remove(directory)
-        own = self.own
-        if own is not None and own.batches_log_size() > self._compact_at:
-            self._safely(own.compact_batches)
 
     def _safely(self, action: Callable[..., None], *args: object) -> None:
         try:
