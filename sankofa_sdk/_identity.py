@@ -148,6 +148,14 @@ class IdentityScope:
                 del aliased[next(iter(aliased))]
         return last != distinct_id
 
+    def carried(self) -> Optional[tuple[Optional[str], str]]:
+        """What a job enqueued in this context takes along: (the known id, or None while
+        anonymous; the anonymous id). None when this context never had an identity."""
+        identity = self._get()
+        if identity is None:
+            return None
+        return (identity.distinct_id if identity.identified else None, identity.anonymous_id)
+
     def reset(self) -> None:
         """Forget the known id and start a fresh anonymous one."""
         self._set(_anonymous())
