@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -126,13 +126,21 @@ def test_setup_celery_with_an_explicit_client_and_no_flush(
 
 
 def test_a_flush_after_each_task_is_an_opt_in(
-    make_client: Callable[..., Client], backend: Backend
+    make_client: Callable[..., Client], backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from celery import Celery
 
     from sankofa_sdk.integrations.celery import setup_celery
 
     client = make_client(flush_interval=60)  # only a flush can deliver in this test's time
+    flushes: list[Optional[float]] = []
+    flush = client.flush
+
+    def counted_flush(timeout: Optional[float] = 10.0) -> bool:
+        flushes.append(timeout)
+        return flush(timeout)
+
+    monkeypatch.setattr(client, "flush", counted_flush)
     app = Celery("flushing", broker="memory://", backend="cache+memory://")
     app.conf.task_always_eager = True
 
@@ -143,13 +151,14 @@ def test_a_flush_after_each_task_is_an_opt_in(
     hooks = setup_celery(client)
     try:
         report.delay(1).get()
-        assert client.stats()["queued"] == 1  # no request per task by default
+        assert flushes == []  # no request per task by default
     finally:
         hooks.disconnect()
-    hooks = setup_celery(client, flush_after_task=True)
+    hooks = setup_celery(client, flush_after_task=True, flush_timeout=3.0)
     try:
         report.delay(2).get()
-        assert client.stats()["queued"] == 0  # the task's flush sent both
+        assert flushes == [3.0]
+        assert client.stats()["delivered"] == 2  # the task's flush sent both
     finally:
         hooks.disconnect()
     assert backend.wait_until_applied(10)
