@@ -26,7 +26,7 @@ def required_here() -> bool:
 def missing(what: str) -> NoReturn:
     if required_here():
         pytest.fail(f"{what} is missing, and CI must run these tests (see .ci/run)")
-    pytest.skip(f"{what} is missing")
+    pytest.skip(f"{what} is missing", allow_module_level=True)
 
 
 def require_module(name: str) -> ModuleType:
