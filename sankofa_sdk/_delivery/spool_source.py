@@ -59,6 +59,9 @@ ADOPT_INTERVAL = 5.0
 """How often a live client looks for directories whose owner died."""
 COMPACT_BATCHES_BYTES = 8 * 1024 * 1024
 """Our batches.log is rewritten (pending batches and finished operations only) past this."""
+ABSORB_MAX_BYTES = 1024 * 1024
+"""A dead directory this small with no batch under way is copied into our own (see
+``SpoolSource._absorb``) rather than delivered on its own."""
 
 Report = Callable[[DeliveryError, list[Reported]], None]
 
@@ -203,7 +206,12 @@ class SpoolSource(MemorySource):
             # What is on disk is delivered by the process we were forked from: a flush waits
             # for our calls the disk refused (in memory) only.
             return memory
-        recovered = self._adopt()
+        recovered, absorbed = self._adopt()
+        own = self.own
+        if absorbed and own is not None:
+            # A flush waiting now waits for what was just copied into our directory too.
+            for marker in list(self._flush_targets):
+                self._flush_targets[marker] = own.next_seq - 1
         room = self._options_room(backlog)
         if room > 0:
             self._read(backlog, room)
@@ -223,24 +231,84 @@ class SpoolSource(MemorySource):
     def _options_room(self, backlog: Backlog) -> int:
         return backlog.max_bytes - backlog.encoded_bytes - backlog.held_bytes
 
-    def _adopt(self) -> list[Batch]:
-        """Take over directories whose owner died (every few seconds at most); the batches
-        they were sending, to be resent first with their own bodies and keys."""
+    def _adopt(self) -> tuple[list[Batch], bool]:
+        """Take over directories whose owner died (every few seconds at most, and at a
+        flush): the batches they were sending, to be resent first with their own bodies and
+        keys; and whether any was copied into our own directory."""
         now = self._clock.now()
         if now < self._next_scan:
-            return []
+            return [], False
         self._next_scan = now + ADOPT_INTERVAL
         mine = {s.path for s in self.adopted}
         if self.own is not None:
             mine.add(self.own.path)
         recovered: list[Batch] = []
+        absorbed = False
         for directory in SpoolDirectory.adopt_dead(self.root, mine):
-            self.adopted.append(directory)
-            recovered.extend(self._recovered(directory, b) for b in directory.pending.values())
             if directory.damaged_bytes:
                 self._damaged(directory, directory.damaged_bytes)
+            if self._absorb(directory):
+                absorbed = True
+                continue
+            self.adopted.append(directory)
+            recovered.extend(self._recovered(directory, b) for b in directory.pending.values())
             logger.info("adopted the spool %s left by a process that is gone", directory.path)
-        return recovered
+        return recovered, absorbed
+
+    def _absorb(self, directory: SpoolDirectory) -> bool:
+        """Copy a small dead directory with no batch under way into our own, then remove it.
+
+        A batch holds the operations of one directory (its notes go there), so a hundred
+        directories of short-lived processes (a work horse per job) would cost a hundred
+        requests; copied, they go in full batches. Each operation keeps its ``$insert_id``
+        (copied as the JSON the engine gets). The only window for a duplicate is a death
+        between the copy and the removal (the next adopter then finds both).
+
+        False when the directory is adopted as it is instead: too large, a batch under way,
+        our spool full or refusing (what was copied so far is noted finished there first).
+        """
+        own = self.own
+        if (
+            own is None
+            or not self.writable
+            or directory.pending
+            or directory.written_bytes > ABSORB_MAX_BYTES
+        ):
+            return False
+        records, damaged = directory.read(4 * ABSORB_MAX_BYTES)
+        if damaged:
+            self._damaged(directory, damaged)
+        copied: list[DiskOrigin] = []
+        rest = records
+        if directory.fully_read():
+            for index, (segment, found) in enumerate(records):
+                origin = DiskOrigin(directory, segment, found.seq)
+                data = found.payload if found.kind == OP else self._unpacked(found, origin)
+                if data is None:
+                    continue  # reported, and finished in that directory
+                if own.written_bytes + len(data) > self._max_bytes:
+                    rest = records[index:]
+                    break
+                try:
+                    own.append(data, OP)
+                except SpoolError as exc:
+                    self.failed(exc)
+                    rest = records[index:]
+                    break
+                copied.append(origin)
+            else:
+                directory.remove()
+                logger.debug("copied the spool %s of a process that is gone", directory.path)
+                return True
+        if copied:
+            self._safely(directory.note_finished, [o.seq for o in copied])
+            directory.finished([o.segment for o in copied])
+        for segment, found in rest:
+            origin = DiskOrigin(directory, segment, found.seq)
+            data = found.payload if found.kind == OP else self._unpacked(found, origin)
+            if data is not None:
+                self._backlog.add(data, origin)
+        return False
 
     def _recovered(self, directory: SpoolDirectory, pending: PendingBatch) -> Batch:
         """A batch a dead process noted as going out: resent as it was, with its key. Its

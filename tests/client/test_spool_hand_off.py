@@ -93,3 +93,31 @@ def test_directories_of_children_that_tracked_nothing_are_removed_when_adopted(
     assert len(list(tmp_path.iterdir())) == 1
     assert parent_transport.requests == []
     parent.shutdown(5)
+
+
+def test_many_small_directories_go_in_one_batch_with_the_insert_ids_they_were_given(
+    forked_child: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for child in range(10):
+        client = make(tmp_path, RecordingTransport())  # a child adopts nothing
+        for n in range(3):
+            client.track("Job Done", {"child": child, "n": n}, distinct_id="user_1")
+        client.shutdown(5)
+    children = [p for p in tmp_path.iterdir() if p.name.startswith("p-")]
+    assert len(children) == 10
+    # What any reader of a child's directory gives its calls (seq 1 to 3): kept when copied.
+    expected = {
+        SpoolDirectory(str(path), -1, owned=False).insert_id(seq)
+        for path in children
+        for seq in (1, 2, 3)
+    }
+
+    monkeypatch.setattr(spool_source, "_hand_off_to", None)
+    transport = RecordingTransport()
+    parent = make(tmp_path, transport)
+    assert parent.flush(5)
+    assert len(transport.requests) == 1  # ten directories, one request
+    sent = transport.sent_operations()
+    assert {op["payload"]["properties"]["$insert_id"] for op in sent} == expected
+    parent.shutdown(5)
+    assert list(tmp_path.iterdir()) == []
