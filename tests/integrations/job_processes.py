@@ -65,7 +65,8 @@ class Background:
         )
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self._log_path.read_text(errors="replace")
 
     def wait(self, timeout: float) -> int:

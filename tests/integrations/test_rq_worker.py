@@ -1,0 +1,133 @@
+"""A real ``rq worker --burst`` with :class:`SankofaWorker` on Redis, against the reference server
+in its own process at the engine's default rate limit.
+
+RQ forks a work horse per job and ends it with ``os._exit``. With ``spool_dir`` the horses only
+write, and the worker delivers for all of them: every job's event stored, in far fewer requests
+than jobs, also for a horse killed outright.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..e2e.external_server import ExternalServer
+from .components import require_module
+from .job_processes import Background, job_env, run_script, write_module
+
+require_module("rq")
+require_module("redis")
+
+JOBS = 300
+
+JOB_MODULE = """
+import os
+import signal
+import sankofa_sdk
+
+
+def record(n):
+    sankofa_sdk.track("Job Ran", {"n": n, "pid": os.getpid()}, distinct_id=f"user_{n % 20}")
+    return os.getpid()
+
+
+def on_behalf():
+    sankofa_sdk.track("Invoice Sent")  # no distinct_id: the identity the job was enqueued in
+
+
+def killed():
+    sankofa_sdk.track("Horse Killed", distinct_id="user_killed")
+    os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would
+"""
+
+PRODUCER = """
+import json, os
+from redis import Redis
+import sankofa_sdk
+from sankofa_sdk.integrations.rq import SankofaQueue
+import rq_jobs
+
+client = sankofa_sdk.init()  # the web app's client: its identity is what jobs carry
+queue = SankofaQueue(connection=Redis.from_url(os.environ["REDIS_URL"]))
+for n in range(int(os.environ["JOBS"])):
+    queue.enqueue(rq_jobs.record, n)
+with client.context("user_signed_in"):  # a signed-in user's request enqueues a job
+    queue.enqueue(rq_jobs.on_behalf)
+if os.environ.get("KILL_ONE"):
+    queue.enqueue(rq_jobs.killed)
+print(json.dumps({"enqueued": len(queue)}))
+"""
+
+
+def burst_worker(folder: Path, env: dict[str, str]) -> Background:
+    return Background(
+        [
+            sys.executable,
+            "-m",
+            "rq.cli",
+            "worker",
+            "--burst",
+            "--url",
+            env["REDIS_URL"],
+            "--worker-class",
+            "sankofa_sdk.integrations.rq.SankofaWorker",
+            "--logging_level",
+            "WARNING",
+        ],
+        folder,
+        env,
+        "worker",
+    )
+
+
+def test_a_burst_worker_delivers_every_job_in_few_requests(
+    tmp_path: Path, engine: ExternalServer, redis_url: str
+) -> None:
+    write_module(tmp_path, "rq_jobs", JOB_MODULE)
+    spool = tmp_path / "spool"
+    env = job_env(tmp_path, engine, redis_url, SANKOFA_SPOOL_DIR=str(spool))
+    enqueued = run_script(PRODUCER, tmp_path, {**env, "JOBS": str(JOBS), "KILL_ONE": "1"}, 60)
+    assert enqueued == {"enqueued": JOBS + 2}
+
+    worker = burst_worker(tmp_path, env)
+    try:
+        code = worker.wait(timeout=240)
+    finally:
+        worker.kill()
+    output = worker.output()
+    assert code == 0, output[-5000:]
+
+    assert engine.wait_until_applied(30)
+    stats = engine.stats()
+    assert stats["events"] == JOBS + 2, (stats, output[-5000:])
+    assert stats["duplicate_insert_ids"] == 0
+    assert stats["rate_limited"] == 0, stats
+    assert stats["ingest_requests"] <= JOBS // 10, stats  # no request per job
+    assert event_names(engine, "user_signed_in") == ["Invoice Sent"]
+    assert event_names(engine, "user_killed") == ["Horse Killed"]
+    assert list(spool.iterdir()) == []  # every horse's directory delivered and removed
+
+
+def test_without_a_spool_each_horse_delivers_before_it_ends(
+    tmp_path: Path, engine: ExternalServer, redis_url: str
+) -> None:
+    write_module(tmp_path, "rq_jobs", JOB_MODULE)
+    env = job_env(tmp_path, engine, redis_url)
+    assert run_script(PRODUCER, tmp_path, {**env, "JOBS": "3"}, 60) == {"enqueued": 4}
+
+    worker = burst_worker(tmp_path, env)
+    try:
+        code = worker.wait(timeout=120)
+    finally:
+        worker.kill()
+    output = worker.output()
+    assert code == 0, output[-5000:]
+    assert "without spool_dir each delivers what it tracked" in output
+    assert engine.wait_until_applied(30)
+    assert engine.stats()["events"] == 4, output[-5000:]
+    assert event_names(engine, "user_signed_in") == ["Invoice Sent"]
+
+
+def event_names(engine: ExternalServer, distinct_id: str) -> list[str]:
+    events = engine._call("GET", f"people/{distinct_id}/events")["events"]
+    return [event["event_name"] for event in reversed(events)]
