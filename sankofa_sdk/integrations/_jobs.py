@@ -13,13 +13,14 @@ outside any identity, or with the switch off) runs in a fresh anonymous identity
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Hashable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import Token
 from typing import Any, Optional
 
 from .._client import Client
 from .._errors import ValidationError
-from .._identity import Identity
+from .._identity import IdentityScope
 from .._log import ThrottledWarning, logger
 from .._validate import check_distinct_id
 
@@ -47,7 +48,7 @@ def carried_ids(carried: object) -> tuple[Optional[str], Optional[str]]:
     """``(distinct_id, anonymous_id)`` from what a job carried; (None, None) when it carried
     nothing usable (logged: the job then runs anonymously)."""
     if carried is None:
-        return None, None
+        return None, None  # the common case: one test, nothing else
     try:
         if not isinstance(carried, Mapping):
             raise ValidationError(f"not a mapping: {type(carried).__name__}", reason="invalid")
@@ -64,40 +65,47 @@ def carried_ids(carried: object) -> tuple[Optional[str], Optional[str]]:
     return distinct_id, anonymous_id
 
 
-def job_identity(client: Client, carried: object) -> AbstractContextManager[Identity]:
-    """The identity a job runs in (to enter around it): the one it carried, else a fresh one."""
-    distinct_id, anonymous_id = carried_ids(carried)
-    return client.context(distinct_id, anonymous_id=anonymous_id)
+@contextmanager
+def job_identity(client: Client, carried: object) -> Iterator[None]:
+    """The identity a job runs in, around it: the one it carried, else a fresh one."""
+    identities = client._identity
+    token = identities.open_job(*carried_ids(carried))
+    try:
+        yield
+    finally:
+        identities.restore(token)
 
 
 class OpenIdentities:
-    """Job identities entered by a runner's "job starts" hook and left by its "job ended" hook,
-    which run on the job's thread.
+    """Job identities opened by a runner's "job starts" hook and ended by its "job ended" hook,
+    which run on the job's thread. Kept lean: they run around every job.
 
     Keyed by thread as well as by job: a threads pool may run one job id twice at once (a
-    redelivered message), and each run must leave the identity its own thread entered.
+    redelivered message), and each run must end the identity its own thread opened.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._scopes: dict[tuple[Hashable, int], list[AbstractContextManager[Any]]] = {}
+        self._open: dict[tuple[Hashable, int], list[tuple[IdentityScope, Token[Any]]]] = {}
 
-    def enter(self, job: Hashable, scope: AbstractContextManager[Any]) -> None:
-        scope.__enter__()
+    def enter(self, job: Hashable, client: Client, carried: object) -> None:
+        identities = client._identity
+        opened = (identities, identities.open_job(*carried_ids(carried)))
         key = (job, threading.get_ident())
         with self._lock:
-            self._scopes.setdefault(key, []).append(scope)
+            self._open.setdefault(key, []).append(opened)
 
     def leave(self, job: Hashable) -> None:
         key = (job, threading.get_ident())
         with self._lock:
-            stack = self._scopes.get(key)
-            scope = stack.pop() if stack else None
+            stack = self._open.get(key)
+            opened = stack.pop() if stack else None
             if stack == []:
-                del self._scopes[key]
-        if scope is None:
+                del self._open[key]
+        if opened is None:
             return
+        identities, token = opened
         try:
-            scope.__exit__(None, None, None)
-        except ValueError:  # entered in another context (an unusual pool): nothing to undo
+            identities.restore(token)
+        except ValueError:  # opened in another context (an unusual pool): nothing to undo
             logger.debug("a job's identity ended in another context")

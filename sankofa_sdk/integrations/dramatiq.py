@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 from .._client import Client
 from ._common import configured_client, resolve_client
-from ._jobs import CARRIED, OpenIdentities, identity_to_carry, job_identity
+from ._jobs import CARRIED, OpenIdentities, identity_to_carry
 
 try:
     from dramatiq.middleware import Middleware
@@ -66,7 +66,7 @@ class SankofaMiddleware(Middleware):
         if client is None:
             return
         carried = message.options.get(CARRIED) if self._propagate_identity else None
-        self._identities.enter(message.message_id, job_identity(client, carried))
+        self._identities.enter(message.message_id, client, carried)
 
     def after_process_message(
         self, broker: Any, message: Any, *, result: Any = None, exception: Any = None

@@ -27,10 +27,11 @@ def test_an_identified_context_carries_both_ids(client: Client) -> None:
 
 def test_a_job_runs_in_what_it_carried_and_gives_the_worker_its_own_back(client: Client) -> None:
     outside = client.distinct_id
-    with job_identity(client, {"distinct_id": "user_51", "anonymous_id": "anon-51"}) as inside:
-        assert (inside.distinct_id, inside.anonymous_id) == ("user_51", "anon-51")
+    with job_identity(client, {"distinct_id": "user_51", "anonymous_id": "anon-51"}):
+        assert identity_to_carry(client) == {"distinct_id": "user_51", "anonymous_id": "anon-51"}
         assert client.distinct_id == "user_51"
     with job_identity(client, None):
+        assert identity_to_carry(client) is None  # none until the job needs one
         assert client.distinct_id not in (outside, "user_51")
     assert client.distinct_id == outside
 
