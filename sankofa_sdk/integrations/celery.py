@@ -20,7 +20,7 @@ cadence, and a shutdown whenever a worker process ends.
   client's ``shutdown_timeout``. A child killed outright (SIGKILL, the OOM killer, an autoscaler
   shrinking the pool with SIGTERM, which Celery leaves at its default in children) runs no
   Python code: with ``spool_dir`` its calls are on disk and the worker's main process delivers
-  them (recommended for workers).
+  them, within seconds, and at the latest as the worker stops (recommended for workers).
 
 Prefork children need no ``worker_process_init`` hook: a client made before the fork restarts
 its background thread in the child by itself (``os.register_at_fork``). This module imports
@@ -30,11 +30,12 @@ Celery only in :func:`setup_celery`.
 from __future__ import annotations
 
 import importlib
+import time
 from typing import Any, Optional
 
 from .._client import Client
 from ._common import configured_client, resolve_client
-from ._jobs import CARRIED, OpenIdentities, identity_to_carry, job_identity
+from ._jobs import CARRIED, OpenIdentities, identity_to_carry
 
 __all__ = ["CeleryHooks", "setup_celery"]
 
@@ -76,7 +77,7 @@ class CeleryHooks:
         carried = None
         if self._propagate_identity and task is not None:
             carried = getattr(getattr(task, "request", None), CARRIED, None)
-        self._identities.enter(task_id, job_identity(client, carried))
+        self._identities.enter(task_id, client, carried)
 
     def task_postrun(self, task_id: Any = None, **kwargs: Any) -> None:
         self._identities.leave(task_id)
@@ -86,9 +87,22 @@ class CeleryHooks:
                 client.flush(self._flush_timeout)
 
     def shutdown(self, **kwargs: Any) -> None:
+        """A prefork child ends: deliver what it holds (within ``shutdown_timeout``)."""
         client = self.client
         if client is not None:
             client.shutdown()
+
+    def worker_shutdown(self, **kwargs: Any) -> None:
+        """The worker stops: with a spool, first take over what children killed since the last
+        look left (a flush does), then shut down; both within one ``shutdown_timeout``."""
+        client = self.client
+        if client is None:
+            return
+        timeout = client.options.shutdown_timeout
+        started = time.monotonic()
+        if client.options.spool_dir is not None:
+            client.flush(timeout)
+        client.shutdown(max(0.0, timeout - (time.monotonic() - started)))
 
     def connect(self, signals: Any) -> None:
         for signal, handler in (
@@ -96,7 +110,7 @@ class CeleryHooks:
             (signals.task_prerun, self.task_prerun),
             (signals.task_postrun, self.task_postrun),
             (signals.worker_process_shutdown, self.shutdown),
-            (signals.worker_shutdown, self.shutdown),
+            (signals.worker_shutdown, self.worker_shutdown),
         ):
             signal.connect(handler, weak=False)
             self._signals.append((signal, handler))

@@ -106,3 +106,68 @@ def test_a_prefork_worker_delivers_every_task_in_few_requests_and_no_429(
 def engine_events(engine: ExternalServer, distinct_id: str) -> list[dict[str, object]]:
     events: list[dict[str, object]] = engine._call("GET", f"people/{distinct_id}/events")["events"]
     return events
+
+
+KILLED_APP = """
+import os, signal
+from celery import Celery
+import sankofa_sdk
+from sankofa_sdk.integrations.celery import setup_celery
+
+redis = os.environ["REDIS_URL"]
+app = Celery("killed_app", broker=redis + "/0", backend=redis + "/1")
+app.conf.worker_hijack_root_logger = False
+sankofa_sdk.init(flush_interval=60)  # with SANKOFA_SPOOL_DIR: nothing goes before the kill
+setup_celery()
+
+
+@app.task
+def tracked_then_killed():
+    sankofa_sdk.track("Import Started", distinct_id="user_killed")
+    os.kill(os.getpid(), signal.SIGKILL)  # the OOM killer, say: no Python code runs after
+"""
+
+KILL_PRODUCER = """
+import json
+import killed_app
+
+result = killed_app.tracked_then_killed.delay()
+result.get(timeout=60, propagate=False)  # the worker reports the child it lost
+print(json.dumps({"state": result.state}))
+"""
+
+
+def test_with_a_spool_what_a_killed_child_tracked_is_delivered_by_the_worker(
+    tmp_path: Path, engine: ExternalServer, redis_url: str
+) -> None:
+    write_module(tmp_path, "killed_app", KILLED_APP)
+    env = job_env(tmp_path, engine, redis_url, SANKOFA_SPOOL_DIR=str(tmp_path / "spool"))
+    worker = Background(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "killed_app",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=1",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel=error",
+        ],
+        tmp_path,
+        env,
+        "worker",
+    )
+    try:
+        ran = run_script(KILL_PRODUCER, tmp_path, env, timeout=120)
+    finally:
+        code = worker.stop(signal.SIGTERM)
+    assert code == 0, worker.output()[-5000:]
+    assert ran == {"state": "FAILURE"}
+    # The main process's client took the dead child's directory over as the worker stopped.
+    assert engine.wait_until_applied(30)
+    assert [e["event_name"] for e in engine_events(engine, "user_killed")] == ["Import Started"]
+    assert list((tmp_path / "spool").iterdir()) == []
