@@ -1,49 +1,24 @@
-"""A real ``dramatiq`` worker (2 processes, 4 threads each, Redis broker) with
-:class:`SankofaMiddleware`, against the reference server in its own process at the engine's
+"""A real ``dramatiq`` worker (2 processes, 4 threads each, Redis broker) running
+``examples/dramatiq_app.py`` with :class:`SankofaMiddleware`, against the reference server in its own process at the engine's
 default rate limit: every message's event stored in far fewer requests than messages, no 429,
 the sender's identity followed, everything delivered when the worker stops (SIGTERM)."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 from pathlib import Path
 
 from ..e2e.external_server import ExternalServer
 from .components import require_module
-from .job_processes import Background, job_env, run_script, write_module
+from .conftest import EXAMPLES
+from .job_processes import Background, job_env, run_script
 
 require_module("dramatiq")
 require_module("redis")
 
 MESSAGES = 300
-
-BROKER = """
-import os
-import dramatiq
-from dramatiq.brokers.redis import RedisBroker
-from dramatiq.results import Results
-from dramatiq.results.backends import RedisBackend
-import sankofa_sdk
-from sankofa_sdk.integrations.dramatiq import SankofaMiddleware
-
-broker = RedisBroker(url=os.environ["REDIS_URL"] + "/2")
-broker.add_middleware(Results(backend=RedisBackend(url=os.environ["REDIS_URL"] + "/3")))
-broker.add_middleware(SankofaMiddleware())  # the module-level client, from the environment
-dramatiq.set_broker(broker)
-
-
-@dramatiq.actor(store_results=True)
-def record(n):
-    sankofa_sdk.track("Message Ran", {"n": n, "pid": os.getpid()}, distinct_id=f"user_{n % 20}")
-    return os.getpid()
-
-
-@dramatiq.actor(store_results=True)
-def on_behalf():
-    sankofa_sdk.track("Invoice Sent")  # no distinct_id: the identity the message was sent from
-    return sankofa_sdk.get_client().distinct_id
-"""
 
 PRODUCER = f"""
 import json
@@ -51,9 +26,9 @@ import sankofa_sdk
 import dramatiq_app
 
 client = sankofa_sdk.init()
-messages = [dramatiq_app.record.send(n) for n in range({MESSAGES})]
-with client.context("user_signed_in"):
-    identified = dramatiq_app.on_behalf.send()
+messages = [dramatiq_app.sync_order.send(n) for n in range({MESSAGES})]
+with client.context("user_signed_in"):  # a signed-in user's request sends a message
+    identified = dramatiq_app.send_invoice.send(42)
 for message in messages:
     message.get_result(block=True, timeout=120_000)
 print(json.dumps({{"identified": identified.get_result(block=True, timeout=60_000)}}))
@@ -63,7 +38,7 @@ print(json.dumps({{"identified": identified.get_result(block=True, timeout=60_00
 def test_a_dramatiq_worker_delivers_every_message_in_few_requests(
     tmp_path: Path, engine: ExternalServer, redis_url: str
 ) -> None:
-    write_module(tmp_path, "dramatiq_app", BROKER)
+    shutil.copy(EXAMPLES / "dramatiq_app.py", tmp_path / "dramatiq_app.py")
     env = job_env(tmp_path, engine, redis_url)
     worker = Background(
         [

@@ -1,18 +1,20 @@
 """A real ``rq worker --burst`` with :class:`SankofaWorker` on Redis, against the reference server
 in its own process at the engine's default rate limit.
 
-RQ forks a work horse per job and ends it with ``os._exit``. With ``spool_dir`` the horses only
+The jobs are ``examples/rq_jobs.py``'s. RQ forks a work horse per job and ends it with ``os._exit``. With ``spool_dir`` the horses only
 write, and the worker delivers for all of them: every job's event stored, in far fewer requests
 than jobs, also for a horse killed outright.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 from ..e2e.external_server import ExternalServer
 from .components import require_module
+from .conftest import EXAMPLES
 from .job_processes import Background, job_env, run_script, write_module
 
 require_module("rq")
@@ -20,19 +22,10 @@ require_module("redis")
 
 JOBS = 300
 
-JOB_MODULE = """
+KILLED = """
 import os
 import signal
 import sankofa_sdk
-
-
-def record(n):
-    sankofa_sdk.track("Job Ran", {"n": n, "pid": os.getpid()}, distinct_id=f"user_{n % 20}")
-    return os.getpid()
-
-
-def on_behalf():
-    sankofa_sdk.track("Invoice Sent")  # no distinct_id: the identity the job was enqueued in
 
 
 def killed():
@@ -40,23 +33,27 @@ def killed():
     os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would
 """
 
+# The web app's side: examples/rq_jobs.py's queue, inside a signed-in user's identity.
 PRODUCER = """
 import json, os
-from redis import Redis
 import sankofa_sdk
-from sankofa_sdk.integrations.rq import SankofaQueue
-import rq_jobs
+import killed_jobs, rq_jobs
 
 client = sankofa_sdk.init()  # the web app's client: its identity is what jobs carry
-queue = SankofaQueue(connection=Redis.from_url(os.environ["REDIS_URL"]))
+queue = rq_jobs.queue()
 for n in range(int(os.environ["JOBS"])):
-    queue.enqueue(rq_jobs.record, n)
+    queue.enqueue(rq_jobs.sync_order, n)
 with client.context("user_signed_in"):  # a signed-in user's request enqueues a job
-    queue.enqueue(rq_jobs.on_behalf)
+    queue.enqueue(rq_jobs.send_invoice, 42)
 if os.environ.get("KILL_ONE"):
-    queue.enqueue(rq_jobs.killed)
+    queue.enqueue(killed_jobs.killed)
 print(json.dumps({"enqueued": len(queue)}))
 """
+
+
+def app(folder: Path) -> None:
+    shutil.copy(EXAMPLES / "rq_jobs.py", folder / "rq_jobs.py")
+    write_module(folder, "killed_jobs", KILLED)
 
 
 def burst_worker(folder: Path, env: dict[str, str]) -> Background:
@@ -83,7 +80,7 @@ def burst_worker(folder: Path, env: dict[str, str]) -> Background:
 def test_a_burst_worker_delivers_every_job_in_few_requests(
     tmp_path: Path, engine: ExternalServer, redis_url: str
 ) -> None:
-    write_module(tmp_path, "rq_jobs", JOB_MODULE)
+    app(tmp_path)
     spool = tmp_path / "spool"
     env = job_env(tmp_path, engine, redis_url, SANKOFA_SPOOL_DIR=str(spool))
     enqueued = run_script(PRODUCER, tmp_path, {**env, "JOBS": str(JOBS), "KILL_ONE": "1"}, 60)
@@ -111,7 +108,7 @@ def test_a_burst_worker_delivers_every_job_in_few_requests(
 def test_without_a_spool_each_horse_delivers_before_it_ends(
     tmp_path: Path, engine: ExternalServer, redis_url: str
 ) -> None:
-    write_module(tmp_path, "rq_jobs", JOB_MODULE)
+    app(tmp_path)
     env = job_env(tmp_path, engine, redis_url)
     assert run_script(PRODUCER, tmp_path, {**env, "JOBS": "3"}, 60) == {"enqueued": 4}
 
