@@ -12,6 +12,11 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
+import requests
+
+from sankofa_sdk import Client
+
 from ..e2e.external_server import ExternalServer
 from .components import require_module
 from .conftest import EXAMPLES
@@ -56,7 +61,11 @@ def app(folder: Path) -> None:
     write_module(folder, "killed_jobs", KILLED)
 
 
-def burst_worker(folder: Path, env: dict[str, str]) -> Background:
+def burst_worker(
+    folder: Path,
+    env: dict[str, str],
+    worker_class: str = "sankofa_sdk.integrations.rq.SankofaWorker",
+) -> Background:
     return Background(
         [
             sys.executable,
@@ -67,7 +76,7 @@ def burst_worker(folder: Path, env: dict[str, str]) -> Background:
             "--url",
             env["REDIS_URL"],
             "--worker-class",
-            "sankofa_sdk.integrations.rq.SankofaWorker",
+            worker_class,
             "--logging_level",
             "WARNING",
         ],
@@ -128,3 +137,51 @@ def test_without_a_spool_each_horse_delivers_before_it_ends(
 def event_names(engine: ExternalServer, distinct_id: str) -> list[str]:
     events = engine._call("GET", f"people/{distinct_id}/events")["events"]
     return [event["event_name"] for event in reversed(events)]
+
+
+NO_PROPAGATION = """
+from sankofa_sdk.integrations.rq import SankofaWorker
+
+
+class Worker(SankofaWorker):
+    propagate_identity = False
+"""
+
+
+def test_a_worker_subclass_can_run_every_job_in_a_fresh_identity(
+    tmp_path: Path, engine: ExternalServer, redis_url: str
+) -> None:
+    app(tmp_path)
+    write_module(tmp_path, "no_propagation", NO_PROPAGATION)
+    env = job_env(tmp_path, engine, redis_url, SANKOFA_SPOOL_DIR=str(tmp_path / "spool"))
+    assert run_script(PRODUCER, tmp_path, {**env, "JOBS": "0"}, 60) == {"enqueued": 1}
+    worker = burst_worker(tmp_path, env, "no_propagation.Worker")
+    try:
+        code = worker.wait(timeout=120)
+    finally:
+        worker.kill()
+    assert code == 0, worker.output()[-5000:]
+    assert engine.wait_until_applied(30)
+    assert engine.stats()["events"] == 1
+    # Ran anonymously: nobody by that id was stored.
+    with pytest.raises(requests.HTTPError, match="404"):
+        event_names(engine, "user_signed_in")
+
+
+def test_sankofa_queue_puts_the_identity_in_the_jobs_meta(redis_url: str, client: Client) -> None:
+    from redis import Redis
+
+    from sankofa_sdk.integrations.rq import SankofaQueue
+
+    with Redis.from_url(redis_url) as connection:
+        queue = SankofaQueue(connection=connection, sankofa_client=client)
+        outside = queue.enqueue("rq_jobs.send_invoice", 1)
+        with client.context("user_60", anonymous_id="anon-60"):
+            inside = queue.enqueue("rq_jobs.send_invoice", 2)
+            own = queue.enqueue("rq_jobs.send_invoice", 3, meta={"sankofa_identity": {}})
+        assert "sankofa_identity" not in outside.meta
+        assert inside.meta["sankofa_identity"] == {
+            "distinct_id": "user_60",
+            "anonymous_id": "anon-60",
+        }
+        assert own.meta["sankofa_identity"] == {}  # the caller's own wins
