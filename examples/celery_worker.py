@@ -1,12 +1,16 @@
 """A Celery worker that sends analytics from its tasks.
 
-``setup_celery()`` gives every task its own identity, flushes when a task ends and shuts the
-client down with the worker. Tasks that act for a user pass ``distinct_id=``; a task that
-``identify``-s (here: stitching a signup's anonymous id) affects that task only.
+``setup_celery()`` runs every task in the identity it was sent from (a signed-in request's
+user), else in a fresh one of its own, and shuts the client down whenever a worker process
+ends; the client's thread delivers in batches, never one request per task. Tasks that act for
+someone else pass ``distinct_id=``; a task that ``identify``-s (here: stitching a signup's
+anonymous id) affects that task only.
 
-Run a worker (any broker; the client comes from ``SANKOFA_API_KEY`` / ``SANKOFA_HOST``):
+Run a worker (any broker; the client comes from ``SANKOFA_API_KEY`` / ``SANKOFA_HOST``, and
+``SANKOFA_SPOOL_DIR`` keeps what a killed child tracked for the worker to deliver):
 
-    CELERY_BROKER_URL=redis://localhost:6379/0 celery -A celery_worker worker
+    CELERY_BROKER_URL=redis://localhost:6379/0 SANKOFA_SPOOL_DIR=/var/lib/myapp/sankofa \
+        celery -A celery_worker worker
 
 or the demo, which runs the tasks in-process against the bundled reference server:
 
@@ -31,8 +35,8 @@ app = Celery(
 )
 
 # The module-level client (sankofa_sdk.init(), or SANKOFA_API_KEY in the environment), looked up
-# when a task runs. Pass a Client to setup_celery() to use your own.
-setup_celery(flush_timeout=2.0)
+# when a task is sent or runs. Pass a Client to setup_celery() to use your own.
+setup_celery()
 
 
 @app.task

@@ -74,7 +74,8 @@ class IdentityScope:
     """Per-context identity of one client."""
 
     def __init__(self) -> None:
-        self._var: ContextVar[Held] = ContextVar("sankofa_identity")
+        # None: no identity yet (made when first needed), as in a job that carried none.
+        self._var: ContextVar[Optional[Held]] = ContextVar("sankofa_identity")
         # anonymous id -> the user this process last aliased it to, oldest first. A web app
         # seeds each request from the browser's cookie, so calling identify() in every request
         # would otherwise send the same alias once per request.
@@ -148,6 +149,14 @@ class IdentityScope:
                 del aliased[next(iter(aliased))]
         return last != distinct_id
 
+    def carried(self) -> Optional[tuple[Optional[str], str]]:
+        """What a job enqueued in this context takes along: (the known id, or None while
+        anonymous; the anonymous id). None when this context never had an identity."""
+        identity = self._get()
+        if identity is None:
+            return None
+        return (identity.distinct_id if identity.identified else None, identity.anonymous_id)
+
     def reset(self) -> None:
         """Forget the known id and start a fresh anonymous one."""
         self._set(_anonymous())
@@ -170,7 +179,17 @@ class IdentityScope:
 
     # --- a request's identity, for the web integrations ----------------------------------
 
-    def open_request(self, anonymous_id: Optional[str]) -> Token[Held]:
+    def open_job(
+        self, distinct_id: Optional[str], anonymous_id: Optional[str]
+    ) -> Token[Optional[Held]]:
+        """Give this context a job's identity until :meth:`restore`: the ids the job carried
+        (seeded as :meth:`scope` does), else none yet, so that a fresh anonymous identity is
+        made only if the job needs one (a job that names its users never pays for it)."""
+        if distinct_id is None and anonymous_id is None:
+            return self._var.set(None)
+        return self._var.set(_seeded(distinct_id, anonymous_id))
+
+    def open_request(self, anonymous_id: Optional[str]) -> Token[Optional[Held]]:
         """Give this context a new request's identity, shared by every copy of the context.
 
         Returns the token for :meth:`restore`; a context made for the request alone may
@@ -182,9 +201,9 @@ class IdentityScope:
         """What this context holds, to carry into code that runs outside it (see :meth:`hold`)."""
         return self._var.get(None)
 
-    def hold(self, held: Held) -> Token[Held]:
+    def hold(self, held: Held) -> Token[Optional[Held]]:
         """Hold what :meth:`held` returned elsewhere, until :meth:`restore` with the token."""
         return self._var.set(held)
 
-    def restore(self, token: Token[Held]) -> None:
+    def restore(self, token: Token[Optional[Held]]) -> None:
         self._var.reset(token)

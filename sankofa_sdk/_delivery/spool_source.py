@@ -19,10 +19,18 @@ like any other: its split, its retries and its end are noted in the directory it
 Each operation keeps one ``$insert_id`` whatever the path: a call kept as JSON carries the id
 it was given on the caller's thread; a call kept as values gets the id made from its
 directory and number (``SpoolDirectory.insert_id``), the same in whichever process reads it.
+
+Handing off. A runner that forks a short-lived child per job (RQ's work horse, which ends with
+``os._exit``) calls :func:`hand_off_forked_children` in its long-lived process. A spool made
+in a process forked from it afterwards only writes: it reads nothing back, sends nothing and
+adopts nothing, and a flush returns once the calls are on disk. When the child is gone its
+directory is adopted by the long-lived process's client, which delivers every child's calls
+together: no request per job, and nothing lost however the child ends.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import NamedTuple, Optional
@@ -52,8 +60,26 @@ ADOPT_INTERVAL = 5.0
 """How often a live client looks for directories whose owner died."""
 COMPACT_BATCHES_BYTES = 8 * 1024 * 1024
 """Our batches.log is rewritten (pending batches and finished operations only) past this."""
+ABSORB_MAX_BYTES = 1024 * 1024
+"""A dead directory this small with no batch under way is copied into our own (see
+``SpoolSource._absorb``) rather than delivered on its own."""
 
 Report = Callable[[DeliveryError, list[Reported]], None]
+
+_hand_off_to: Optional[int] = None
+"""The process whose forked children hand their spool to it (see the module's docstring)."""
+
+
+def hand_off_forked_children() -> None:
+    """From now on, spools made in processes forked from this one only write to disk; this
+    process's client on the same ``spool_dir`` adopts and delivers what they leave."""
+    global _hand_off_to
+    _hand_off_to = os.getpid()
+
+
+def handing_off() -> bool:
+    """True in a process forked from one that called :func:`hand_off_forked_children`."""
+    return _hand_off_to is not None and _hand_off_to != os.getpid()
 
 
 def say_unavailable(root: str, exc: OSError, stats: Stats, report: Report) -> None:
@@ -124,6 +150,8 @@ class SpoolSource(MemorySource):
         self._waiting_markers: list[Marker] = []
         self.writable = True
         self._opened_at = time.time()
+        self.hands_off = handing_off()
+        """Only write: the process we were forked from delivers our directory once we are gone."""
 
     def disk_bytes(self) -> int:
         """Bytes of the spool's segments still on disk, adopted directories included (read by
@@ -160,8 +188,11 @@ class SpoolSource(MemorySource):
 
     def flush_marker(self, marker: Marker) -> None:
         own = self.own
-        if own is not None:
+        if own is not None and not self.hands_off:
             self._flush_targets[marker] = own.next_seq - 1
+        # A flush also takes over what dead processes left, now rather than at the next scan:
+        # a worker flushing at its end delivers the directories of the children it outlived.
+        self._next_scan = 0.0
         super().flush_marker(marker)
 
     def failed(self, exc: OSError) -> None:
@@ -178,10 +209,21 @@ class SpoolSource(MemorySource):
 
     def fill(self, backlog: Backlog) -> Intake:
         memory = super().fill(backlog)
-        recovered = self._adopt()
+        if self.hands_off:
+            # What is on disk is delivered by the process we were forked from: a flush waits
+            # for our calls the disk refused (in memory) only.
+            return memory
+        recovered, absorbed = self._adopt()
+        own = self.own
+        if absorbed and own is not None:
+            # A flush waiting now waits for what was just copied into our directory too.
+            for marker in list(self._flush_targets):
+                self._flush_targets[marker] = own.next_seq - 1
         room = self._options_room(backlog)
         if room > 0:
             self._read(backlog, room)
+        if self.adopted:
+            self._drop_delivered_adopted()
         # Flushes wait until everything written to disk before them was read.
         self._waiting_markers.extend(memory.markers)
         placed: list[Marker] = []
@@ -196,24 +238,84 @@ class SpoolSource(MemorySource):
     def _options_room(self, backlog: Backlog) -> int:
         return backlog.max_bytes - backlog.encoded_bytes - backlog.held_bytes
 
-    def _adopt(self) -> list[Batch]:
-        """Take over directories whose owner died (every few seconds at most); the batches
-        they were sending, to be resent first with their own bodies and keys."""
+    def _adopt(self) -> tuple[list[Batch], bool]:
+        """Take over directories whose owner died (every few seconds at most, and at a
+        flush): the batches they were sending, to be resent first with their own bodies and
+        keys; and whether any was copied into our own directory."""
         now = self._clock.now()
         if now < self._next_scan:
-            return []
+            return [], False
         self._next_scan = now + ADOPT_INTERVAL
         mine = {s.path for s in self.adopted}
         if self.own is not None:
             mine.add(self.own.path)
         recovered: list[Batch] = []
+        absorbed = False
         for directory in SpoolDirectory.adopt_dead(self.root, mine):
-            self.adopted.append(directory)
-            recovered.extend(self._recovered(directory, b) for b in directory.pending.values())
             if directory.damaged_bytes:
                 self._damaged(directory, directory.damaged_bytes)
+            if self._absorb(directory):
+                absorbed = True
+                continue
+            self.adopted.append(directory)
+            recovered.extend(self._recovered(directory, b) for b in directory.pending.values())
             logger.info("adopted the spool %s left by a process that is gone", directory.path)
-        return recovered
+        return recovered, absorbed
+
+    def _absorb(self, directory: SpoolDirectory) -> bool:
+        """Copy a small dead directory with no batch under way into our own, then remove it.
+
+        A batch holds the operations of one directory (its notes go there), so a hundred
+        directories of short-lived processes (a work horse per job) would cost a hundred
+        requests; copied, they go in full batches. Each operation keeps its ``$insert_id``
+        (copied as the JSON the engine gets). The only window for a duplicate is a death
+        between the copy and the removal (the next adopter then finds both).
+
+        False when the directory is adopted as it is instead: too large, a batch under way,
+        our spool full or refusing (what was copied so far is noted finished there first).
+        """
+        own = self.own
+        if (
+            own is None
+            or not self.writable
+            or directory.pending
+            or directory.written_bytes > ABSORB_MAX_BYTES
+        ):
+            return False
+        records, damaged = directory.read(4 * ABSORB_MAX_BYTES)
+        if damaged:
+            self._damaged(directory, damaged)
+        copied: list[DiskOrigin] = []
+        rest = records
+        if directory.fully_read():
+            for index, (segment, found) in enumerate(records):
+                origin = DiskOrigin(directory, segment, found.seq)
+                data = found.payload if found.kind == OP else self._unpacked(found, origin)[0]
+                if data is None:
+                    continue  # reported, and finished in that directory
+                if own.written_bytes + len(data) > self._max_bytes:
+                    rest = records[index:]
+                    break
+                try:
+                    own.append(data, OP)
+                except SpoolError as exc:
+                    self.failed(exc)
+                    rest = records[index:]
+                    break
+                copied.append(origin)
+            else:
+                directory.remove()
+                logger.debug("copied the spool %s of a process that is gone", directory.path)
+                return True
+        if copied:
+            self._safely(directory.note_finished, [o.seq for o in copied])
+            directory.finished([o.segment for o in copied])
+        for segment, found in rest:
+            origin = DiskOrigin(directory, segment, found.seq)
+            data = found.payload if found.kind == OP else self._unpacked(found, origin)[0]
+            if data is not None:
+                self._backlog.add(data, origin)
+        return False
 
     def _recovered(self, directory: SpoolDirectory, pending: PendingBatch) -> Batch:
         """A batch a dead process noted as going out: resent as it was, with its key. Its
@@ -333,6 +435,8 @@ class SpoolSource(MemorySource):
         return 0 if own is None else own.next_seq - 1 - self._read_seq
 
     def all_read(self) -> bool:
+        if self.hands_off:
+            return True  # nothing of the disk is ours to read
         return all(d.fully_read() for d in self._directories())
 
     def close(self, left_behind: int) -> None:
@@ -340,7 +444,14 @@ class SpoolSource(MemorySource):
         for the next process to adopt. Adopted directories are let go the same way."""
         left_behind += self.unread()
         self._stats.set_left_in_spool(left_behind)
-        if left_behind:
+        if left_behind and self.hands_off:
+            logger.debug(
+                "%d operation(s) handed to process %s through the spool %s",
+                left_behind,
+                _hand_off_to,
+                self.root,
+            )
+        elif left_behind:
             logger.warning(
                 "shutdown: %d operation(s) not delivered yet stay in the spool "
                 "%s; the next client on the same spool_dir delivers them",
@@ -378,13 +489,18 @@ class SpoolSource(MemorySource):
 
     def _tidy(self) -> None:
         """Remove adopted directories that are delivered; keep our batches.log small."""
+        self._drop_delivered_adopted()
+        own = self.own
+        if own is not None and own.batches_log_size() > self._compact_at:
+            self._safely(own.compact_batches)
+
+    def _drop_delivered_adopted(self) -> None:
+        """Remove adopted directories with nothing left to deliver (some held nothing at all:
+        a job that tracked nothing), so that each one's lock is let go at once."""
         for directory in list(self.adopted):
             if directory.empty():
                 directory.remove()
                 self.adopted.remove(directory)
-        own = self.own
-        if own is not None and own.batches_log_size() > self._compact_at:
-            self._safely(own.compact_batches)
 
     def _safely(self, action: Callable[..., None], *args: object) -> None:
         try:

@@ -106,6 +106,10 @@ class App:
         self.kept = KeptBodies()
         self.console: Optional[ConsoleRoutes] = None
         self.request_count = 0
+        self.ingest_count = 0
+        """Requests to /api/v1 (what a client sends), however they were answered."""
+        self.rate_limited_count = 0
+        """Requests answered 429 by the rate limiter."""
         self._count_lock = threading.Lock()
         # next() is atomic: handler threads share it. A stored request keeps its number, so
         # numbering goes on from the last one a reopened store holds.
@@ -130,6 +134,7 @@ class App:
         sequence = next(self._sequence)  # taken first: the writer stores it with the body
         with self._count_lock:
             self.request_count += 1
+            self.ingest_count += is_ingest
         before_limit, after_limit = _cors.layers(path, route)
         cors = _cors.Headers()
         lookup = request.headers.get
@@ -157,6 +162,8 @@ class App:
             if is_ingest and self.limiter is not None:
                 verdict = self.limiter.hit(request.headers.get("x-api-key"), request.peer)
             if verdict is not None and not verdict.allowed:
+                with self._count_lock:
+                    self.rate_limited_count += 1
                 answer = Response(
                     429, _responses.RATE_LIMITED_BODY, _responses.JSON, verdict.headers
                 )
@@ -211,6 +218,8 @@ class App:
             "repeated_keys": self.idempotency.repeated,
             "repeated_after_success": self.idempotency.repeated_after_success,
             "requests": self.request_count,
+            "ingest_requests": self.ingest_count,
+            "rate_limited": self.rate_limited_count,
             "pending": self.writer.pending_items,
             "write_errors": self.writer.write_errors,
             "faults_injected": self.faults.injected,
@@ -220,6 +229,8 @@ class App:
         """Forget the request log, kept bodies, the request counter and rate-limit windows."""
         with self._count_lock:
             self.request_count = 0
+            self.ingest_count = 0
+            self.rate_limited_count = 0
         self.records.clear()
         self.kept.clear()
         if self.limiter is not None:

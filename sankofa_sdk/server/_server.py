@@ -364,7 +364,8 @@ class ReferenceServer:
         ``Idempotency-Key`` an earlier one with the same API key carried, however either was
         answered: resends), ``repeated_after_success`` (of those, the ones whose key an
         earlier request had been answered 2xx for: a batch sent again after it was taken),
-        ``requests``, ``pending``, ``write_errors``, ``faults_injected``.
+        ``requests``, ``ingest_requests`` (those to ``/api/v1``), ``rate_limited`` (answered
+        429), ``pending``, ``write_errors``, ``faults_injected``.
         ``GET /reference/v1/stats`` answers the same.
         """
         counts = self._store.stats(*self._scope(project_id, environment))

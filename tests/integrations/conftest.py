@@ -18,6 +18,9 @@ import pytest
 from sankofa_sdk import Client
 from sankofa_sdk.server import ReferenceServer
 
+from ..e2e.external_server import ExternalServer
+from .components import RedisServer, redis_server
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -86,3 +89,28 @@ def load_example(name: str) -> ModuleType:
         sys.path.insert(0, str(EXAMPLES))
     sys.modules.pop(name, None)
     return importlib.import_module(name)
+
+
+@pytest.fixture(scope="session")
+def redis_session() -> Iterator[RedisServer]:
+    """One ``redis-server`` for the whole run (it starts in milliseconds, but once is enough)."""
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_session: RedisServer) -> str:
+    """The Redis of this run, emptied for the test: ``redis://127.0.0.1:PORT`` (no database)."""
+    redis_session.flush()
+    return redis_session.url
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[ExternalServer]:
+    """The reference server in its own process, at the engine's default rate limit (500
+    requests per 60 s per key), for tests that count requests and 429s."""
+    server = ExternalServer(tmp_path / "engine.log")
+    try:
+        yield server
+    finally:
+        server.stop()

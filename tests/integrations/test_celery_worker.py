@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -66,9 +66,7 @@ def test_eager_tasks_have_their_own_identity_and_leave_the_caller_alone(
     stats_id = example.export_public_stats.delay().get()
     assert stats_id not in ("user_42", "user_caller")
     assert default_client.distinct_id == "user_caller"
-    # flush_interval is 60 s: only the flush after each task can have delivered these
-    assert default_client.stats()["queued"] == 0
-    assert backend.wait_until_applied(10)
+    assert default_client.flush(10) and backend.wait_until_applied(10)
 
     assert backend.aliases() == [("anon-signup-42", "user_42")]
     person = backend.get_person("user_42")
@@ -117,7 +115,7 @@ def test_setup_celery_with_an_explicit_client_and_no_flush(
         client.track("Task Ran")
         return client.distinct_id
 
-    hooks = setup_celery(client, flush_after_task=False)
+    hooks = setup_celery(client)
     try:
         assert sign_in.delay("user_44").get() == "user_44"
         assert client.distinct_id != "user_44"
@@ -125,6 +123,46 @@ def test_setup_celery_with_an_explicit_client_and_no_flush(
         hooks.disconnect()
     assert client.flush(10) and backend.wait_until_applied(10)
     assert event_names(backend, "user_44") == ["Task Ran"]
+
+
+def test_a_flush_after_each_task_is_an_opt_in(
+    make_client: Callable[..., Client], backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery import Celery
+
+    from sankofa_sdk.integrations.celery import setup_celery
+
+    client = make_client(flush_interval=60)  # only a flush can deliver in this test's time
+    flushes: list[Optional[float]] = []
+    flush = client.flush
+
+    def counted_flush(timeout: Optional[float] = 10.0) -> bool:
+        flushes.append(timeout)
+        return flush(timeout)
+
+    monkeypatch.setattr(client, "flush", counted_flush)
+    app = Celery("flushing", broker="memory://", backend="cache+memory://")
+    app.conf.task_always_eager = True
+
+    @app.task
+    def report(n: int) -> None:
+        client.track("Report Built", {"n": n}, distinct_id="user_45")
+
+    hooks = setup_celery(client)
+    try:
+        report.delay(1).get()
+        assert flushes == []  # no request per task by default
+    finally:
+        hooks.disconnect()
+    hooks = setup_celery(client, flush_after_task=True, flush_timeout=3.0)
+    try:
+        report.delay(2).get()
+        assert flushes == [3.0]
+        assert client.stats()["delivered"] == 2  # the task's flush sent both
+    finally:
+        hooks.disconnect()
+    assert backend.wait_until_applied(10)
+    assert event_names(backend, "user_45") == ["Report Built", "Report Built"]
 
 
 def test_the_same_task_id_on_two_threads_ends_each_threads_own_identity(client: Client) -> None:

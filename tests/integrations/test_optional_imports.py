@@ -50,3 +50,24 @@ def test_using_a_helper_without_its_framework_raises_a_clear_import_error() -> N
         """
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_job_runner_modules_say_what_is_missing_when_imported() -> None:
+    # Their classes subclass the runner's (an RQ Worker, a Dramatiq Middleware): they import
+    # it when imported themselves, and only then; nothing else imports them.
+    done = run(
+        """
+        import importlib, sys
+        import sankofa_sdk, sankofa_sdk.integrations
+        assert not {"rq", "dramatiq"} & set(sys.modules)
+        for name, package in (("rq", "rq"), ("dramatiq", "dramatiq")):
+            sys.modules[package] = None  # as if not installed
+            try:
+                importlib.import_module("sankofa_sdk.integrations." + name)
+            except ImportError as exc:
+                assert f"pip install {package}" in str(exc), exc
+            else:
+                raise AssertionError("no ImportError")
+        """
+    )
+    assert done.returncode == 0, done.stderr

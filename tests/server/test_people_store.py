@@ -604,6 +604,8 @@ def test_http_events_history_and_stats(server: ReferenceServer) -> None:
         "repeated_keys": 0,
         "repeated_after_success": 0,
         "requests": len(server.requests),
+        "ingest_requests": 1,
+        "rate_limited": 0,
         "pending": 0,
         "write_errors": 0,
         "faults_injected": 0,

@@ -27,7 +27,10 @@ def test_headers_count_down_then_429(limited: ReferenceServer) -> None:
     for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
         assert reply.header(name) is None
     assert limited.wait_until_applied()
-    assert limited.stats()["events"] == 3
+    stats = limited.stats()
+    assert stats["events"] == 3
+    # What a client sent, and how much of it the limiter refused, without the reads.
+    assert (stats["ingest_requests"], stats["rate_limited"]) == (4, 1)
 
 
 def test_all_ingest_routes_share_one_counter_per_key(limited: ReferenceServer) -> None:
