@@ -194,7 +194,7 @@ def test_calls_that_returned_survive_the_process_while_the_server_is_down(
 def test_kills_at_random_moments_lose_nothing_and_apply_nothing_twice(
     external: Callable[..., ExternalServer], tmp_path: Path
 ) -> None:
-    kill_at_random(external(), tmp_path / "spool", kills=20, seed=1)
+    kill_at_random(external(), tmp_path / "spool", kills=10, seed=1)
 
 
 def test_kills_against_an_engine_that_does_not_deduplicate(
@@ -204,7 +204,7 @@ def test_kills_against_an_engine_that_does_not_deduplicate(
     # resent (at most one per kill), and batches.log is rewritten after every batch, so
     # kills land right after rewrites.
     kill_at_random(
-        external("--no-dedup"), tmp_path / "spool", kills=20, seed=2, rewrite_at=1, dedup=False
+        external("--no-dedup"), tmp_path / "spool", kills=10, seed=2, rewrite_at=1, dedup=False
     )
 
 
