@@ -948,7 +948,10 @@ def _on_event_loop_thread() -> bool:
 
 
 def _seconds(value: float) -> float:
-    """A timeout argument as seconds that threading accepts (no overflow for 1e10 or inf)."""
+    """A timeout argument as seconds that threading accepts (no overflow for 1e10 or inf; NaN
+    and negatives are 0). Anything but a number is refused with the argument named."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, not {value!r}")
     return min(max(0.0, float(value)), threading.TIMEOUT_MAX / 2)
 
 

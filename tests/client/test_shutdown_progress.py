@@ -12,6 +12,8 @@ import socket
 import time
 from typing import Any
 
+import pytest
+
 from sankofa_sdk import Client, DeliveryError, SankofaError
 from sankofa_sdk.testing import RecordingTransport, Reply
 
@@ -139,3 +141,14 @@ def test_an_engine_that_is_down_over_http_is_never_of_unknown_fate() -> None:
     stats = client.stats()
     assert stats["unknown_fate"] == 0, stats
     assert stats["dropped"] == {"shutdown": 5}
+
+
+@pytest.mark.parametrize("timeout", ["5", b"5", True, [1]])
+def test_a_timeout_that_is_not_a_number_is_refused_clearly(timeout: Any) -> None:
+    client = Client(API_KEY, transport=RecordingTransport())
+    client.track("Queued", distinct_id="user_1")
+    for call in (client.flush, client.flush_if_due, client.shutdown):
+        with pytest.raises(TypeError, match="timeout must be a number of seconds"):
+            call(timeout)
+    client.shutdown()
+    assert client.stats()["delivered"] == 1  # nothing lost by the refused calls
